@@ -1,0 +1,3630 @@
+#!/usr/bin/env python3
+# /// script
+# requires-python = ">=3.9"
+# dependencies = []
+# ///
+"""imagegen: make a bitmap from a prompt with your ChatGPT subscription and save it.
+
+It reads the ChatGPT login that the Codex CLI keeps (~/.codex/auth.json), refreshes it
+when needed without breaking Codex's own login, asks the Codex backend for an image and
+saves it under assets/generated/ (or where -o says). Standard library only.
+
+    imagegen "a flat icon of a paper plane, blue on white" -o assets/icons/plane.png
+    imagegen "make the sky a sunset" -i photo.jpg --json
+
+Exit codes: 0 saved, 1 internal error, 2 usage, 3 auth, 4 rate limit, 5 backend,
+6 no image (refusal or text-only answer), 7 output path, 130 interrupted.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Iterator
+
+__version__ = "0.1.0"
+
+HELP = """\
+usage: imagegen [generate] PROMPT [options]
+       imagegen auth status [--json]
+       imagegen auth login [--open-browser]
+       imagegen batch FILE.jsonl [options]
+       imagegen --version | --help
+
+Make an image from a prompt through your ChatGPT subscription (the Codex login in
+~/.codex/auth.json) and save it into the current project.
+
+prompt (exactly one):
+  PROMPT                    the prompt, as one quoted argument
+  -p, --prompt TEXT         the prompt
+  --prompt-file FILE        read the prompt from FILE (- = stdin)
+
+output:
+  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>
+  --force                   allow -o to replace an existing file
+  --meta                    also write <image>.json with the prompt, models and sizes
+  -q, --quiet               stdout: saved paths only; stderr: errors only
+  --json                    stdout: one JSON object
+  --no-progress             no live progress line
+  --dry-run                 print the request(s) that would be sent; no network, no login needed
+
+image:
+  --size auto|WxH           (auto) gpt-image-2: sides divisible by 16, ratio 1:3..3:1,
+                            655,360..8,294,400 pixels, long edge <= 3840
+  --quality Q               auto, low, medium, high (auto)
+  --background B            auto, opaque, transparent (auto); transparent needs png or webp
+  --format F                png, jpeg, webp (from the -o extension, else png); alias --output-format
+  --compression 0..100      jpeg and webp only
+  --moderation M            auto, low
+  -n, --count N             how many images, 1..10 (1)
+  --parallel N              requests in flight, 1..8 (min(count, 4))
+
+edits:
+  -i, --image PATH|URL      reference image (repeatable); makes the request an edit
+  --mask PNG                edit mask, same size as the first image (needs -i)
+  --input-fidelity F        low, high
+  --action A                auto, generate, edit
+
+backend:
+  --backend B               codex, gateway, responses, api (codex; env IMAGEGEN_BACKEND)
+  --route R                 auto, responses, images (auto; env IMAGEGEN_ROUTE); codex only
+  --model M                 host chat model for the Responses route (gpt-5.5; env IMAGEGEN_MODEL)
+  --image-model M           image model (gpt-image-2; env IMAGEGEN_IMAGE_MODEL)
+  --base-url URL            override the backend's base URL
+  --config PATH             the api backend's key file
+  --timeout S               total budget for one image, seconds (300)
+  --stall-timeout S         longest silence from the server, seconds (120; 0 = none)
+  --retries N               re-sends after transient failures, 0..5 (2)
+
+batch FILE.jsonl (- = stdin): one JSON object a line, {"prompt": ..., "out": ..., "size": ...};
+  the options above are the defaults for every line; existing outputs are skipped.
+
+Secrets are never taken from the command line: tokens and keys come from files or the
+environment (CODEX_HOME, CODEX_AUTH_FILE, IMAGEGEN_API_KEY, CODEX_API_TOKEN, ...).
+
+exit codes:
+  0 every image saved         4 rate limit or quota (the message says when it resets)
+  1 internal error (a bug)    5 backend: network, timeout, 5xx, malformed answer
+  2 usage: bad arguments      6 no image: refusal or a text-only answer
+  3 auth: log in again        7 output: cannot or will not write the path
+  130 interrupted
+"""
+
+# Constants ##################################################################################
+
+CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # the Codex CLI's public OAuth client id
+DEFAULT_CODEX_BASE_URL = "https://chatgpt.com/backend-api/codex"
+DEFAULT_AUTH_BASE_URL = "https://auth.openai.com"
+DEFAULT_API_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
+DEFAULT_GATEWAY_TOKEN = "devtoken"  # agent-cli-to-api's local default
+DEFAULT_MODEL = "gpt-5.5"
+DEFAULT_IMAGE_MODEL = "gpt-image-2"
+ORIGINATOR = "codex_cli_rs"
+# The backend answers a stale `version` header with "requires a newer version of Codex";
+# version.json may lag, so never send less than a release known to work.
+CODEX_VERSION_FLOOR = "0.169.0"
+INSTRUCTIONS = (
+    "You are an image generation assistant. For every request, call the image_generation "
+    "tool exactly once to create the image the user describes, following the description "
+    "faithfully. Do not ask questions and do not answer with text instead of an image."
+)
+
+FORMATS = ("png", "jpeg", "webp")
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+FORMAT_OF_EXTENSION = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+# Image extensions we cannot produce: -o with one of these is a mistake, not a stem.
+OTHER_IMAGE_EXTENSIONS = {".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".svg", ".ico"}
+MIME_OF_FORMAT = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+CLASSIC_SIZES = ("1024x1024", "1536x1024", "1024x1536")
+MIN_PIXELS = 655_360
+MAX_PIXELS = 3840 * 2160
+MAX_EDGE = 3840
+
+REFRESH_SKEW_S = 60  # refresh this long before the access token's exp
+REFRESH_INTERVAL_S = 8 * 24 * 3600  # Codex's rule when the token carries no exp
+LOCK_WAIT_S = 30.0
+MAX_ERROR_CHARS = 500
+MAX_REFERENCE_BYTES = 20 * 1024 * 1024  # the backends' data-URL limit is about 20 MiB
+MAX_RESPONSE_BYTES = 192 * 1024 * 1024  # a 3840x2160 PNG in base64 is well under this
+MAX_IMAGES_CODEX_ROUTE = 5  # what Codex itself sends on /images/edits
+MAX_IMAGES = 16
+DOWNLOAD_TIMEOUT_S = 60.0
+DEVICE_LOGIN_LIMIT_S = 15 * 60
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 8.0
+RETRY_AFTER_CAP_S = 60.0
+CONTENT_POLICY_CODES = {
+    "image_content_policy_violation", "content_policy_violation", "moderation_blocked",
+    "content_filter", "safety_violation", "cyber_policy", "image_generation_user_error",
+}
+QUOTA_CODES = {"usage_limit_reached", "usage_not_included", "insufficient_quota"}
+IMAGE_ERROR_CODES = {
+    "invalid_image", "invalid_base64_image", "image_too_large", "image_too_small",
+    "image_parse_error", "unsupported_image_media_type", "invalid_image_format",
+    "invalid_image_url", "image_file_too_large",
+}
+
+
+# Errors #####################################################################################
+
+class ImagegenError(Exception):
+    """An expected failure: main() prints its message and exits with its code."""
+
+    exit_code = 1
+    kind = "internal"
+
+    def __init__(self, message: str, *, transient: bool = False,
+                 retry_after: float | None = None, fallback: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient  # worth a re-send within --retries
+        self.retry_after = retry_after  # seconds the server asked us to wait
+        self.fallback = fallback  # route auto may try the next route: it cost nothing
+
+
+class UsageError(ImagegenError):
+    exit_code, kind = 2, "usage"
+
+
+class AuthError(ImagegenError):
+    exit_code, kind = 3, "auth"
+
+
+class RateLimitError(ImagegenError):
+    exit_code, kind = 4, "rate_limit"
+
+
+class BackendError(ImagegenError):
+    exit_code, kind = 5, "backend"
+
+
+class NoImageError(ImagegenError):
+    exit_code, kind = 6, "no_image"
+
+
+class OutputError(ImagegenError):
+    exit_code, kind = 7, "output"
+
+
+class Interrupted(ImagegenError):
+    exit_code, kind = 130, "interrupted"
+
+
+class Unauthorized(AuthError):
+    """HTTP 401: the caller may refresh the login once and send again."""
+
+
+# Redaction ##################################################################################
+
+_SECRET_PATTERNS = (
+    # JWTs (access and id tokens) wherever they appear
+    (re.compile(r"eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"), "***"),
+    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]{6,}"), r"\1***"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{12,}"), "***"),
+    (re.compile(r"\brt_[A-Za-z0-9_.-]{12,}"), "***"),
+    (re.compile(
+        r"(?i)([\"']?(?:access_token|refresh_token|id_token|api_key|apikey|openai_api_key|token|"
+        r"authorization|code_verifier|authorization_code|client_secret|password)[\"']?\s*[:=]\s*"
+        r"[\"']?)(?!(?i:bearer|basic)\s)(?!\*\*\*)([^\"'\s,}&]{4,})"), r"\1***"),
+)
+
+
+class Secrets:
+    """The secrets of one run; redact() is the one function every output passes through."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, *values: str | None) -> None:
+        with self._lock:
+            self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            values = sorted(self._values, key=len, reverse=True)
+        for value in values:
+            if value in text:
+                text = text.replace(value, "***")
+        for pattern, replacement in _SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+
+# Small pure helpers #########################################################################
+
+def utc_now_rfc3339(now: float) -> str:
+    """Codex's last_refresh format: RFC 3339, UTC, microseconds, Z."""
+    import datetime
+    stamp = datetime.datetime.fromtimestamp(now, tz=datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_rfc3339(text: Any) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    import datetime
+    cleaned = text.strip().replace("Z", "+00:00")
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?([+-]\d\d:\d\d)?$", cleaned)
+    if not match:
+        return None
+    fraction = (match.group(2) or "")[:7]  # Python 3.9 takes at most 6 digits
+    try:
+        stamp = datetime.datetime.fromisoformat(
+            match.group(1) + fraction.ljust(7, "0")[:7] + (match.group(3) or "+00:00"))
+    except ValueError:
+        return None
+    return stamp.timestamp()
+
+
+def jwt_claims(token: Any) -> dict:
+    """The claims of a JWT, unverified; {} when it is not one."""
+    if not isinstance(token, str) or token.count(".") < 2:
+        return {}
+    payload = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def shorten_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value if len(value) <= 10 else f"{value[:4]}…{value[-4:]}"
+
+
+def human_bytes(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.0f} KB"
+    return f"{count / 1024 / 1024:.1f} MB"
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """A Retry-After header in seconds or as an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def try_again_seconds(message: str) -> float | None:
+    """The delay in "Please try again in 1.5s" (or ms), as the backend words it."""
+    match = re.search(r"(?i)try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)\b", message or "")
+    if not match:
+        return None
+    amount = float(match.group(1))
+    return amount / 1000 if match.group(2).lower() == "ms" else amount
+
+
+def describe_reset(resets_at: float | None, now: float) -> str:
+    """ "resets at 14:05 (in 2h 3m)" in local time."""
+    if resets_at is None:
+        return ""
+    left = max(0, int(resets_at - now))
+    local = time.localtime(resets_at)
+    when = time.strftime("%H:%M" if left < 20 * 3600 else "%a %d %b %H:%M", local)
+    hours, minutes = divmod(left // 60, 60)
+    span = f"{hours}h {minutes}m" if hours else f"{max(minutes, 1)}m" if left >= 60 else f"{left}s"
+    return f"resets at {when} (in {span})"
+
+
+# Options and the Job ########################################################################
+
+@dataclass(frozen=True)
+class Job:
+    """One generate command, validated. None means "not set by the user"."""
+
+    prompt: str
+    out: str | None = None
+    force: bool = False
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    format: str = "png"
+    format_set: bool = False
+    compression: int | None = None
+    moderation: str | None = None
+    images: tuple[str, ...] = ()
+    mask: str | None = None
+    input_fidelity: str | None = None
+    action: str | None = None
+    count: int = 1
+    parallel: int = 1
+    backend: str = "codex"
+    route: str = "auto"
+    model: str = DEFAULT_MODEL
+    image_model: str = DEFAULT_IMAGE_MODEL
+    image_model_set: bool = False
+    base_url: str | None = None
+    config: str | None = None
+    timeout: float = 300.0
+    stall_timeout: float = 120.0
+    retries: int = 2
+    quiet: bool = False
+    json: bool = False
+    progress: bool = True
+    dry_run: bool = False
+    meta: bool = False
+
+    @property
+    def is_edit(self) -> bool:
+        return bool(self.images)
+
+
+CHOICES = {
+    "quality": ("auto", "low", "medium", "high"),
+    "background": ("auto", "opaque", "transparent"),
+    "moderation": ("auto", "low"),
+    "input_fidelity": ("low", "high"),
+    "action": ("auto", "generate", "edit"),
+    "backend": ("codex", "gateway", "responses", "api"),
+    "route": ("auto", "responses", "images"),
+}
+ENV_DEFAULTS = {
+    "backend": "IMAGEGEN_BACKEND", "route": "IMAGEGEN_ROUTE",
+    "model": "IMAGEGEN_MODEL", "image_model": "IMAGEGEN_IMAGE_MODEL",
+}
+# The options a batch line may carry, by their long names (both spellings of format).
+JOB_OPTIONS = (
+    "prompt", "out", "force", "size", "quality", "background", "format", "output_format",
+    "compression", "moderation", "image", "mask", "input_fidelity", "action", "count",
+    "parallel", "backend", "route", "model", "image_model", "base_url", "config", "timeout",
+    "stall_timeout", "retries", "meta",
+)
+
+
+def is_gpt_image_2(model: str) -> bool:
+    return model == "gpt-image-2" or model.startswith("gpt-image-2-")
+
+
+def check_size(size: str, image_model: str) -> None:
+    """Raise UsageError unless `size` is auto or a size the image model accepts."""
+    if size == "auto":
+        return
+    match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", size)
+    if not match:
+        raise UsageError(f"--size must be auto or WIDTHxHEIGHT, like 1536x1024 (got {size!r})")
+    width, height = int(match.group(1)), int(match.group(2))
+    if not is_gpt_image_2(image_model):
+        if size not in CLASSIC_SIZES:
+            raise UsageError(f"{image_model} takes --size {', '.join(CLASSIC_SIZES)} or auto "
+                             f"(got {size})")
+        return
+    problems = []
+    if width % 16 or height % 16:
+        problems.append("both sides must be divisible by 16")
+    if max(width, height) > 3 * min(width, height):
+        problems.append("the aspect ratio must be within 1:3 and 3:1")
+    if width * height > MAX_PIXELS:
+        problems.append(f"at most {MAX_PIXELS:,} pixels (3840x2160)")
+    if max(width, height) > MAX_EDGE:
+        problems.append(f"the long edge must be at most {MAX_EDGE}")
+    if width * height < MIN_PIXELS:
+        problems.append(f"at least {MIN_PIXELS:,} pixels (e.g. 1024x640)")
+    if problems:
+        raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems))
+
+
+def _as_int(name: str, value: Any, low: int, high: int) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, float) and value != number:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name.replace('_', '-')} must be a whole number "
+                         f"from {low} to {high} (got {value!r})") from None
+    if not low <= number <= high:
+        raise UsageError(f"--{name.replace('_', '-')} must be from {low} to {high} (got {number})")
+    return number
+
+
+def _as_seconds(name: str, value: Any, allow_zero: bool) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name.replace('_', '-')} must be a number of seconds "
+                         f"(got {value!r})") from None
+    if number != number or number < 0 or (number == 0 and not allow_zero) or number > 86400:
+        raise UsageError(f"--{name.replace('_', '-')} must be a positive number of seconds"
+                         + (" (0 = none)" if allow_zero else "") + f" (got {value!r})")
+    return number
+
+
+def make_job(options: dict, env: dict) -> Job:
+    """Validate options (long names; None = not given) into a Job, or raise UsageError."""
+    get = options.get
+    values: dict[str, Any] = {}
+    prompt = get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UsageError("no prompt: give it as an argument, with -p, or with --prompt-file")
+    values["prompt"] = prompt
+    for name, variable in ENV_DEFAULTS.items():
+        value = get(name)
+        source = f"--{name.replace('_', '-')}"
+        if value is None and env.get(variable):
+            value, source = env[variable], variable
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"{source} must be a non-empty string")
+        if name in CHOICES and value not in CHOICES[name]:
+            raise UsageError(f"{source} must be one of {', '.join(CHOICES[name])} (got {value!r})")
+        values[name] = value
+    if "image_model" in values:
+        values["image_model_set"] = True
+    for name in ("quality", "background", "moderation", "input_fidelity", "action"):
+        value = get(name)
+        if value is not None:
+            if value not in CHOICES[name]:
+                raise UsageError(f"--{name.replace('_', '-')} must be one of "
+                                 f"{', '.join(CHOICES[name])} (got {value!r})")
+            values[name] = value
+
+    out = get("out")
+    if out is not None:
+        if not isinstance(out, str) or not out:
+            raise UsageError("-o/--out must be a path")
+        values["out"] = out
+    fmt = get("format") or get("output_format")
+    if fmt is not None:
+        fmt = {"jpg": "jpeg"}.get(str(fmt).lower(), str(fmt).lower())
+        if fmt not in FORMATS:
+            raise UsageError(f"--format must be one of png, jpeg, webp (got {fmt!r})")
+    if out and not out.endswith(("/", os.sep)):
+        ext = os.path.splitext(out)[1].lower()
+        if ext in OTHER_IMAGE_EXTENSIONS:
+            raise UsageError(f"cannot write {ext} files: use .png, .jpg or .webp (-o {out})")
+        ext_format = FORMAT_OF_EXTENSION.get(ext)
+        if ext_format and fmt and ext_format != fmt:
+            raise UsageError(f"-o {out} says {ext_format} but --format says {fmt}")
+        fmt = fmt or ext_format
+    values["format"] = fmt or "png"
+    values["format_set"] = fmt is not None
+
+    image_model = values.get("image_model", DEFAULT_IMAGE_MODEL)
+    size = get("size")
+    if size is not None:
+        size = str(size).strip().lower()
+        check_size(size, image_model)
+        values["size"] = size
+    if get("compression") is not None:
+        values["compression"] = _as_int("compression", get("compression"), 0, 100)
+        if values["format"] == "png":
+            raise UsageError("--compression applies to jpeg and webp only")
+    if values.get("background") == "transparent" and values["format"] == "jpeg":
+        raise UsageError("--background transparent needs png or webp, not jpeg")
+
+    images = get("image") or ()
+    if isinstance(images, str):
+        images = (images,)
+    if not isinstance(images, (list, tuple)) or not all(isinstance(i, str) and i for i in images):
+        raise UsageError("image must be a path or URL, or a list of them")
+    if len(images) > MAX_IMAGES:
+        raise UsageError(f"at most {MAX_IMAGES} reference images (got {len(images)})")
+    values["images"] = tuple(images)
+    if get("mask") is not None:
+        if not images:
+            raise UsageError("--mask needs at least one -i/--image to apply to")
+        values["mask"] = str(get("mask"))
+    if values.get("route") == "images" and len(images) > MAX_IMAGES_CODEX_ROUTE:
+        raise UsageError(f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference "
+                         f"images (got {len(images)})")
+
+    count = _as_int("count", get("count") if get("count") is not None else 1, 1, 10)
+    values["count"] = count
+    parallel = get("parallel")
+    values["parallel"] = (_as_int("parallel", parallel, 1, 8) if parallel is not None
+                          else min(count, 4))
+    if get("retries") is not None:
+        values["retries"] = _as_int("retries", get("retries"), 0, 5)
+    if get("timeout") is not None:
+        values["timeout"] = _as_seconds("timeout", get("timeout"), allow_zero=False)
+    if get("stall_timeout") is not None:
+        values["stall_timeout"] = _as_seconds("stall_timeout", get("stall_timeout"),
+                                              allow_zero=True)
+    for name in ("base_url", "config"):
+        if get(name) is not None:
+            values[name] = str(get(name))
+    if values.get("base_url") and not re.match(r"(?i)^https?://[^/\s]+", values["base_url"]):
+        raise UsageError(f"--base-url must be an http(s) URL (got {values['base_url']!r})")
+    for name in ("force", "quiet", "json", "dry_run", "meta"):
+        if get(name):
+            values[name] = True
+    if get("no_progress"):
+        values["progress"] = False
+    return Job(**values)
+
+
+# Names and paths ############################################################################
+
+def slugify(prompt: str, limit: int = 48) -> str:
+    """ASCII, lower case, runs of other characters as '-', cut at a word, 'image' if empty."""
+    import unicodedata
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if len(slug) > limit:
+        cut = slug[:limit + 1]
+        slug = cut[:cut.rfind("-")] if "-" in cut[1:] else slug[:limit]
+        slug = slug.strip("-")
+    return slug or "image"
+
+
+def is_inside(path: str, directory: str) -> bool:
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def relative_for_display(path: str, cwd: str) -> str:
+    """Relative to cwd when inside it, else absolute (the contract's stdout rule)."""
+    absolute = os.path.abspath(path)
+    if is_inside(absolute, cwd) and os.path.realpath(absolute) != os.path.realpath(cwd):
+        return os.path.relpath(absolute, cwd)
+    return absolute
+
+
+# Image bytes ################################################################################
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int | None
+    height: int | None
+
+
+def sniff_image(data: bytes) -> ImageInfo | None:
+    """PNG, JPEG or WebP by signature, with the dimensions from the headers; else None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            return ImageInfo("png", int.from_bytes(data[16:20], "big"),
+                             int.from_bytes(data[20:24], "big"))
+        return ImageInfo("png", None, None)
+    if data[:3] == b"\xff\xd8\xff":
+        return ImageInfo("jpeg", *_jpeg_size(data))
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ImageInfo("webp", *_webp_size(data))
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int | None, int | None]:
+    position = 2
+    while position + 9 < len(data):
+        if data[position] != 0xFF:
+            position += 1
+            continue
+        marker = data[position + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            position += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(data[position + 5:position + 7], "big")
+            width = int.from_bytes(data[position + 7:position + 9], "big")
+            return width, height
+        if marker == 0xDA or length < 2:
+            break
+        position += 2 + length
+    return None, None
+
+
+def _webp_size(data: bytes) -> tuple[int | None, int | None]:
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:
+        return (int.from_bytes(data[24:27], "little") + 1,
+                int.from_bytes(data[27:30], "little") + 1)
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(data) >= 30:
+        return (int.from_bytes(data[26:28], "little") & 0x3FFF,
+                int.from_bytes(data[28:30], "little") & 0x3FFF)
+    return None, None
+
+
+_BASE64_RE = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+
+
+def decode_image_base64(text: str | bytes, where: str) -> bytes:
+    """Strict base64 of an image; BackendError when it is not base64 or not an image."""
+    raw = text.encode("ascii", "replace") if isinstance(text, str) else text
+    raw = raw.strip()
+    if not raw or len(raw) % 4 or not _BASE64_RE.fullmatch(raw):
+        raise BackendError(f"the {where} holds an image that is not valid base64")
+    data = base64.b64decode(raw)
+    if sniff_image(data) is None:
+        raise BackendError(f"the {where} holds data that is not a PNG, JPEG or WebP image "
+                           f"({len(data)} bytes starting {data[:8].hex()})")
+    return data
+
+
+def compact_base64(value: Any) -> Any:
+    """For --dry-run: every base64 payload over 64 characters becomes <base64: N bytes>."""
+    if isinstance(value, dict):
+        return {key: compact_base64(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [compact_base64(item) for item in value]
+    if isinstance(value, str) and len(value) > 64:
+        prefix, _, payload = value.rpartition("base64,") if value.startswith("data:") else (
+            "", "", value)
+        if _BASE64_RE.fullmatch(payload.encode("ascii", "replace")) and len(payload) > 64:
+            size = len(payload) * 3 // 4 - payload[-2:].count("=")
+            return f"{prefix}{'base64,' if prefix else ''}<base64: {size} bytes>"
+    return value
+
+
+# Server-sent events #########################################################################
+
+@dataclass(frozen=True)
+class SSEEvent:
+    event: str
+    data: bytes
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class SSEDecoder:
+    """Incremental server-sent-events framing (WHATWG): bytes in any chunks, events out.
+
+    CR, LF and CRLF end lines (also a CRLF split across chunks); ':' lines are comments;
+    several data lines join with '\\n'; one space after the colon is dropped; a blank line
+    dispatches. Only the current line and the current event are held.
+    """
+
+    def __init__(self) -> None:
+        self._partial = bytearray()
+        self._data: list[bytes] = []
+        self._event = ""
+        self._skip_lf = False
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        if not chunk:
+            return events
+        if not self._started:
+            self._started = True
+            if chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+        if self._skip_lf and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        self._skip_lf = False
+        start = 0
+        for match in _LINE_END.finditer(chunk):
+            if self._partial:
+                self._partial += chunk[start:match.start()]
+                line = bytes(self._partial)
+                self._partial.clear()
+            else:
+                line = chunk[start:match.start()]
+            self._line(line, events)
+            start = match.end()
+        if start < len(chunk):
+            self._partial += chunk[start:]
+        elif chunk.endswith(b"\r"):
+            self._skip_lf = True
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: a last event not followed by a blank line is still dispatched."""
+        events: list[SSEEvent] = []
+        if self._partial:
+            line = bytes(self._partial)
+            self._partial.clear()
+            self._line(line, events)
+        self._dispatch(events)
+        return events
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        if not line:
+            self._dispatch(events)
+            return
+        if line[:1] == b":":
+            return
+        name, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+    def _dispatch(self, events: list[SSEEvent]) -> None:
+        if self._data:
+            data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            events.append(SSEEvent(self._event, data))
+        self._data = []
+        self._event = ""
+
+
+# Reading answers (pure) #####################################################################
+
+@dataclass(frozen=True)
+class RawImage:
+    """An image as the server sent it, checked, with what the server said about it."""
+
+    data: bytes
+    info: ImageInfo
+    revised_prompt: str | None = None
+    model: str | None = None
+    size: str | None = None
+
+
+def _error_fields(payload: Any) -> tuple[str, str]:
+    """(code, message) from the error shapes the backends use."""
+    if not isinstance(payload, dict):
+        return "", str(payload or "")
+    error = payload.get("error", payload)
+    if isinstance(error, str):
+        return error, str(payload.get("error_description") or payload.get("message") or error)
+    if not isinstance(error, dict):
+        error = payload
+    detail = payload.get("detail")
+    if isinstance(detail, dict):
+        error = detail
+    code = error.get("code") or error.get("type") or payload.get("code") or ""
+    message = error.get("message") or (detail if isinstance(detail, str) else "") or ""
+    return str(code), str(message)
+
+
+def failure_error(code: str, message: str, where: str) -> ImagegenError:
+    """Map a failure the model or server reported inside an answer to the contract's kinds."""
+    text = f"{message} ({code})" if code and code not in message else (message or code)
+    lowered = f"{code} {message}".lower()
+    if code in CONTENT_POLICY_CODES or "content policy" in lowered or "safety system" in lowered:
+        return NoImageError(f"the request was refused by the content policy: {text}")
+    if code in QUOTA_CODES:
+        return RateLimitError(f"usage limit reached: {text}")
+    if code == "rate_limit_exceeded":
+        delay = try_again_seconds(message)
+        return RateLimitError(f"rate limited: {text}", transient=True,
+                              retry_after=delay if delay is not None else None)
+    if code in ("server_is_overloaded", "slow_down", "server_error", "internal_error") or not code:
+        return BackendError(f"{where} failed: {text or 'no reason given'}", transient=True)
+    if code in IMAGE_ERROR_CODES:
+        return UsageError(f"the server rejected a reference image: {text}")
+    return BackendError(f"{where} failed: {text}")
+
+
+class ResponsesReader:
+    """Pure reading of a Responses stream: JSON events in, images or a mapped error out."""
+
+    def __init__(self) -> None:
+        self.images: list[RawImage] = []
+        self.pending: list[dict] = []  # image items from response.completed, used if none else
+        self.text: list[str] = []
+        self.deltas: list[str] = []
+        self.completed = False
+        self.failure: ImagegenError | None = None
+        self.model: str | None = None
+        self.tool_model: str | None = None
+        self.partials = 0
+
+    def feed(self, event: dict) -> str | None:
+        """Take one event; return the phase it starts (for progress), if any."""
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            return None
+        if kind == "response.created" and isinstance(event.get("response"), dict):
+            response = event["response"]
+            self.model = response.get("model") or self.model
+            for tool in response.get("tools") or ():
+                if isinstance(tool, dict) and tool.get("type") == "image_generation":
+                    self.tool_model = tool.get("model") or self.tool_model
+            return "thinking"
+        if kind == "response.output_item.done":
+            item = event.get("item")
+            if isinstance(item, dict):
+                return self._item(item)
+            return None
+        if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
+            self.deltas.append(event["delta"])
+            return None
+        if kind == "response.image_generation_call.in_progress":
+            return "queued"
+        if kind == "response.image_generation_call.generating":
+            return "generating"
+        if kind == "response.image_generation_call.partial_image":
+            self.partials += 1
+            return "receiving"
+        if kind == "response.completed":
+            self.completed = True
+            response = event.get("response")
+            if isinstance(response, dict):
+                for item in response.get("output") or ():
+                    if isinstance(item, dict) and item.get("type") == "image_generation_call":
+                        self.pending.append(item)
+                    elif isinstance(item, dict) and item.get("type") == "message" and not self.text:
+                        self._item(item)
+            return "done"
+        if kind == "error":
+            self.failure = self.failure or failure_error(
+                str(event.get("code") or ""), str(event.get("message") or ""), "the image request")
+            return None
+        if kind == "response.failed":
+            response = event.get("response") if isinstance(event.get("response"), dict) else {}
+            code, message = _error_fields(response.get("error") or {})
+            self.failure = failure_error(code, message, "the image request")
+            return None
+        if kind == "response.incomplete":
+            response = event.get("response") if isinstance(event.get("response"), dict) else {}
+            details = response.get("incomplete_details") or {}
+            reason = details.get("reason") if isinstance(details, dict) else None
+            if reason == "content_filter":
+                self.failure = NoImageError(
+                    "the request was refused by the content policy (incomplete: content_filter)")
+            else:
+                self.failure = BackendError(
+                    f"the answer was cut short by the server (incomplete: {reason or 'unknown'})")
+            return None
+        return None
+
+    def _item(self, item: dict) -> str | None:
+        if item.get("type") == "image_generation_call":
+            result = item.get("result")
+            if isinstance(result, str) and result:
+                self.images.append(self._image(item))
+                return "received"
+            if item.get("status") == "failed":
+                self.failure = self.failure or BackendError("the image generation call failed")
+            return None
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    self.text.append(part["text"])
+                elif isinstance(part, dict) and isinstance(part.get("refusal"), str):
+                    self.text.append(part["refusal"])
+        return None
+
+    def _image(self, item: dict) -> RawImage:
+        data = decode_image_base64(item["result"], "image_generation_call result")
+        return RawImage(data=data, info=sniff_image(data),  # type: ignore[arg-type]
+                        revised_prompt=item.get("revised_prompt"),
+                        model=item.get("model") or self.tool_model, size=item.get("size"))
+
+    def result(self) -> list[RawImage]:
+        """The images, or the error the stream amounts to."""
+        if not self.images:
+            for item in self.pending:
+                if isinstance(item.get("result"), str) and item["result"]:
+                    self.images.append(self._image(item))
+        if self.images:
+            return self.images
+        if self.failure:
+            raise self.failure
+        if not self.completed:
+            raise BackendError("the stream ended before the image arrived (truncated answer)",
+                               transient=True)
+        said = " ".join(self.text).strip() or "".join(self.deltas).strip()
+        if said:
+            raise NoImageError(f"the model answered with text instead of an image: "
+                               f"{said[:MAX_ERROR_CHARS]}", fallback=True)
+        raise NoImageError("the model finished without making an image", fallback=True)
+
+
+def images_from_json(payload: Any, where: str) -> list[dict]:
+    """The data[] entries of an Images answer ({"data": [{"b64_json"|"url"}]})."""
+    if not isinstance(payload, dict):
+        raise BackendError(f"the {where} answer is not a JSON object")
+    data = payload.get("data")
+    if not isinstance(data, list) or not data:
+        if payload.get("error") or payload.get("detail"):
+            code, message = _error_fields(payload)
+            raise failure_error(code, message, where)
+        keys = ", ".join(sorted(payload)) or "nothing"
+        raise NoImageError(f"the {where} answer holds no image (it has: {keys})")
+    return [entry for entry in data if isinstance(entry, dict)]
+
+
+_DATA_URI_RE = re.compile(r"data:image/(png|jpe?g|webp);base64,([A-Za-z0-9+/=\s]+)")
+
+
+def images_from_chat(payload: Any) -> tuple[list[RawImage], str]:
+    """Images in a chat completion's message (data URIs in text or parts), and its text."""
+    try:
+        content = payload["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise BackendError("the gateway's answer has no choices[0].message") from None
+    texts: list[str] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            if isinstance(url, str):
+                texts.append(url)
+    images = []
+    for match in _DATA_URI_RE.finditer("\n".join(texts)):
+        data = decode_image_base64(re.sub(r"\s+", "", match.group(2)), "gateway answer")
+        images.append(RawImage(data=data, info=sniff_image(data)))  # type: ignore[arg-type]
+    said = _DATA_URI_RE.sub("", " ".join(texts))
+    said = re.sub(r"!\[[^\]]*\]\(\s*\)", "", said).strip()
+    return images, said
+
+
+def error_from_http(status: int, headers: Any, body: bytes, *, version_sent: str | None = None,
+                    now: float | None = None) -> ImagegenError:
+    """Map an HTTP error answer to the contract's kinds; never dumps an HTML page.
+    The error keeps the status and headers (for quota headers and pending polls)."""
+    error = _error_from_http(status, headers, body, version_sent, now)
+    error.status = status  # type: ignore[attr-defined]
+    error.headers = headers  # type: ignore[attr-defined]
+    return error
+
+
+def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str | None,
+                     now: float | None) -> ImagegenError:
+    now = time.time() if now is None else now
+    text = body.decode("utf-8", "replace")
+    try:
+        payload = json.loads(text) if text.strip() else None
+    except ValueError:
+        payload = None
+    is_json = isinstance(payload, dict)
+    code, message = _error_fields(payload) if is_json else ("", "")
+    error = payload.get("error") if is_json and isinstance(payload.get("error"), dict) else {}
+    kind = str(error.get("type") or "")
+    diagnostics = ", ".join(f"{name} {headers.get(name)}" for name in ("x-request-id", "cf-ray")
+                            if headers is not None and headers.get(name))
+    suffix = f" [{diagnostics}]" if diagnostics else ""
+    if not is_json:
+        looks_html = re.search(r"(?i)<\s*(!doctype|html|head|body|title)\b", text) is not None
+        if looks_html:
+            title = re.search(r"(?is)<title[^>]*>(.*?)</title>", text)
+            shown = f"an HTML page{': ' + title.group(1).strip()[:100] if title else ''}"
+        else:
+            shown = " ".join(text.split())[:MAX_ERROR_CHARS] or "an empty body"
+        message = shown
+    detail = message or code or "no details"
+    retry_after = parse_retry_after(headers.get("Retry-After") if headers else None, now)
+
+    if status == 429:
+        if kind in QUOTA_CODES or code in QUOTA_CODES:
+            resets_at = error.get("resets_at")
+            if not isinstance(resets_at, (int, float)) and isinstance(
+                    error.get("resets_in_seconds"), (int, float)):
+                resets_at = now + error["resets_in_seconds"]
+            plan = f" on the {error['plan_type']} plan" if error.get("plan_type") else ""
+            reset = describe_reset(resets_at, now) if isinstance(resets_at, (int, float)) else ""
+            err = RateLimitError(f"usage limit reached{plan}"
+                                 + (f"; {reset}" if reset else "; the server did not say when it "
+                                    "resets") + f" ({detail[:MAX_ERROR_CHARS]}){suffix}")
+            err.retry_after = max(0.0, resets_at - now) if isinstance(
+                resets_at, (int, float)) else None
+            return err
+        delay = retry_after if retry_after is not None else try_again_seconds(message)
+        return RateLimitError(f"rate limited (HTTP 429): {detail[:MAX_ERROR_CHARS]}{suffix}",
+                              transient=True, retry_after=delay)
+    if status == 401:
+        return Unauthorized(f"the server refused the login (HTTP 401): "
+                            f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+    if status == 403:
+        if not is_json:
+            return BackendError(
+                f"HTTP 403 with {message} instead of an API answer: a proxy, firewall or CDN "
+                f"blocked the request (check HTTPS_PROXY, VPN or network){suffix}")
+        return AuthError(f"the server refused access (HTTP 403): {detail[:MAX_ERROR_CHARS]}"
+                         f"{suffix}")
+    lowered = detail.lower()
+    if "newer version of codex" in lowered or "requires a newer version" in lowered:
+        sent = f" (this tool sent the header `version: {version_sent}`)" if version_sent else ""
+        return BackendError(f"the server says the client is too old: it requires a newer "
+                            f"version of Codex{sent}; update Codex so ~/.codex/version.json "
+                            f"is current, or update imagegen{suffix}")
+    if code in CONTENT_POLICY_CODES or "content policy" in lowered or "safety system" in lowered:
+        return NoImageError(f"the request was refused by the content policy: "
+                            f"{detail[:MAX_ERROR_CHARS]}")
+    if status >= 500:
+        return BackendError(f"the server failed (HTTP {status}): {detail[:MAX_ERROR_CHARS]}"
+                            f"{suffix}", transient=True, retry_after=retry_after)
+    about_input = (code in IMAGE_ERROR_CODES or re.search(r"(?i)\b(prompt|image|mask)", detail)
+                   is not None)
+    err = BackendError(f"the server rejected the request (HTTP {status}): "
+                       f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+    err.fallback = status == 404 or (status == 400 and not about_input)
+    if code in IMAGE_ERROR_CODES:
+        return UsageError(f"the server rejected a reference image (HTTP {status}): "
+                          f"{detail[:MAX_ERROR_CHARS]}")
+    return err
+
+
+# Transport ##################################################################################
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request, fully built; `shown` is the body as --dry-run prints it."""
+
+    method: str
+    url: str
+    headers: dict
+    body: bytes | None = None
+    shown: Any = None
+    secret_headers: tuple[str, ...] = ("Authorization",)
+    route: str = ""
+
+    def for_display(self) -> dict:
+        headers = {}
+        for name, value in self.headers.items():
+            if name in self.secret_headers:
+                scheme = value.split(" ", 1)[0] if " " in value else ""
+                value = f"{scheme} ***".strip()
+            headers[name] = value
+        return {"method": self.method, "url": self.url, "headers": headers,
+                "body": compact_base64(self.shown)}
+
+
+def json_request(method: str, url: str, headers: dict, body: Any, route: str = "",
+                 **extra: Any) -> HttpRequest:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    headers = dict(headers, **{"Content-Type": "application/json"})
+    return HttpRequest(method, url, headers, data, body, route=route, **extra)
+
+
+class Response:
+    """An open HTTP answer whose reads keep to the stall and total deadlines."""
+
+    def __init__(self, raw: Any, transport: "Transport", deadline: float,
+                 stall_timeout: float) -> None:
+        self.raw = raw
+        self.status = raw.status
+        self.headers = raw.headers
+        self.transport = transport
+        self.deadline = deadline
+        self.stall_timeout = stall_timeout
+        self.received = 0
+        self._decompress = None
+        encoding = (self.headers.get("Content-Encoding") or "").lower()
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            import zlib
+            self._decompress = zlib.decompressobj(47)  # gzip or zlib header, auto-detected
+
+    def chunks(self, size: int = 65536) -> Iterator[bytes]:
+        """Body chunks as they arrive; BackendError on stall, deadline, cut or excess."""
+        import http.client
+        import socket
+        while True:
+            if self.transport.cancelled():
+                raise Interrupted("interrupted")
+            remaining = self.deadline - self.transport.clock()
+            if remaining <= 0:
+                raise self.transport.timeout_error()
+            limit = min(remaining, self.stall_timeout) if self.stall_timeout else remaining
+            sock = _socket_of(self.raw)
+            if sock is not None:
+                sock.settimeout(max(0.01, limit))
+            try:
+                chunk = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
+            except (socket.timeout, TimeoutError):
+                if self.transport.clock() >= self.deadline - 0.01:
+                    raise self.transport.timeout_error() from None
+                raise BackendError(f"stalled: the server sent nothing for "
+                                   f"{self.stall_timeout:g} s (--stall-timeout)",
+                                   transient=True) from None
+            except (http.client.IncompleteRead, ConnectionError, OSError,
+                    http.client.HTTPException) as exc:
+                raise BackendError(f"the connection broke while reading the answer "
+                                   f"({type(exc).__name__})", transient=True) from None
+            if not chunk:
+                if self._decompress is not None:
+                    tail = self._decompress.flush()
+                    if tail:
+                        yield tail
+                return
+            self.received += len(chunk)
+            if self.received > MAX_RESPONSE_BYTES:
+                raise BackendError(f"the answer is larger than {human_bytes(MAX_RESPONSE_BYTES)}"
+                                   f", more than any image; stopped reading")
+            if self._decompress is not None:
+                try:
+                    chunk = self._decompress.decompress(chunk)
+                except Exception:
+                    raise BackendError("the answer's compressed body is corrupt") from None
+            if chunk:
+                yield chunk
+
+    def read_all(self, cap: int = MAX_RESPONSE_BYTES) -> bytes:
+        parts, total = [], 0
+        for chunk in self.chunks():
+            total += len(chunk)
+            if total > cap:
+                raise BackendError(f"the answer is larger than {human_bytes(cap)}; stopped")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:
+            pass
+
+
+def _socket_of(raw: Any) -> Any:
+    """The socket under an http.client response, to tighten its timeout between reads."""
+    try:
+        return raw.fp.raw._sock
+    except AttributeError:
+        return None
+
+
+class Transport:
+    """The only network code: opens requests with urllib, maps failures to errors."""
+
+    def __init__(self, opener: Any = None, clock: Callable[[], float] = time.monotonic,
+                 cancel: threading.Event | None = None, total_timeout: float = 300.0) -> None:
+        self._opener = opener
+        self.clock = clock
+        self.cancel = cancel or threading.Event()
+        self.total_timeout = total_timeout
+
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+    def timeout_error(self) -> BackendError:
+        return BackendError(f"timed out: no answer within the {self.total_timeout:g} s budget "
+                            f"(--timeout)")
+
+    def opener(self) -> Any:
+        if self._opener is None:
+            import urllib.request
+            # Built per run, not urlopen()'s global one, so proxy variables are read now.
+            self._opener = urllib.request.build_opener()
+        return self._opener
+
+    def open(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
+             ) -> Response:
+        """Send the request. Returns a 2xx Response; raises the mapped error otherwise."""
+        import socket
+        import ssl
+        import urllib.error
+        import urllib.request
+        if self.cancelled():
+            raise Interrupted("interrupted")
+        remaining = deadline - self.clock()
+        if remaining <= 0:
+            raise self.timeout_error()
+        limit = min(remaining, stall_timeout) if stall_timeout else remaining
+        raw_request = urllib.request.Request(request.url, data=request.body,
+                                             headers=request.headers, method=request.method)
+        host = urllib.request.urlparse(request.url).netloc
+        try:
+            raw = self.opener().open(raw_request, timeout=max(0.05, limit))
+        except urllib.error.HTTPError as exc:
+            body = b""
+            try:
+                body = exc.read(MAX_ERROR_CHARS * 40)
+            except Exception:
+                pass
+            finally:
+                exc.close()
+            raise error_from_http(exc.code, exc.headers, body,
+                                  version_sent=request.headers.get("version")) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(
+                    reason):
+                raise BackendError(f"TLS certificate of {host} is not trusted ({reason}); behind "
+                                   f"a corporate proxy set SSL_CERT_FILE to its CA bundle"
+                                   ) from None
+            if isinstance(reason, ssl.SSLError):
+                raise BackendError(f"TLS failed with {host}: {reason}", transient=True) from None
+            if isinstance(reason, socket.gaierror):
+                raise BackendError(f"cannot resolve {host}: no network or DNS (a sandbox without "
+                                   f"network access?)", transient=True) from None
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                raise self._timeout(deadline, stall_timeout) from None
+            if isinstance(reason, ConnectionRefusedError):
+                raise BackendError(f"cannot connect to {host}: connection refused",
+                                   transient=True) from None
+            raise BackendError(f"cannot reach {host}: {reason}", transient=True) from None
+        except (socket.timeout, TimeoutError):
+            raise self._timeout(deadline, stall_timeout) from None
+        except (ConnectionError, OSError) as exc:
+            import http.client
+            if isinstance(exc, http.client.HTTPException) or isinstance(exc, ConnectionError):
+                raise BackendError(f"the connection to {host} broke ({type(exc).__name__})",
+                                   transient=True) from None
+            raise BackendError(f"cannot reach {host}: {exc}", transient=True) from None
+        except Exception as exc:
+            import http.client
+            if isinstance(exc, http.client.HTTPException):
+                raise BackendError(f"malformed HTTP answer from {host} ({type(exc).__name__})",
+                                   transient=True) from None
+            raise
+        return Response(raw, self, deadline, stall_timeout)
+
+    def _timeout(self, deadline: float, stall_timeout: float) -> BackendError:
+        if self.clock() >= deadline - 0.05 or not stall_timeout:
+            return self.timeout_error()
+        return BackendError(f"stalled: the server sent nothing for {stall_timeout:g} s "
+                            f"(--stall-timeout)", transient=True)
+
+    def fetch_json(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
+                   ) -> tuple[Any, Response]:
+        response = self.open(request, deadline, stall_timeout)
+        try:
+            body = response.read_all()
+        finally:
+            response.close()
+        try:
+            return json.loads(body), response
+        except ValueError:
+            raise BackendError(f"the answer from {request.url.split('?')[0]} is not JSON "
+                               f"({len(body)} bytes)", transient=False) from None
+
+
+def backoff_delay(attempt: int, jitter: Callable[[], float]) -> float:
+    """Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... capped at 8 s."""
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** attempt)) * (0.8 + 0.4 * jitter())
+
+
+# Credentials: files #########################################################################
+
+def codex_home(env: dict) -> str:
+    home = env.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    return os.path.abspath(os.path.expanduser(home))
+
+
+def auth_file_path(env: dict) -> str:
+    if env.get("CODEX_AUTH_FILE"):
+        return os.path.abspath(os.path.expanduser(env["CODEX_AUTH_FILE"]))
+    if env.get("CODEX_AUTH_HOME"):
+        return os.path.join(os.path.abspath(os.path.expanduser(env["CODEX_AUTH_HOME"])),
+                            "auth.json")
+    return os.path.join(codex_home(env), "auth.json")
+
+
+def config_home(env: dict) -> str:
+    return env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+
+
+def readable_by_others(path: str) -> bool:
+    try:
+        return os.name == "posix" and bool(os.stat(path).st_mode & 0o077)
+    except OSError:
+        return False
+
+
+def write_file_atomic(path: str, data: bytes, mode: int = 0o600, prefix: str = ".tmp-") -> None:
+    """Write beside the target, fsync, rename over it: readers see old or new, never half."""
+    import tempfile
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=prefix, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+class AuthLocks:
+    """The locks Codex takes around auth.json writes: auth.lock in its directory, then
+    <auth file>.lock, both exclusive flock, in that order. No fcntl (Windows): no lock."""
+
+    def __init__(self, auth_file: str, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, wait: float = LOCK_WAIT_S) -> None:
+        self.paths = [os.path.join(os.path.dirname(auth_file), "auth.lock"), auth_file + ".lock"]
+        self.clock, self.sleep, self.wait = clock, sleep, wait
+        self._fds: list[int] = []
+
+    def __enter__(self) -> "AuthLocks":
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        deadline = self.clock() + self.wait
+        try:
+            for path in self.paths:
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                except OSError as exc:
+                    raise AuthError(f"cannot lock {path} ({exc.strerror}): the Codex home must be "
+                                    f"writable to refresh the login") from None
+                self._fds.append(fd)
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except OSError:
+                        if self.clock() > deadline:
+                            raise AuthError(f"{path} stayed locked for {self.wait:g} s (another "
+                                            f"program is writing the login)") from None
+                        self.sleep(0.05)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        while self._fds:
+            fd = self._fds.pop()
+            try:
+                os.close(fd)  # closing releases the flock
+            except OSError:
+                pass
+
+
+# Credentials: the ChatGPT login #############################################################
+
+AUTH_CLAIM = "https://api.openai.com/auth"
+PROFILE_CLAIM = "https://api.openai.com/profile"
+
+
+@dataclass(frozen=True)
+class ChatGPTLogin:
+    auth_file: str
+    access_token: str
+    refresh_token: str | None
+    id_token: str | None
+    account_id: str | None
+    last_refresh: str | None
+
+    def secrets(self) -> tuple:
+        return (self.access_token, self.refresh_token, self.id_token)
+
+
+def keyring_hint(env: dict) -> str | None:
+    """When config.toml keeps Codex's login in the OS keyring, say how to get a file."""
+    path = os.path.join(codex_home(env), "config.toml")
+    try:
+        config = load_toml(path)
+    except (OSError, UsageError):
+        return None
+    store = config.get("cli_auth_credentials_store")
+    if store in ("keyring", "auto"):
+        return (f"Codex keeps its login in the OS keyring (cli_auth_credentials_store = "
+                f"\"{store}\" in {path}), which this tool cannot read: set it to \"file\" and run "
+                f"`codex login` again, or run `imagegen auth login`")
+    return None
+
+
+def read_auth_json(path: str, env: dict) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        hint = keyring_hint(env)
+        raise AuthError(hint or f"no ChatGPT login: {path} does not exist; run "
+                                f"`imagegen auth login` (or `codex login`)") from None
+    except OSError as exc:
+        raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise AuthError(f"{path} is not valid JSON; it was left as it is: run `imagegen auth "
+                        f"login` (or `codex login`) to replace it") from None
+    if not isinstance(data, dict):
+        raise AuthError(f"{path} does not hold a Codex login (not a JSON object)")
+    return data
+
+
+def login_kind(data: dict) -> str:
+    """Codex's resolution: auth_mode, else apikey when OPENAI_API_KEY is set, else chatgpt."""
+    mode = data.get("auth_mode")
+    if isinstance(mode, str) and mode:
+        return mode.lower()
+    if data.get("OPENAI_API_KEY"):
+        return "apikey"
+    return "chatgpt" if isinstance(data.get("tokens"), dict) else "none"
+
+
+def account_id_of(tokens: dict) -> str | None:
+    account = tokens.get("account_id")
+    if isinstance(account, str) and account:
+        return account
+    claim = jwt_claims(tokens.get("id_token")).get(AUTH_CLAIM)
+    if isinstance(claim, dict) and isinstance(claim.get("chatgpt_account_id"), str):
+        return claim["chatgpt_account_id"]
+    return None
+
+
+def chatgpt_login(data: dict, path: str) -> ChatGPTLogin:
+    kind = login_kind(data)
+    if kind == "apikey":
+        raise AuthError(f"{path} holds an API key, not a ChatGPT login: run `imagegen auth login` "
+                        f"(or `codex login`), or use --backend responses with that key")
+    tokens = data.get("tokens")
+    if kind not in ("chatgpt", "chatgptauthtokens") or not isinstance(tokens, dict) \
+            or not isinstance(tokens.get("access_token"), str) or not tokens["access_token"]:
+        raise AuthError(f"{path} holds no ChatGPT tokens: run `imagegen auth login` "
+                        f"(or `codex login`)")
+    refresh = tokens.get("refresh_token")
+    return ChatGPTLogin(
+        auth_file=path, access_token=tokens["access_token"],
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        id_token=tokens.get("id_token") if isinstance(tokens.get("id_token"), str) else None,
+        account_id=account_id_of(tokens),
+        last_refresh=data.get("last_refresh") if isinstance(data.get("last_refresh"), str)
+        else None)
+
+
+def access_expiry(login: ChatGPTLogin) -> float | None:
+    exp = jwt_claims(login.access_token).get("exp")
+    return float(exp) if isinstance(exp, (int, float)) else None
+
+
+def needs_refresh(login: ChatGPTLogin, now: float) -> bool:
+    """Codex's rule: the access token's exp has passed (with 60 s to spare); with no exp,
+    last_refresh is over 8 days old."""
+    exp = access_expiry(login)
+    if exp is not None:
+        return exp - REFRESH_SKEW_S <= now
+    last = parse_rfc3339(login.last_refresh)
+    return last is None or now - last > REFRESH_INTERVAL_S
+
+
+REFRESH_FAILURES = {
+    "refresh_token_expired": "your refresh token has expired",
+    "refresh_token_reused": "your refresh token was already used",
+    "refresh_token_invalidated": "your refresh token was revoked",
+}
+
+
+def codex_version(env: dict) -> str:
+    """The larger of version.json's latest_version and the floor (a stale value is refused)."""
+    best = CODEX_VERSION_FLOOR
+    try:
+        with open(os.path.join(codex_home(env), "version.json"), encoding="utf-8") as handle:
+            latest = json.load(handle).get("latest_version")
+        if isinstance(latest, str) and re.fullmatch(r"\d+\.\d+\.\d+", latest) \
+                and version_tuple(latest) > version_tuple(best):
+            best = latest
+    except (OSError, ValueError, AttributeError):
+        pass
+    return best
+
+
+def user_agent(version: str) -> str:
+    import platform
+    system = {"Darwin": "Mac OS"}.get(platform.system(), platform.system() or "Unknown")
+    release = platform.mac_ver()[0] if system == "Mac OS" else platform.release()
+    return (f"{ORIGINATOR}/{version} ({system} {release}; {platform.machine() or 'unknown'}) "
+            f"codex-imagegen/{__version__}")
+
+
+class CodexAuth:
+    """The ChatGPT login of one run, shared by its threads: read once, refreshed when the
+    token has expired or a request got 401, serialized with other processes and Codex."""
+
+    def __init__(self, env: dict, transport: Transport, secrets: Secrets,
+                 clock: Callable[[], float] = time.time, retries: int = 2,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.env, self.transport, self.secrets = env, transport, secrets
+        self.clock, self.retries, self.sleep = clock, retries, sleep
+        self.path = auth_file_path(env)
+        self._lock = threading.Lock()
+        self._login: ChatGPTLogin | None = None
+
+    def token_url(self) -> str:
+        override = self.env.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE")
+        if override:
+            return override
+        base = (self.env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
+        return f"{base}/oauth/token"
+
+    def _read(self) -> ChatGPTLogin:
+        login = chatgpt_login(read_auth_json(self.path, self.env), self.path)
+        self.secrets.add(*login.secrets())
+        return login
+
+    def peek(self) -> ChatGPTLogin:
+        """The login as the file holds it, without refreshing (for --dry-run)."""
+        with self._lock:
+            if self._login is None:
+                self._login = self._read()
+            return self._login
+
+    def current(self) -> ChatGPTLogin:
+        """A usable login, refreshed first when its access token has expired."""
+        with self._lock:
+            if self._login is None:
+                self._login = self._read()
+            if needs_refresh(self._login, self.clock()):
+                self._login = self._refresh(self._login)
+            return self._login
+
+    def after_unauthorized(self, rejected: str) -> ChatGPTLogin:
+        """After a 401: another thread or program may have refreshed already; else refresh."""
+        with self._lock:
+            if self._login is not None and self._login.access_token != rejected:
+                return self._login
+            on_disk = self._read()
+            if on_disk.access_token != rejected and not needs_refresh(on_disk, self.clock()):
+                self._login = on_disk
+            else:
+                self._login = self._refresh(on_disk, rejected=rejected)
+            return self._login
+
+    def _refresh(self, stale: ChatGPTLogin, rejected: str | None = None) -> ChatGPTLogin:
+        import tempfile
+        directory = os.path.dirname(self.path)
+        with AuthLocks(self.path):
+            data = read_auth_json(self.path, self.env)
+            fresh = chatgpt_login(data, self.path)
+            self.secrets.add(*fresh.secrets())
+            if fresh.access_token not in (stale.access_token, rejected) \
+                    and not needs_refresh(fresh, self.clock()):
+                return fresh  # another process refreshed while we waited for the lock
+            if not fresh.refresh_token:
+                raise AuthError(f"the access token in {self.path} has expired and there is no "
+                                f"refresh token: run `imagegen auth login` (or `codex login`)")
+            # Prove the directory is writable before spending the (rotating) refresh token.
+            try:
+                fd, probe = tempfile.mkstemp(prefix=".auth-", dir=directory)
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as exc:
+                raise AuthError(f"the login needs a refresh but {directory} is not writable "
+                                f"({exc.strerror}); nothing was sent") from None
+            answer = self._post_refresh(fresh.refresh_token)
+            tokens = data.setdefault("tokens", {})
+            for name in ("id_token", "access_token", "refresh_token"):
+                if isinstance(answer.get(name), str) and answer[name]:
+                    tokens[name] = answer[name]
+            self.secrets.add(*(answer.get(n) for n in ("id_token", "access_token",
+                                                        "refresh_token")))
+            data["last_refresh"] = utc_now_rfc3339(self.clock())
+            text = json.dumps(data, indent=2, ensure_ascii=False)
+            try:
+                write_file_atomic(self.path, text.encode("utf-8"), 0o600, prefix=".auth-")
+            except OSError as exc:
+                raise AuthError(f"the login was refreshed but {self.path} could not be written "
+                                f"({exc.strerror}); run `codex login` again") from None
+            return chatgpt_login(data, self.path)
+
+    def _post_refresh(self, refresh_token: str) -> dict:
+        version = codex_version(self.env)
+        request = json_request("POST", self.token_url(), {
+            "Accept": "application/json", "originator": ORIGINATOR,
+            "User-Agent": user_agent(version)},
+            {"client_id": CLIENT_ID, "grant_type": "refresh_token",
+             "refresh_token": refresh_token})
+        for attempt in range(self.retries + 1):
+            deadline = self.transport.clock() + 60
+            try:
+                answer, _ = self.transport.fetch_json(request, deadline, 60)
+            except Unauthorized as exc:
+                raise self._refresh_refused(exc) from None
+            except (AuthError, BackendError, RateLimitError, UsageError, NoImageError) as exc:
+                if isinstance(exc, BackendError) and exc.transient and attempt < self.retries:
+                    self.sleep(backoff_delay(attempt, lambda: 0.5))
+                    continue
+                if isinstance(exc, BackendError) and exc.message.startswith(("cannot", "TLS")):
+                    raise BackendError(f"could not refresh the login: {exc.message}") from None
+                raise AuthError(f"could not refresh the login: {exc.message}") from None
+            if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str):
+                raise AuthError("could not refresh the login: the token endpoint's answer has "
+                                "no access_token")
+            return answer
+        raise AuthError("could not refresh the login")  # not reached
+
+    @staticmethod
+    def _refresh_refused(exc: ImagegenError) -> AuthError:
+        text = exc.message
+        for code, why in REFRESH_FAILURES.items():
+            if code in text:
+                return AuthError(f"your access token could not be refreshed because {why} "
+                                 f"({code}): log in again with `imagegen auth login` "
+                                 f"(or `codex login`)")
+        return AuthError("your access token could not be refreshed (HTTP 401): log in again "
+                         "with `imagegen auth login` (or `codex login`)")
+
+
+# Credentials: config.toml ###################################################################
+
+def load_toml(path: str) -> dict:
+    """config.toml as a dict: tomllib on 3.11+, else a reader for the subset Codex uses."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            return parse_toml_subset(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise UsageError(f"{path} is not UTF-8 text") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+_TOML_KEY = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
+
+
+def _toml_keys(text: str, line_no: int) -> list[str]:
+    keys = re.findall(rf"\s*({_TOML_KEY})\s*(?:\.|$)", text)
+    if not keys or not re.fullmatch(rf"\s*{_TOML_KEY}(\s*\.\s*{_TOML_KEY})*\s*", text):
+        raise UsageError(f"config.toml line {line_no}: cannot read the key {text.strip()!r}")
+    return [json.loads(k) if k.startswith('"') else k.strip("'") for k in keys]
+
+
+def _toml_value(text: str, line_no: int) -> tuple[Any, str]:
+    """One value from the start of text; returns (value, rest)."""
+    text = text.lstrip()
+    if text.startswith('"""') or text.startswith("'''"):
+        raise UsageError(f"config.toml line {line_no}: multi-line strings are not supported "
+                         f"here (Python 3.11 or later reads them)")
+    match = re.match(r'"((?:[^"\\]|\\.)*)"', text)
+    if match:
+        try:
+            return json.loads(f'"{match.group(1)}"'), text[match.end():]
+        except ValueError:
+            raise UsageError(f"config.toml line {line_no}: bad escape in a string") from None
+    match = re.match(r"'([^']*)'", text)
+    if match:
+        return match.group(1), text[match.end():]
+    match = re.match(r"(true|false)\b", text)
+    if match:
+        return match.group(1) == "true", text[match.end():]
+    match = re.match(r"[+-]?(\d[\d_]*)(\.\d[\d_]*)?([eE][+-]?\d+)?", text)
+    if match and match.group(0):
+        number = match.group(0).replace("_", "")
+        value: Any = float(number) if match.group(2) or match.group(3) else int(number)
+        return value, text[match.end():]
+    if text.startswith("["):
+        items, rest = [], text[1:]
+        while True:
+            rest = rest.lstrip()
+            if rest.startswith("]"):
+                return items, rest[1:]
+            item, rest = _toml_value(rest, line_no)
+            items.append(item)
+            rest = rest.lstrip()
+            if rest.startswith(","):
+                rest = rest[1:]
+            elif not rest.startswith("]"):
+                break
+    if text.startswith("{"):
+        table: dict = {}
+        rest = text[1:].lstrip()
+        if rest.startswith("}"):
+            return table, rest[1:]
+        while True:
+            match = re.match(rf"\s*({_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*)\s*=", rest)
+            if not match:
+                break
+            keys = _toml_keys(match.group(1), line_no)
+            value, rest = _toml_value(rest[match.end():], line_no)
+            target = table
+            for key in keys[:-1]:
+                target = target.setdefault(key, {})
+            target[keys[-1]] = value
+            rest = rest.lstrip()
+            if rest.startswith(","):
+                rest = rest[1:]
+                continue
+            if rest.startswith("}"):
+                return table, rest[1:]
+            break
+    raise UsageError(f"config.toml line {line_no}: cannot read the value {text.strip()[:40]!r} "
+                     f"(Python 3.11 or later reads all of TOML)")
+
+
+def parse_toml_subset(text: str) -> dict:
+    """Top-level keys, [tables] and [dotted.tables], quoted keys, strings, numbers, booleans,
+    one-line arrays and inline tables, comments. Anything else is a UsageError."""
+    root: dict = {}
+    table = root
+    for line_no, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("[["):
+            raise UsageError(f"config.toml line {line_no}: arrays of tables are not supported "
+                             f"here (Python 3.11 or later reads them)")
+        if stripped.startswith("["):
+            match = re.fullmatch(r"\[(.*)\]\s*(#.*)?", stripped)
+            if not match:
+                raise UsageError(f"config.toml line {line_no}: cannot read {stripped!r}")
+            table = root
+            for key in _toml_keys(match.group(1), line_no):
+                table = table.setdefault(key, {})
+                if not isinstance(table, dict):
+                    raise UsageError(f"config.toml line {line_no}: {key} is not a table")
+            continue
+        match = re.match(rf"({_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*)\s*=", stripped)
+        if not match:
+            raise UsageError(f"config.toml line {line_no}: cannot read {stripped[:40]!r}")
+        keys = _toml_keys(match.group(1), line_no)
+        value, rest = _toml_value(stripped[match.end():], line_no)
+        rest = rest.strip()
+        if rest and not rest.startswith("#"):
+            raise UsageError(f"config.toml line {line_no}: unexpected {rest[:20]!r} after the "
+                             f"value")
+        target = table
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+    return root
+
+
+# Reference images ###########################################################################
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference image or mask, read and checked; `data` is None in a dry run of a URL."""
+
+    source: str
+    info: ImageInfo | None
+    data: bytes | None
+
+    @property
+    def mime(self) -> str:
+        return MIME_OF_FORMAT[self.info.format] if self.info else "image/png"
+
+    def data_url(self) -> str:
+        if self.data is None:
+            return f"<downloaded from {self.source}>"
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+def is_url(source: str) -> bool:
+    return re.match(r"(?i)^https?://", source) is not None
+
+
+def load_reference(source: str, transport: Transport, what: str, download: bool = True,
+                   ) -> Reference:
+    """Read a local image or download a URL (capped), and check it is PNG, JPEG or WebP."""
+    if is_url(source):
+        if not download:
+            return Reference(source, None, None)
+        request = HttpRequest("GET", source, {"User-Agent": f"codex-imagegen/{__version__}",
+                                              "Accept": "image/*"})
+        try:
+            response = transport.open(request, transport.clock() + DOWNLOAD_TIMEOUT_S,
+                                      DOWNLOAD_TIMEOUT_S)
+            try:
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > MAX_REFERENCE_BYTES:
+                    raise UsageError(f"{what} {source} is larger than "
+                                     f"{human_bytes(MAX_REFERENCE_BYTES)}")
+                data = response.read_all(MAX_REFERENCE_BYTES)
+            finally:
+                response.close()
+        except BackendError as exc:
+            if "larger than" in exc.message:
+                raise UsageError(f"{what} {source} is larger than "
+                                 f"{human_bytes(MAX_REFERENCE_BYTES)}") from None
+            raise UsageError(f"cannot download {what} {source}: {exc.message}") from None
+        except (AuthError, RateLimitError, NoImageError) as exc:
+            raise UsageError(f"cannot download {what} {source}: {exc.message}") from None
+    else:
+        path = os.path.expanduser(source)
+        try:
+            if os.path.getsize(path) > MAX_REFERENCE_BYTES:
+                raise UsageError(f"{what} {source} is larger than "
+                                 f"{human_bytes(MAX_REFERENCE_BYTES)}")
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except IsADirectoryError:
+            raise UsageError(f"{what} {source} is a directory, not an image") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {what} {source}: {exc.strerror}") from None
+    info = sniff_image(data)
+    if info is None:
+        raise UsageError(f"{what} {source} is not a PNG, JPEG or WebP image")
+    return Reference(source, info, data)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    references: tuple[Reference, ...] = ()
+    mask: Reference | None = None
+
+
+def load_inputs(job: Job, transport: Transport) -> Inputs:
+    """All reference images and the mask, checked before any request is sent."""
+    download = not job.dry_run
+    references = tuple(load_reference(source, transport, "image", download)
+                       for source in job.images)
+    mask = None
+    if job.mask:
+        mask = load_reference(job.mask, transport, "mask", download)
+        if mask.info and mask.info.format != "png":
+            raise UsageError(f"mask {job.mask} must be a PNG (with alpha), not {mask.info.format}")
+        first = references[0].info if references else None
+        if mask.info and first and first.width and mask.info.width and (
+                (mask.info.width, mask.info.height) != (first.width, first.height)):
+            raise UsageError(f"mask {job.mask} is {mask.info.width}x{mask.info.height} but the "
+                             f"first image is {first.width}x{first.height}; they must match")
+    return Inputs(references, mask)
+
+
+# Routes: build a request, read its answer ###################################################
+
+class Progress:
+    """What a route reports while it reads: a phase and the bytes received."""
+
+    def __init__(self, report: Callable[[str, int], None] = lambda phase, received: None
+                 ) -> None:
+        self.report = report
+
+    def __call__(self, phase: str, received: int = 0) -> None:
+        self.report(phase, received)
+
+
+def _tool_options(job: Job, inputs: Inputs) -> dict:
+    tool: dict[str, Any] = {"type": "image_generation", "output_format": job.format}
+    for key, value in (("size", job.size), ("quality", job.quality),
+                       ("background", job.background), ("output_compression", job.compression),
+                       ("moderation", job.moderation), ("input_fidelity", job.input_fidelity),
+                       ("action", job.action)):
+        if value is not None:
+            tool[key] = value
+    if job.image_model_set:
+        tool["model"] = job.image_model
+    if inputs.mask is not None:
+        tool["input_image_mask"] = {"image_url": inputs.mask.data_url()}
+    return tool
+
+
+class ResponsesRoute:
+    """POST {base}/responses with the image_generation tool; the answer is an SSE stream."""
+
+    name = "responses"
+
+    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+        import uuid
+        session = str(uuid.uuid4())
+        content: list[dict] = [{"type": "input_image", "image_url": ref.data_url(),
+                                "detail": "high"} for ref in inputs.references]
+        content.append({"type": "input_text", "text": job.prompt})
+        body = {
+            "model": job.model,
+            "instructions": INSTRUCTIONS,
+            "input": [{"type": "message", "role": "user", "content": content}],
+            "tools": [_tool_options(job, inputs)],
+            "tool_choice": "auto",
+            "parallel_tool_calls": False,
+            "store": False,
+            "stream": True,
+            "prompt_cache_key": session,
+        }
+        headers = dict(headers, Accept="text/event-stream")
+        if "originator" in headers:  # the Codex backend's conversation headers
+            headers.update({"session_id": session, "x-client-request-id": session})
+        return json_request("POST", f"{base}/responses", headers, body, route=self.name)
+
+    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+             ) -> list[RawImage]:
+        decoder, reader = SSEDecoder(), ResponsesReader()
+        phase = "waiting"
+        progress(phase, 0)
+        try:
+            for chunk in response.chunks():
+                for event in decoder.feed(chunk):
+                    phase = self._take(event, reader) or phase
+                progress(phase, response.received)
+        except BackendError as exc:
+            if reader.images:  # the image came before the connection broke: keep it
+                return reader.images
+            if reader.failure and not exc.transient:
+                raise reader.failure from None
+            raise
+        for event in decoder.close():
+            self._take(event, reader)
+        return reader.result()
+
+    @staticmethod
+    def _take(event: SSEEvent, reader: ResponsesReader) -> str | None:
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            if event.data.strip() in (b"[DONE]", b""):
+                return None
+            raise BackendError("the stream holds an event that is not JSON (malformed answer)"
+                               ) from None
+        return reader.feed(payload) if isinstance(payload, dict) else None
+
+
+class CodexImagesRoute:
+    """POST {base}/images/generations or /images/edits on the Codex backend (JSON)."""
+
+    name = "images"
+
+    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+        if len(inputs.references) > MAX_IMAGES_CODEX_ROUTE:
+            raise UsageError(f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference "
+                             f"images (got {len(inputs.references)})")
+        body: dict[str, Any] = {"prompt": job.prompt, "model": job.image_model,
+                                "background": job.background or "auto",
+                                "quality": job.quality or "auto", "size": job.size or "auto"}
+        if job.format_set and job.format != "png":
+            body["output_format"] = job.format
+        for key, value in (("output_compression", job.compression),
+                           ("moderation", job.moderation),
+                           ("input_fidelity", job.input_fidelity)):
+            if value is not None:
+                body[key] = value
+        if n > 1:
+            body["n"] = n
+        endpoint = "generations"
+        if inputs.references:
+            endpoint = "edits"
+            body["images"] = [{"image_url": ref.data_url()} for ref in inputs.references]
+            if inputs.mask is not None:
+                body["mask"] = {"image_url": inputs.mask.data_url()}
+        headers = dict(headers, Accept="application/json")
+        return json_request("POST", f"{base}/images/{endpoint}", headers, body, route=self.name)
+
+    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+             ) -> list[RawImage]:
+        progress("generating", 0)
+        try:
+            payload = json.loads(response.read_all())
+        except ValueError:
+            raise BackendError("the images route answered with something that is not JSON"
+                               ) from None
+        return read_images_payload(payload, "images route", transport)
+
+
+def read_images_payload(payload: Any, where: str, transport: Transport) -> list[RawImage]:
+    images = []
+    model = payload.get("model") if isinstance(payload, dict) else None
+    size = payload.get("size") if isinstance(payload, dict) else None
+    for entry in images_from_json(payload, where):
+        if isinstance(entry.get("b64_json"), str) and entry["b64_json"]:
+            data = decode_image_base64(entry["b64_json"], f"{where} answer")
+        elif isinstance(entry.get("url"), str) and is_url(entry["url"]):
+            try:
+                data = load_reference(entry["url"], transport, "image url").data or b""
+            except UsageError as exc:
+                raise BackendError(f"the {where} answered with a URL that failed: {exc.message}"
+                                   ) from None
+        else:
+            continue
+        images.append(RawImage(data=data, info=sniff_image(data),  # type: ignore[arg-type]
+                               revised_prompt=entry.get("revised_prompt"), model=model,
+                               size=size))
+    if not images:
+        raise NoImageError(f"the {where} answer holds no image")
+    return images
+
+
+class ChatRoute:
+    """The codex-api gateway: POST {base}/v1/chat/completions, stream false, data URI back."""
+
+    name = "chat"
+
+    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+        asks = [f"Output format: {job.format}."]
+        if job.size and job.size != "auto":
+            asks.append(f"Size: {job.size}.")
+        if job.background == "transparent":
+            asks.append("Transparent background.")
+        text = (f"Use the image_generation tool to render the following. Request: {job.prompt}\n"
+                f"{' '.join(asks)} Reply with the image only.")
+        content: Any = text
+        if inputs.references:
+            content = [{"type": "image_url", "image_url": {"url": ref.data_url()}}
+                       for ref in inputs.references] + [{"type": "text", "text": text}]
+        body = {"model": job.model, "stream": False,
+                "messages": [{"role": "user", "content": content}]}
+        headers = dict(headers, Accept="application/json")
+        return json_request("POST", f"{base}/v1/chat/completions", headers, body,
+                            route=self.name)
+
+    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+             ) -> list[RawImage]:
+        progress("generating", 0)
+        try:
+            payload = json.loads(response.read_all())
+        except ValueError:
+            raise BackendError("the gateway answered with something that is not JSON") from None
+        images, said = images_from_chat(payload)
+        if images:
+            return images
+        raise NoImageError(
+            "the gateway answered without an image"
+            + (f": {said[:MAX_ERROR_CHARS]}" if said else "")
+            + " (image generation may be off on the gateway: start it with "
+              "CODEX_ENABLE_IMAGE_GEN=1)")
+
+
+class ImagesApiRoute:
+    """The OpenAI Images API: generations as JSON, edits as multipart/form-data."""
+
+    name = "images"
+
+    def __init__(self, extra_body: dict | None = None) -> None:
+        self.extra_body = extra_body or {}
+
+    def fields(self, job: Job, n: int) -> dict:
+        body: dict[str, Any] = {"model": job.image_model, "prompt": job.prompt, "n": n,
+                                "output_format": job.format}
+        for key, value in (("size", job.size), ("quality", job.quality),
+                           ("background", job.background), ("output_compression", job.compression),
+                           ("moderation", job.moderation)):
+            if value is not None:
+                body[key] = value
+        if job.is_edit and job.input_fidelity is not None:
+            body["input_fidelity"] = job.input_fidelity
+        body.update(self.extra_body)
+        return body
+
+    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+        fields = self.fields(job, n)
+        headers = dict(headers, Accept="application/json")
+        if not inputs.references:
+            return json_request("POST", f"{base}/images/generations", headers, fields,
+                                route=self.name)
+        files = [("image[]", ref) for ref in inputs.references]
+        if inputs.mask is not None:
+            files.append(("mask", inputs.mask))
+        body, content_type = multipart(fields, files)
+        shown = dict(fields, **{"files": [
+            {"name": name, "filename": _file_name(ref, index), "content_type": ref.mime,
+             "bytes": len(ref.data) if ref.data is not None else None,
+             "source": ref.source} for index, (name, ref) in enumerate(files)]})
+        headers["Content-Type"] = content_type
+        return HttpRequest("POST", f"{base}/images/edits", headers, body, shown, route=self.name)
+
+    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+             ) -> list[RawImage]:
+        progress("generating", 0)
+        try:
+            payload = json.loads(response.read_all())
+        except ValueError:
+            raise BackendError("the Images API answered with something that is not JSON"
+                               ) from None
+        return read_images_payload(payload, "Images API", transport)
+
+
+def _file_name(ref: Reference, index: int) -> str:
+    stem = "mask" if index < 0 else f"image-{index + 1}"
+    return stem + EXTENSIONS[ref.info.format if ref.info else "png"]
+
+
+def multipart(fields: dict, files: list[tuple[str, Reference]]) -> tuple[bytes, str]:
+    """multipart/form-data with text fields and file parts, built with the stdlib."""
+    import uuid
+    boundary = f"codex-imagegen-{uuid.uuid4().hex}"
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     f"{text}\r\n".encode("utf-8"))
+    for index, (name, ref) in enumerate(files):
+        filename = _file_name(ref, -1 if name == "mask" else index)
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{filename}"\r\nContent-Type: {ref.mime}\r\n\r\n'
+                     .encode("utf-8") + (ref.data or b"") + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode("ascii"))
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+# Backends ###################################################################################
+
+class Backend:
+    """What every backend offers the driver. Subclasses set name and routes."""
+
+    name = ""
+
+    def __init__(self, ctx: "Context", job: Job) -> None:
+        self.ctx = ctx
+        self.base_override = job.base_url
+
+    def prepare(self, job: Job) -> None:
+        """Find the credentials (AuthError when missing); in a dry run, never fail."""
+
+    def routes(self, job: Job) -> list:
+        raise NotImplementedError
+
+    def base_url(self, route: Any) -> str:
+        raise NotImplementedError
+
+    def headers(self, route: Any, dry_run: bool = False) -> dict:
+        raise NotImplementedError
+
+    def recover(self, headers: dict) -> bool:
+        """After a 401: True when new credentials make one more try worthwhile."""
+        return False
+
+    def units(self, job: Job) -> list[int]:
+        """How many images each request asks for: one request per image by default."""
+        return [1] * job.count
+
+
+class CodexBackend(Backend):
+    """The ChatGPT subscription through the Codex backend (the default)."""
+
+    name = "codex"
+
+    def __init__(self, ctx: "Context", job: Job) -> None:
+        super().__init__(ctx, job)
+        self.auth = ctx.codex_auth()  # one login per run, shared by every job and thread
+        self.version = codex_version(ctx.env)
+        self.login: ChatGPTLogin | None = None
+
+    def prepare(self, job: Job) -> None:
+        self.auth.retries = job.retries
+        if job.dry_run:
+            try:
+                self.login = self.auth.peek()
+            except AuthError:
+                self.login = None
+            return
+        self.login = self.auth.current()
+
+    def routes(self, job: Job) -> list:
+        if job.route == "responses":
+            return [ResponsesRoute()]
+        if job.route == "images" or job.background == "transparent":
+            return [CodexImagesRoute()]
+        if len(job.images) > MAX_IMAGES_CODEX_ROUTE:
+            return [ResponsesRoute()]
+        return [ResponsesRoute(), CodexImagesRoute()]
+
+    def base_url(self, route: Any) -> str:
+        base = self.base_override or self.ctx.env.get("IMAGEGEN_CODEX_BASE_URL") \
+            or DEFAULT_CODEX_BASE_URL
+        return base.rstrip("/")
+
+    def headers(self, route: Any, dry_run: bool = False) -> dict:
+        login = self.login if dry_run else self.auth.current()
+        token = login.access_token if login else "***"
+        headers = {"Authorization": f"Bearer {token}", "originator": ORIGINATOR,
+                   "User-Agent": user_agent(self.version), "version": self.version}
+        account = login.account_id if login else None
+        if account:
+            headers["ChatGPT-Account-ID"] = account
+        return headers
+
+    def recover(self, headers: dict) -> bool:
+        rejected = headers.get("Authorization", "").partition(" ")[2]
+        before = rejected
+        self.login = self.auth.after_unauthorized(rejected)
+        return self.login.access_token != before
+
+
+def bearer_headers(token: str | None) -> dict:
+    return {"Authorization": f"Bearer {token or '***'}",
+            "User-Agent": f"codex-imagegen/{__version__}"}
+
+
+def read_text_file(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+class GatewayBackend(Backend):
+    """A local or remote codex-api (agent-cli-to-api) gateway."""
+
+    name = "gateway"
+
+    def prepare(self, job: Job) -> None:
+        env = self.ctx.env
+        folder = os.path.join(config_home(env), "codex-api")
+        self.token = env.get("CODEX_API_TOKEN") or read_text_file(
+            os.path.join(folder, "token")) or DEFAULT_GATEWAY_TOKEN
+        self.base = (self.base_override or env.get("CODEX_API_BASE_URL")
+                     or read_text_file(os.path.join(folder, "base_url"))
+                     or DEFAULT_GATEWAY_URL).rstrip("/")
+        if self.base.endswith("/v1"):
+            self.base = self.base[:-3]
+        self.ctx.secrets.add(self.token if self.token != DEFAULT_GATEWAY_TOKEN else None)
+
+    def routes(self, job: Job) -> list:
+        return [ChatRoute()]
+
+    def base_url(self, route: Any) -> str:
+        return self.base
+
+    def headers(self, route: Any, dry_run: bool = False) -> dict:
+        return bearer_headers(self.token)
+
+
+def provider_settings(env: dict) -> tuple[str, str | None, str]:
+    """(base_url, env_key, provider id) of the model provider in Codex's config.toml."""
+    path = os.path.join(codex_home(env), "config.toml")
+    try:
+        config = load_toml(path)
+    except FileNotFoundError:
+        config = {}
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    provider = config.get("model_provider") or "openai"
+    if provider == "openai":
+        base = config.get("openai_base_url") or DEFAULT_API_BASE_URL
+        return str(base), "OPENAI_API_KEY", "openai"
+    table = (config.get("model_providers") or {}).get(provider)
+    if not isinstance(table, dict) or not table.get("base_url"):
+        raise UsageError(f"{path} names model_provider \"{provider}\" but has no "
+                         f"[model_providers.{provider}] with a base_url")
+    env_key = table.get("env_key")
+    return str(table["base_url"]), str(env_key) if env_key else None, str(provider)
+
+
+class ResponsesBackend(Backend):
+    """Any Responses-compatible provider from Codex's config.toml, with its API key."""
+
+    name = "responses"
+
+    def prepare(self, job: Job) -> None:
+        env = self.ctx.env
+        base, env_key, self.provider = provider_settings(env)
+        self.base = (self.base_override or base).rstrip("/")
+        self.key = env.get(env_key) if env_key else None
+        if not self.key:
+            try:
+                stored = read_auth_json(auth_file_path(env), env).get("OPENAI_API_KEY")
+            except AuthError:
+                stored = None
+            self.key = stored if isinstance(stored, str) and stored else None
+        self.ctx.secrets.add(self.key)
+        if not self.key and not job.dry_run:
+            where = f"${env_key}" if env_key else "an env_key"
+            raise AuthError(f"no API key for provider \"{self.provider}\": set {where}, or keep "
+                            f"OPENAI_API_KEY in {auth_file_path(env)}")
+
+    def routes(self, job: Job) -> list:
+        return [ResponsesRoute()]
+
+    def base_url(self, route: Any) -> str:
+        return self.base
+
+    def headers(self, route: Any, dry_run: bool = False) -> dict:
+        return bearer_headers(self.key)
+
+
+class ApiBackend(Backend):
+    """The OpenAI Images API (or a compatible provider) with a dedicated key."""
+
+    name = "api"
+
+    def config_path(self, job: Job) -> tuple[str | None, bool]:
+        env = self.ctx.env
+        explicit = job.config or env.get("IMAGEGEN_API_CONFIG")
+        if explicit:
+            return os.path.expanduser(explicit), True
+        for folder in ("codex-imagegen", "gpt-image-2-apikey"):
+            path = os.path.join(config_home(env), folder, "config.json")
+            if os.path.exists(path):
+                return path, False
+        return None, False
+
+    def prepare(self, job: Job) -> None:
+        env = self.ctx.env
+        path, explicit = self.config_path(job)
+        config: dict = {}
+        if path:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    config = json.load(handle)
+            except FileNotFoundError:
+                raise UsageError(f"--config {path} does not exist") from None
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot read {path}: {exc}") from None
+            if not isinstance(config, dict):
+                raise UsageError(f"{path} must hold a JSON object")
+            if readable_by_others(path) and config.get("api_key"):
+                self.ctx.reporter.warn(f"{path} holds an API key and other users can read it: "
+                                       f"chmod 600 {path}")
+        file_key = config.get("api_key") if isinstance(config.get("api_key"), str) else None
+        env_key = env.get("IMAGEGEN_API_KEY")
+        self.key = (file_key or env_key) if explicit else (env_key or file_key)
+        self.ctx.secrets.add(self.key)
+        self.base = (self.base_override or env.get("IMAGEGEN_API_BASE_URL")
+                     or config.get("base_url") or DEFAULT_API_BASE_URL).rstrip("/")
+        self.base = re.sub(r"/images/(generations|edits)$", "", self.base)
+        extra = config.get("extra_body") or {}
+        if not isinstance(extra, dict):
+            raise UsageError(f"extra_body in {path} must be a JSON object")
+        self.extra_body = extra
+        self.model = config.get("model") if isinstance(config.get("model"), str) else None
+        if not self.key and not job.dry_run:
+            raise AuthError("no API key for --backend api: set IMAGEGEN_API_KEY, or write "
+                            f"{{\"api_key\": ...}} to {os.path.join(config_home(env), 'codex-imagegen', 'config.json')} "
+                            "(OPENAI_API_KEY is never used by this backend)")
+
+    def routes(self, job: Job) -> list:
+        return [ImagesApiRoute(self.extra_body)]
+
+    def base_url(self, route: Any) -> str:
+        return self.base
+
+    def headers(self, route: Any, dry_run: bool = False) -> dict:
+        return bearer_headers(self.key)
+
+    def units(self, job: Job) -> list[int]:
+        return [job.count]  # the Images API makes n images in one request
+
+
+BACKENDS: dict[str, type] = {
+    "codex": CodexBackend, "gateway": GatewayBackend,
+    "responses": ResponsesBackend, "api": ApiBackend,
+}
+
+
+# Saving #####################################################################################
+
+class SavePolicy:
+    """The contract's save-path policy: where each image goes, claimed atomically."""
+
+    def __init__(self, job: Job, cwd: str, env: dict) -> None:
+        self.job = job
+        self.codex_home = codex_home(env)
+        self.slug = slugify(job.prompt)
+        self.explicit: str | None = None
+        out = os.path.expanduser(job.out) if job.out else None
+        if out is None:
+            self.directory = os.path.join(cwd, "assets", "generated")
+        elif out.endswith(("/", os.sep)) or os.path.isdir(os.path.join(cwd, out)):
+            self.directory = os.path.normpath(os.path.join(cwd, out))
+        else:
+            path = os.path.normpath(os.path.join(cwd, out))
+            if os.path.splitext(path)[1].lower() not in FORMAT_OF_EXTENSION:
+                path += EXTENSIONS[job.format]
+            self.explicit = path
+            self.directory = os.path.dirname(path)
+
+    def explicit_path(self, index: int) -> str:
+        assert self.explicit is not None
+        if index == 0:
+            return self.explicit
+        stem, ext = os.path.splitext(self.explicit)
+        return f"{stem}-{index + 1}{ext}"
+
+    def preflight(self, count: int) -> None:
+        """Refuse, before any request, what saving would refuse later."""
+        if is_inside(self.directory, self.codex_home):
+            raise OutputError(f"will not write inside the Codex home ({self.codex_home}): "
+                              f"choose another -o")
+        existing = self.directory
+        while not os.path.exists(existing):
+            parent = os.path.dirname(existing)
+            if parent == existing:
+                break
+            existing = parent
+        if not os.path.isdir(existing):
+            raise OutputError(f"cannot create {self.directory}: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write to {existing}: permission denied")
+        if self.explicit and not self.job.force:
+            for index in range(count):
+                path = self.explicit_path(index)
+                if os.path.lexists(path):
+                    raise OutputError(f"{path} already exists: pass --force to replace it, or "
+                                      f"choose another -o")
+
+    def save(self, image: RawImage, index: int, ctx: "Context") -> str:
+        """Write the image beside its final name, then link or rename it into place."""
+        import tempfile
+        real = image.info.format
+        if self.explicit:
+            target = self.explicit_path(index)
+            if real != self.job.format:
+                ctx.reporter.warn(f"the server sent {real} although {self.job.format} was asked; "
+                                  f"saved as {os.path.basename(target)} anyway")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.directory}: {exc.strerror}") from None
+        if is_inside(self.directory, self.codex_home):
+            raise OutputError(f"will not write inside the Codex home ({self.codex_home})")
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=".imagegen-", suffix=".part",
+                                             dir=self.directory)
+        except OSError as exc:
+            raise OutputError(f"cannot write in {self.directory}: {exc.strerror}") from None
+        ctx.temporary_files.add(temporary)
+        try:
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(image.data)
+                os.chmod(temporary, 0o644)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.directory}: {exc.strerror}") from None
+            if self.explicit:
+                if self.job.force:
+                    try:
+                        os.replace(temporary, target)
+                    except OSError as exc:
+                        raise OutputError(f"cannot write {target}: {exc.strerror}") from None
+                elif not claim(temporary, target):
+                    raise OutputError(f"{target} already exists: pass --force to replace it")
+                return target
+            ext = EXTENSIONS[real]
+            for number in range(1, 100_000):
+                name = self.slug + (f"-{number}" if number > 1 else "") + ext
+                target = os.path.join(self.directory, name)
+                if claim(temporary, target):
+                    return target
+            raise OutputError(f"no free name for {self.slug}{ext} in {self.directory}")
+        finally:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            ctx.temporary_files.discard(temporary)
+
+
+def claim(temporary: str, target: str) -> bool:
+    """Put a complete file at target unless something is there; atomic across processes."""
+    import errno
+    try:
+        os.link(temporary, target)  # fails with EEXIST; never replaces
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
+                             errno.EXDEV, errno.ENOSYS, errno.EACCES):
+            raise OutputError(f"cannot write {target}: {exc.strerror}") from None
+    # A filesystem without hard links: claim the name with O_EXCL, then rename over it.
+    try:
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror}") from None
+    os.replace(temporary, target)
+    return True
+
+
+def write_sidecar(path: str, meta: dict) -> str:
+    sidecar = path + ".json"
+    text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+    write_file_atomic(sidecar, text.encode("utf-8"), 0o644, prefix=".imagegen-")
+    return sidecar
+
+
+# Reporting ##################################################################################
+
+class Reporter:
+    """The only printing code: results on stdout, everything else on stderr, all redacted."""
+
+    def __init__(self, stdout: Any, stderr: Any, secrets: Secrets, env: dict,
+                 quiet: bool = False, json_mode: bool = False, progress: bool = True) -> None:
+        self.stdout, self.stderr, self.secrets = stdout, stderr, secrets
+        self.quiet, self.json_mode = quiet, json_mode
+        tty = _isatty(stderr)
+        dumb = env.get("TERM") == "dumb"
+        self.color = tty and not dumb and not env.get("NO_COLOR")
+        self.chatty = not quiet and not json_mode
+        self.live = self.chatty and progress and tty and not dumb
+        self._lock = threading.Lock()
+        self._states: dict[int, tuple[str, int]] = {}
+        self._started = time.monotonic()
+        self._drawn = False
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # stdout
+    def result(self, line: str) -> None:
+        with self._lock:
+            self._clear()
+            self._write(self.stdout, self.secrets.redact(line) + "\n")
+
+    def result_json(self, payload: dict) -> None:
+        text = self.secrets.redact(json.dumps(payload, ensure_ascii=False))
+        with self._lock:
+            self._clear()
+            self._write(self.stdout, text + "\n")
+
+    # stderr
+    def note(self, message: str) -> None:
+        """A plain progress line: not with --quiet or --json."""
+        if self.chatty:
+            self._err(f"imagegen: {message}")
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self._err(f"imagegen: warning: {message}")
+
+    def say(self, message: str) -> None:
+        """A line the user must see whatever the flags (the device login's code)."""
+        self._err(f"imagegen: {message}")
+
+    def error(self, message: str) -> None:
+        prefix = "\x1b[31merror\x1b[0m" if self.color else "error"
+        self._err(f"imagegen: {prefix}: {message}")
+
+    def _err(self, line: str) -> None:
+        line = " ".join(self.secrets.redact(line).splitlines())
+        with self._lock:
+            self._clear()
+            self._write(self.stderr, line + "\n")
+            self._draw()
+
+    # the live line
+    def phase(self, index: int, phase: str, received: int = 0) -> None:
+        if not self.live:
+            return
+        with self._lock:
+            self._states[index] = (phase, received)
+            if self._ticker is None:
+                self._ticker = threading.Thread(target=self._tick, daemon=True)
+                self._ticker.start()
+
+    def done(self, index: int) -> None:
+        with self._lock:
+            self._states.pop(index, None)
+            if not self._states:
+                self._clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._states.clear()
+            self._clear()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.25):
+            with self._lock:
+                if self._states:
+                    self._draw()
+
+    def _draw(self) -> None:
+        if not self.live or not self._states:
+            return
+        elapsed = time.monotonic() - self._started
+        phases = sorted({phase for phase, _ in self._states.values()})
+        received = sum(count for _, count in self._states.values())
+        count = len(self._states)
+        line = (f"imagegen: {'/'.join(phases)} · {count} image{'s' if count > 1 else ''} · "
+                f"{elapsed:.0f} s" + (f" · {human_bytes(received)}" if received else ""))
+        self._write(self.stderr, "\r\x1b[2K" + line[:200])
+        self._drawn = True
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self._write(self.stderr, "\r\x1b[2K")
+            self._drawn = False
+
+    @staticmethod
+    def _write(stream: Any, text: str) -> None:
+        try:
+            stream.write(text)
+            stream.flush()
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError):
+            pass
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# Quota ######################################################################################
+
+def quota_from_headers(headers: Any) -> dict | None:
+    """The Codex rate-limit headers (x-codex-primary-*, x-codex-secondary-*) as a dict."""
+    if headers is None:
+        return None
+    windows = []
+    for family in ("primary", "secondary"):
+        used = headers.get(f"x-codex-{family}-used-percent")
+        if used is None:
+            continue
+        try:
+            window: dict[str, Any] = {"name": family, "used_percent": float(used)}
+        except ValueError:
+            continue
+        for key, header in (("window_minutes", "window-minutes"), ("resets_at", "reset-at")):
+            value = headers.get(f"x-codex-{family}-{header}")
+            try:
+                window[key] = int(float(value)) if value is not None else None
+            except ValueError:
+                window[key] = None
+        windows.append(window)
+    return {"windows": windows} if windows else None
+
+
+def window_label(minutes: int | None, name: str) -> str:
+    if not minutes:
+        return f"{name} window"
+    if minutes == 10080:
+        return "weekly window"
+    if minutes == 1440:
+        return "daily window"
+    if minutes % 60 == 0:
+        return f"{minutes // 60}-hour window"
+    return f"{minutes}-minute window"
+
+
+def describe_quota(quota: dict, now: float) -> str:
+    parts = []
+    for window in quota.get("windows", ()):
+        text = (f"{window_label(window.get('window_minutes'), window['name'])}: "
+                f"{window['used_percent']:g}% used")
+        reset = describe_reset(window.get("resets_at"), now)
+        parts.append(f"{text}, {reset}" if reset else text)
+    return "; ".join(parts)
+
+
+def quota_state_path(env: dict) -> str:
+    return os.path.join(os.path.dirname(auth_file_path(env)), "codex-imagegen-quota.json")
+
+
+# The run's context ##########################################################################
+
+class Context:
+    """What one command run shares: environment, clock, transport, secrets, reporter."""
+
+    def __init__(self, env: dict, cwd: str, stdin: Any, stdout: Any, stderr: Any, *,
+                 quiet: bool = False, json_mode: bool = False, progress: bool = True,
+                 timeout: float = 300.0, opener: Any = None,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 random: Callable[[], float] | None = None) -> None:
+        import random as random_module
+        self.env, self.cwd, self.stdin = env, cwd, stdin
+        self.clock, self.monotonic = clock, monotonic
+        self.random = random or random_module.random
+        self.cancel = threading.Event()
+        self.sleep = self._cancellable_sleep if sleep is time.sleep else sleep
+        self.secrets = Secrets()
+        self.transport = Transport(opener, monotonic, self.cancel, timeout)
+        self.reporter = Reporter(stdout, stderr, self.secrets, env, quiet, json_mode, progress)
+        self.temporary_files: set[str] = set()
+        self.quota: dict | None = None
+        self._codex_auth: CodexAuth | None = None
+        self._lock = threading.Lock()
+
+    def _cancellable_sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Interrupted("interrupted")
+
+    def codex_auth(self) -> CodexAuth:
+        with self._lock:
+            if self._codex_auth is None:
+                self._codex_auth = CodexAuth(self.env, self.transport, self.secrets, self.clock,
+                                             sleep=self.sleep)
+            return self._codex_auth
+
+    def see_headers(self, headers: Any) -> None:
+        quota = quota_from_headers(headers)
+        if quota:
+            with self._lock:
+                self.quota = dict(quota, seen_at=int(self.clock()))
+
+    def remove_temporary_files(self) -> None:
+        for path in list(self.temporary_files):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            self.temporary_files.discard(path)
+
+
+# Generating #################################################################################
+
+@dataclass(frozen=True)
+class Saved:
+    index: int
+    path: str
+    image: RawImage
+    route: str
+    elapsed: float
+    sidecar: str | None = None
+
+
+def image_entry(saved: Saved, job: Job, cwd: str) -> dict:
+    import hashlib
+    info = saved.image.info
+    return {"path": relative_for_display(saved.path, cwd), "bytes": len(saved.image.data),
+            "format": info.format, "width": info.width, "height": info.height,
+            "sha256": hashlib.sha256(saved.image.data).hexdigest(),
+            "revised_prompt": saved.image.revised_prompt,
+            "model": saved.image.model or job.image_model, "route": saved.route,
+            "elapsed_s": round(saved.elapsed, 2)}
+
+
+def error_entry(error: ImagegenError) -> dict:
+    entry: dict[str, Any] = {"kind": error.kind, "message": error.message,
+                             "exit_code": error.exit_code}
+    if isinstance(error, RateLimitError) and error.retry_after is not None:
+        entry["retry_after_s"] = round(error.retry_after, 1)
+    return entry
+
+
+class Generator:
+    """One Job: its requests (with retries, one refresh, route fallback), then its saves."""
+
+    def __init__(self, ctx: Context, job: Job, label: str = "") -> None:
+        self.ctx, self.job, self.label = ctx, job, label
+        self.backend: Backend = BACKENDS[job.backend](ctx, job)
+        ctx.transport.total_timeout = job.timeout
+        self.policy = SavePolicy(job, ctx.cwd, ctx.env)
+        self.saved: list[Saved] = []
+        self.errors: list[tuple[int, ImagegenError]] = []
+        self.stop_starting = threading.Event()
+        self._lock = threading.Lock()
+
+    # dry run
+    def dry_requests(self, inputs: Inputs) -> list[dict]:
+        self.backend.prepare(self.job)
+        requests = [HttpRequest("GET", source, {}).for_display()
+                    for source in self.job.images + ((self.job.mask,) if self.job.mask else ())
+                    if is_url(source)]
+        route = self.backend.routes(self.job)[0]
+        if isinstance(self.backend, CodexBackend) and self.backend.login is not None \
+                and needs_refresh(self.backend.login, self.ctx.clock()):
+            requests.append(json_request("POST", self.backend.auth.token_url(), {}, {
+                "client_id": CLIENT_ID, "grant_type": "refresh_token",
+                "refresh_token": "***"}).for_display())
+        for n in self.backend.units(self.job):
+            headers = self.backend.headers(route, dry_run=True)
+            request = route.build(self.job, inputs, n, self.backend.base_url(route), headers)
+            requests.append(request.for_display())
+        return requests
+
+    # the real thing
+    def run(self, inputs: Inputs, parallel: int | None = None) -> None:
+        """Make and save every image; failures are collected in self.errors."""
+        job = self.job
+        self.backend.prepare(job)
+        tasks, first = [], 0
+        for unit, n in enumerate(self.backend.units(job)):
+            tasks.append(lambda first=first, n=n: self._unit(inputs, first, n))
+            first += n
+        run_pool(tasks, parallel or job.parallel, self.ctx)
+
+    def _unit(self, inputs: Inputs, first: int, n: int) -> None:
+        job, reporter = self.job, self.ctx.reporter
+        name = self.label + (f"image {first + 1}" if job.count > 1 else "image")
+        if self.stop_starting.is_set():
+            self._fail(first, n, RateLimitError("not started: the usage limit was reached"))
+            return
+        started = self.ctx.monotonic()
+        try:
+            images, route = self._fetch(inputs, first, n)
+            for offset, image in enumerate(images[:n]):
+                path = self.policy.save(image, first + offset, self.ctx)
+                elapsed = self.ctx.monotonic() - started
+                saved = Saved(first + offset, path, image, route, elapsed)
+                if job.meta:
+                    saved = replace(saved, sidecar=self._write_meta(saved))
+                with self._lock:
+                    self.saved.append(saved)
+                info = image.info
+                reporter.note(f"saved {relative_for_display(path, self.ctx.cwd)} "
+                              f"({info.width}x{info.height} {info.format}, "
+                              f"{human_bytes(len(image.data))}, {elapsed:.1f} s)")
+            if len(images) < n:
+                raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
+        except Interrupted:
+            raise
+        except ImagegenError as error:
+            if isinstance(error, RateLimitError) and not error.transient:
+                self.stop_starting.set()
+            done = sum(1 for s in self.saved if first <= s.index < first + n)
+            self._fail(first + done, n - done, error)
+        finally:
+            reporter.done(first)
+
+    def _fail(self, index: int, n: int, error: ImagegenError) -> None:
+        with self._lock:
+            self.errors.append((index, error))
+
+    def _fetch(self, inputs: Inputs, first: int, n: int) -> tuple[list[RawImage], str]:
+        routes = self.backend.routes(self.job)
+        deadline = self.ctx.monotonic() + self.job.timeout
+        for position, route in enumerate(routes):
+            try:
+                return self._with_retries(route, inputs, first, n, deadline), route.name
+            except ImagegenError as error:
+                if error.fallback and position + 1 < len(routes):
+                    self.ctx.reporter.warn(
+                        f"the {route.name} route gave no image ({error.message[:160]}); "
+                        f"switching to the {routes[position + 1].name} route")
+                    continue
+                raise
+        raise BackendError("no route left")  # not reached
+
+    def _with_retries(self, route: Any, inputs: Inputs, first: int, n: int,
+                      deadline: float) -> list[RawImage]:
+        job = self.job
+        for attempt in range(job.retries + 1):
+            try:
+                return self._attempt(route, inputs, first, n, deadline)
+            except ImagegenError as error:
+                if not error.transient or attempt >= job.retries:
+                    raise
+                delay = error.retry_after
+                if delay is None:
+                    delay = backoff_delay(attempt, self.ctx.random)
+                delay = min(delay, RETRY_AFTER_CAP_S)
+                if self.ctx.monotonic() + delay >= deadline:
+                    raise
+                self.ctx.reporter.note(f"{error.message[:200]}; retrying in {delay:.1f} s "
+                                       f"({attempt + 1}/{job.retries})")
+                self.ctx.sleep(delay)
+        raise BackendError("no attempt left")  # not reached
+
+    def _attempt(self, route: Any, inputs: Inputs, first: int, n: int,
+                 deadline: float) -> list[RawImage]:
+        job, backend, ctx = self.job, self.backend, self.ctx
+        refreshed = False
+        while True:
+            headers = backend.headers(route)
+            request = route.build(job, inputs, n, backend.base_url(route), headers)
+            ctx.reporter.phase(first, "sending")
+            try:
+                response = ctx.transport.open(request, deadline, job.stall_timeout)
+            except Unauthorized as error:
+                if not refreshed and backend.recover(headers):
+                    refreshed = True
+                    continue
+                raise AuthError(error.message + ("; it survived a refresh of the login"
+                                                 if refreshed else "")) from None
+            except ImagegenError as error:
+                headers_seen = getattr(error, "headers", None)
+                ctx.see_headers(headers_seen)
+                raise
+            try:
+                ctx.see_headers(response.headers)
+                progress = Progress(lambda phase, received: ctx.reporter.phase(first, phase,
+                                                                               received))
+                return route.read(response, job, ctx.transport, progress)
+            finally:
+                response.close()
+
+    def _write_meta(self, saved: Saved) -> str | None:
+        job = self.job
+        info = saved.image.info
+        meta = {
+            "prompt": job.prompt, "revised_prompt": saved.image.revised_prompt,
+            "backend": job.backend, "route": saved.route, "model": job.model
+            if saved.route in ("responses", "chat") else None,
+            "image_model": saved.image.model or job.image_model,
+            "size_requested": job.size or "auto",
+            "size_received": f"{info.width}x{info.height}" if info.width else saved.image.size,
+            "format": info.format, "quality": job.quality or "auto",
+            "background": job.background or "auto",
+            "reference_images": [s if is_url(s) else os.path.basename(s) for s in job.images],
+            "created_at": utc_now_rfc3339(self.ctx.clock()),
+            "elapsed_s": round(saved.elapsed, 2),
+            "tool": f"codex-imagegen {__version__}",
+        }
+        meta = json.loads(self.ctx.secrets.redact(json.dumps(meta)))
+        try:
+            return write_sidecar(saved.path, meta)
+        except OSError as exc:
+            self.ctx.reporter.warn(f"could not write {saved.path}.json: {exc.strerror}")
+            return None
+
+    def first_error(self) -> ImagegenError | None:
+        return min(self.errors, key=lambda pair: pair[0])[1] if self.errors else None
+
+
+def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> None:
+    """Run tasks with at most `parallel` in flight; tasks record their own failures.
+    The main thread keeps waiting interruptibly so Ctrl-C stops everything at once."""
+    if parallel <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            task()
+        return
+    import queue
+    pending: "queue.Queue[Callable[[], None]]" = queue.Queue()
+    for task in tasks:
+        pending.put(task)
+    crashes: list[BaseException] = []
+
+    def worker() -> None:
+        while not ctx.cancel.is_set():
+            try:
+                task = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                task()
+            except Interrupted:
+                return
+            except BaseException as exc:  # a bug: surface it in the main thread
+                crashes.append(exc)
+                return
+
+    threads = [threading.Thread(target=worker, daemon=True)
+               for _ in range(min(parallel, len(tasks)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.1)
+    if crashes:
+        raise crashes[0]
+
+
+def cmd_generate(job: Job, ctx: Context) -> int:
+    reporter = ctx.reporter
+    inputs = load_inputs(job, ctx.transport)
+    generator = Generator(ctx, job)
+    if job.dry_run:
+        reporter.result_json({"requests": generator.dry_requests(inputs)})
+        return 0
+    generator.policy.preflight(job.count)
+    what = f"{job.count} images" if job.count > 1 else "an image"
+    reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit else "")
+                  + "…")
+    try:
+        generator.run(inputs)
+    finally:
+        reporter.close()
+    saved = sorted(generator.saved, key=lambda s: s.index)
+    error = generator.first_error()
+    report_quota(ctx, job.backend)
+    if job.json:
+        payload: dict[str, Any] = {"ok": error is None, "backend": job.backend,
+                                   "route": saved[0].route if saved else None}
+        if error is not None:
+            payload["error"] = error_entry(error)
+        payload["images"] = [image_entry(s, job, ctx.cwd) for s in saved]
+        if ctx.quota:
+            payload["quota"] = ctx.quota
+        reporter.result_json(payload)
+    else:
+        for item in saved:
+            reporter.result(relative_for_display(item.path, ctx.cwd))
+    if error is not None:
+        reporter.error(error.message)
+        return error.exit_code
+    return 0
+
+
+def report_quota(ctx: Context, backend: str) -> None:
+    if not ctx.quota:
+        return
+    if backend == "codex":
+        try:
+            path = quota_state_path(ctx.env)
+            if os.path.isdir(os.path.dirname(path)):
+                write_file_atomic(path, json.dumps(ctx.quota).encode("utf-8"), 0o600,
+                                  prefix=".imagegen-quota-")
+        except OSError:
+            pass
+    ctx.reporter.note("quota: " + describe_quota(ctx.quota, ctx.clock()))
+
+
+# auth #######################################################################################
+
+def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
+    env, reporter = ctx.env, ctx.reporter
+    path = auth_file_path(env)
+    now = ctx.clock()
+    status: dict[str, Any] = {"auth_file": path, "kind": "none", "usable": False}
+    warnings: list[str] = []
+    problem = None
+    try:
+        data = read_auth_json(path, env)
+    except AuthError as error:
+        data, problem = None, error.message
+    if data is not None:
+        status["kind"] = kind = login_kind(data)
+        if readable_by_others(path):
+            warnings.append(f"other users can read {path}: chmod 600 {path}")
+        if kind == "apikey":
+            problem = (f"{path} holds an API key, not a ChatGPT login: run `imagegen auth login`"
+                       f" for the subscription, or use that key with --backend responses")
+        else:
+            try:
+                login = chatgpt_login(data, path)
+            except AuthError as error:
+                problem = error.message
+            else:
+                ctx.secrets.add(*login.secrets())
+                claims = jwt_claims(login.id_token)
+                auth_claim = claims.get(AUTH_CLAIM) if isinstance(claims.get(AUTH_CLAIM),
+                                                                   dict) else {}
+                profile = claims.get(PROFILE_CLAIM) if isinstance(claims.get(PROFILE_CLAIM),
+                                                                  dict) else {}
+                expires = access_expiry(login)
+                expired = needs_refresh(login, now)
+                status.update({
+                    "account_id": shorten_id(login.account_id),
+                    "plan": auth_claim.get("chatgpt_plan_type"),
+                    "email": claims.get("email") or profile.get("email"),
+                    "access_token_expires_at": (utc_now_rfc3339(expires)[:19] + "Z"
+                                                if expires else None),
+                    "access_token_expired": expired,
+                    "refresh_token": login.refresh_token is not None,
+                    "last_refresh": login.last_refresh,
+                })
+                if expired and login.refresh_token:
+                    warnings.append("the access token has expired; it will be refreshed on the "
+                                    "next request (fine)")
+                    status["usable"] = True
+                elif expired:
+                    problem = ("the access token has expired and there is no refresh token: "
+                               "run `imagegen auth login`")
+                else:
+                    status["usable"] = True
+    try:
+        with open(quota_state_path(env), encoding="utf-8") as handle:
+            status["quota"] = json.load(handle)
+    except (OSError, ValueError):
+        pass
+    if problem:
+        status["problem"] = problem
+    status["warnings"] = warnings
+    if json_mode:
+        reporter.result_json(status)
+    else:
+        labels = (("auth file", "auth_file"), ("login", "kind"), ("account", "account_id"),
+                  ("plan", "plan"), ("email", "email"),
+                  ("access token expires", "access_token_expires_at"),
+                  ("last refresh", "last_refresh"))
+        for label, key in labels:
+            if status.get(key) is not None:
+                value = status[key]
+                if key == "access_token_expires_at" and status.get("access_token_expired"):
+                    value = f"{value} (expired)"
+                reporter.result(f"{label + ':':22}{value}")
+        if isinstance(status.get("quota"), dict) and status["quota"].get("windows"):
+            seen = status["quota"].get("seen_at")
+            when = time.strftime(" (seen %Y-%m-%d %H:%M)", time.localtime(seen)) if isinstance(
+                seen, (int, float)) else ""
+            reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now)}{when}")
+        reporter.result(f"{'usable:':22}{'yes' if status['usable'] else 'no'}")
+        for warning in warnings:
+            reporter.warn(warning)
+        if problem:
+            reporter.error(problem)
+    return 0 if status["usable"] else AuthError.exit_code
+
+
+def form_request(url: str, fields: dict, headers: dict) -> HttpRequest:
+    import urllib.parse
+    body = urllib.parse.urlencode(fields).encode("ascii")
+    return HttpRequest("POST", url, dict(headers, **{
+        "Content-Type": "application/x-www-form-urlencoded"}), body, fields)
+
+
+def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
+    """Codex's device-code login; writes auth.json in Codex's format."""
+    env, reporter, transport = ctx.env, ctx.reporter, ctx.transport
+    issuer = (env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
+    version = codex_version(env)
+    headers = {"originator": ORIGINATOR, "User-Agent": user_agent(version),
+               "Accept": "application/json"}
+    try:
+        answer, _ = transport.fetch_json(json_request(
+            "POST", f"{issuer}/api/accounts/deviceauth/usercode", headers,
+            {"client_id": CLIENT_ID}), ctx.monotonic() + 60, 60)
+    except ImagegenError as error:
+        if getattr(error, "status", None) == 404:
+            raise AuthError("device code login is not enabled for this server (HTTP 404); "
+                            "use `codex login` in a browser instead") from None
+        raise
+    if not isinstance(answer, dict):
+        raise BackendError("the device login answer is not a JSON object")
+    device_auth_id = answer.get("device_auth_id")
+    user_code = answer.get("user_code") or answer.get("usercode")
+    if not isinstance(device_auth_id, str) or not isinstance(user_code, str):
+        raise BackendError("the device login answer lacks device_auth_id or user_code")
+    ctx.secrets.add(device_auth_id)
+    try:
+        interval = max(0.0, float(answer.get("interval", 5)))
+    except (TypeError, ValueError):
+        interval = 5.0
+    url = f"{issuer}/codex/device"
+    reporter.say(f"to log in, open {url} and enter the code {user_code} "
+                  f"(it expires in 15 minutes)")
+    reporter.say("device codes are a common phishing target: never share this code")
+    if open_browser:
+        import webbrowser
+        try:
+            webbrowser.open(url)
+        except Exception:
+            pass
+    deadline = ctx.monotonic() + DEVICE_LOGIN_LIMIT_S
+    grant = None
+    while grant is None:
+        if ctx.monotonic() >= deadline:
+            raise AuthError("the device login was not completed within 15 minutes; run "
+                            "`imagegen auth login` again")
+        ctx.sleep(interval)
+        try:
+            grant, _ = transport.fetch_json(json_request(
+                "POST", f"{issuer}/api/accounts/deviceauth/token", headers,
+                {"device_auth_id": device_auth_id, "user_code": user_code}),
+                ctx.monotonic() + 60, 60)
+        except ImagegenError as error:
+            if getattr(error, "status", None) in (403, 404):
+                continue
+            raise AuthError(f"device login failed: {error.message}") from None
+        if not isinstance(grant, dict) or not grant.get("authorization_code"):
+            raise AuthError("device login failed: the answer has no authorization_code")
+    ctx.secrets.add(grant.get("authorization_code"), grant.get("code_verifier"))
+    try:
+        tokens, _ = transport.fetch_json(form_request(f"{issuer}/oauth/token", {
+            "grant_type": "authorization_code", "code": grant["authorization_code"],
+            "redirect_uri": f"{issuer}/deviceauth/callback", "client_id": CLIENT_ID,
+            "code_verifier": grant.get("code_verifier") or ""}, headers),
+            ctx.monotonic() + 60, 60)
+    except ImagegenError as error:
+        raise AuthError(f"device login failed at the token exchange: {error.message}") from None
+    if not isinstance(tokens, dict) or not all(isinstance(tokens.get(name), str) and tokens[name]
+                                               for name in ("id_token", "access_token",
+                                                            "refresh_token")):
+        raise AuthError("device login failed: the token answer lacks id, access or refresh "
+                        "token")
+    ctx.secrets.add(tokens["id_token"], tokens["access_token"], tokens["refresh_token"])
+    path = write_login(env, tokens, ctx.clock())
+    claims = jwt_claims(tokens["id_token"])
+    plan = (claims.get(AUTH_CLAIM) or {}).get("chatgpt_plan_type") if isinstance(
+        claims.get(AUTH_CLAIM), dict) else None
+    who = claims.get("email") or "your ChatGPT account"
+    reporter.say(f"logged in as {who}" + (f" ({plan})" if plan else "")
+                  + f"; saved {path}")
+    return 0
+
+
+def write_login(env: dict, tokens: dict, now: float) -> str:
+    """Write auth.json like Codex, under Codex's locks, keeping a .bak of the old one."""
+    path = auth_file_path(env)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise AuthError(f"cannot create {directory}: {exc.strerror}") from None
+    account = account_id_of({"id_token": tokens["id_token"]})
+    with AuthLocks(path):
+        data: dict[str, Any] = {}
+        try:
+            with open(path, "rb") as handle:
+                old = handle.read()
+        except FileNotFoundError:
+            old = None
+        except OSError as exc:
+            raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+        if old is not None:
+            try:
+                write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
+            except OSError as exc:
+                raise AuthError(f"cannot back up {path}: {exc.strerror}; nothing was "
+                                f"changed") from None
+            try:
+                previous = json.loads(old)
+                if isinstance(previous, dict):  # keep fields this tool does not know
+                    data.update({key: value for key, value in previous.items() if key not in (
+                        "auth_mode", "OPENAI_API_KEY", "tokens", "last_refresh",
+                        "agent_identity")})
+            except ValueError:
+                pass
+        data.update({"auth_mode": "chatgpt", "OPENAI_API_KEY": None, "tokens": {
+            "id_token": tokens["id_token"], "access_token": tokens["access_token"],
+            "refresh_token": tokens["refresh_token"], "account_id": account},
+            "last_refresh": utc_now_rfc3339(now)})
+        try:
+            write_file_atomic(path, json.dumps(data, indent=2).encode("utf-8"), 0o600,
+                              prefix=".auth-")
+        except OSError as exc:
+            raise AuthError(f"cannot write {path}: {exc.strerror}") from None
+    return path
+
+
+# batch ######################################################################################
+
+def read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
+    if source == "-":
+        return stdin.read().splitlines()
+    try:
+        with open(os.path.join(cwd, source), encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+
+
+def batch_job(line: str, defaults: dict, env: dict) -> Job:
+    try:
+        entry = json.loads(line)
+    except ValueError as exc:
+        raise UsageError(f"not a JSON object: {exc.msg}") from None
+    if not isinstance(entry, dict):
+        raise UsageError("not a JSON object")
+    options = dict(defaults)
+    for key, value in entry.items():
+        name = str(key).replace("-", "_")
+        if name == "output_format":
+            name = "format"
+        if name not in JOB_OPTIONS:
+            raise UsageError(f"unknown key {key!r}")
+        options[name] = value
+    if "image" in entry:
+        options["image"] = entry["image"]
+    return make_job(options, env)
+
+
+def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
+    reporter, env = ctx.reporter, ctx.env
+    lines = [(number, line) for number, line in
+             enumerate(read_batch_lines(source, ctx.stdin, ctx.cwd), 1) if line.strip()]
+    if not lines:
+        raise UsageError(f"{source} holds no prompts")
+    started = ctx.monotonic()
+    outcomes: dict[int, Any] = {}
+    jobs: dict[int, Job] = {}
+    for number, line in lines:
+        try:
+            jobs[number] = batch_job(line, defaults, env)
+        except UsageError as error:
+            outcomes[number] = UsageError(f"line {number}: {error.message}")
+    if settings.get("dry_run"):
+        requests: list[dict] = []
+        for number, _ in lines:
+            if number in jobs:
+                job = replace(jobs[number], dry_run=True)
+                inputs = load_inputs(job, ctx.transport)
+                requests.extend(Generator(ctx, job).dry_requests(inputs))
+        reporter.result_json({"requests": requests})
+        first = next((outcomes[n] for n, _ in lines if n in outcomes), None)
+        if first is not None:
+            reporter.error(first.message)
+            return first.exit_code
+        return 0
+    stop = threading.Event()
+    lock = threading.Condition()
+    printed = [0]
+
+    def flush() -> None:
+        while printed[0] < len(lines) and lines[printed[0]][0] in outcomes:
+            number, line = lines[printed[0]]
+            emit(number, outcomes[number])
+            printed[0] += 1
+
+    def emit(number: int, outcome: Any) -> None:
+        job = jobs.get(number)
+        if isinstance(outcome, ImagegenError):
+            if settings.get("json"):
+                reporter.result_json({"line": number, "ok": False,
+                                      "prompt": job.prompt if job else None,
+                                      "error": error_entry(outcome), "images": []})
+            else:
+                reporter.result(f"ERROR {outcome.kind}: " + " ".join(outcome.message.split()))
+            return
+        skipped, saved = outcome
+        if settings.get("json"):
+            payload = {"line": number, "ok": True, "prompt": job.prompt, "skipped": skipped}
+            if skipped:
+                payload["images"] = [{"path": relative_for_display(skipped, ctx.cwd)}]
+            else:
+                payload["images"] = [image_entry(s, job, ctx.cwd) for s in saved]
+            reporter.result_json(payload)
+        else:
+            paths = [skipped] if skipped else [s.path for s in saved]
+            reporter.result("\t".join(relative_for_display(p, ctx.cwd) for p in paths))
+
+    def run_line(number: int) -> None:
+        job = jobs[number]
+        outcome: Any
+        if stop.is_set():
+            outcome = RateLimitError("not started: the usage limit was reached earlier in "
+                                     "this batch")
+        else:
+            generator = Generator(ctx, job, label=f"line {number}: ")
+            try:
+                if job.out and generator.policy.explicit and not job.force and os.path.lexists(
+                        generator.policy.explicit):
+                    outcome = (generator.policy.explicit, [])
+                else:
+                    inputs = load_inputs(job, ctx.transport)
+                    generator.policy.preflight(job.count)
+                    generator.run(inputs, parallel=1)
+                    error = generator.first_error()
+                    saved = sorted(generator.saved, key=lambda s: s.index)
+                    outcome = error if error is not None else (None, saved)
+            except Interrupted:
+                raise
+            except ImagegenError as error:
+                outcome = error
+            if isinstance(outcome, RateLimitError) and not outcome.transient:
+                stop.set()
+        with lock:
+            outcomes[number] = outcome
+            flush()
+
+    with lock:
+        flush()
+    numbers = [number for number, _ in lines if number in jobs]
+    parallel = settings.get("parallel") or min(len(numbers), 4) or 1
+    try:
+        run_pool([lambda number=number: run_line(number) for number in numbers], parallel, ctx)
+    finally:
+        reporter.close()
+    with lock:
+        flush()
+    failures = [outcomes[n] for n, _ in lines if isinstance(outcomes.get(n), ImagegenError)]
+    skipped = sum(1 for n, _ in lines if isinstance(outcomes.get(n), tuple) and outcomes[n][0])
+    done = len(lines) - len(failures) - skipped
+    report_quota(ctx, defaults.get("backend") or env.get("IMAGEGEN_BACKEND") or "codex")
+    limit = next((f for f in failures if isinstance(f, RateLimitError) and not f.transient), None)
+    if limit is not None:
+        reporter.warn(f"stopped starting new lines: {limit.message}")
+    reporter.note(f"batch: {done} done, {skipped} skipped, {len(failures)} failed in "
+                  f"{ctx.monotonic() - started:.1f} s")
+    return failures[0].exit_code if failures else 0
+
+
+# CLI ########################################################################################
+
+def build_parser() -> Any:
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(message)
+
+    parser = Parser(prog="imagegen", add_help=False, allow_abbrev=False)
+    add = parser.add_argument
+    add("words", nargs="*")
+    add("-h", "--help", action="store_true")
+    add("-p", "--prompt")
+    add("--prompt-file")
+    add("-o", "--out")
+    add("--force", action="store_true", default=None)
+    add("--size")
+    add("--quality")
+    add("--background")
+    add("--format", "--output-format", dest="format")
+    add("--compression")
+    add("--moderation")
+    add("-i", "--image", action="append")
+    add("--mask")
+    add("--input-fidelity")
+    add("--action")
+    add("-n", "--count")
+    add("--parallel")
+    add("--backend")
+    add("--route")
+    add("--model")
+    add("--image-model")
+    add("--base-url")
+    add("--config")
+    add("--timeout")
+    add("--stall-timeout")
+    add("--retries")
+    add("-q", "--quiet", action="store_true", default=None)
+    add("--json", action="store_true", default=None)
+    add("--no-progress", action="store_true", default=None)
+    add("--dry-run", action="store_true", default=None)
+    add("--meta", action="store_true", default=None)
+    add("--open-browser", action="store_true", default=None)
+    return parser
+
+
+_SECRET_OPTION = re.compile(r"(?i)^--?[\w-]*(token|key|secret|password|auth)")
+
+
+def parse_options(args: list[str]) -> dict:
+    """argv to a dict of long option names; unknown options are named, never echoed."""
+    parser = build_parser()
+    namespace, extras = parser.parse_known_args(args)
+    unknown = [item.split("=", 1)[0] for item in extras if item.startswith("-")]
+    if any(_SECRET_OPTION.match(item) for item in unknown):
+        raise UsageError("secrets are never taken from the command line: use CODEX_HOME/"
+                         "auth.json, IMAGEGEN_API_KEY, CODEX_API_TOKEN or a config file")
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]} (see imagegen --help)")
+    if extras:
+        raise UsageError("give the prompt as one quoted argument")
+    return vars(namespace)
+
+
+def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | None:
+    given = [name for name, present in (("PROMPT", bool(words)),
+                                        ("-p/--prompt", options.get("prompt") is not None),
+                                        ("--prompt-file", options.get("prompt_file") is not None))
+             if present]
+    if len(words) > 1:
+        raise UsageError("give the prompt as one quoted argument (got several words: "
+                         "quote it, or use -p)")
+    if len(given) > 1:
+        raise UsageError(f"give the prompt one way only (got {' and '.join(given)})")
+    if words:
+        return words[0]
+    if options.get("prompt") is not None:
+        return options["prompt"]
+    source = options.get("prompt_file")
+    if source is None:
+        return None
+    if source == "-":
+        return stdin.read().strip()
+    try:
+        with open(os.path.join(cwd, os.path.expanduser(source)), encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read --prompt-file {source}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--prompt-file {source} is not UTF-8 text") from None
+
+
+COMMANDS = ("generate", "auth", "batch")
+JOB_FLAGS = ("force", "quiet", "json", "dry_run", "meta")
+
+
+def dispatch(args: list[str], runtime: dict) -> int:
+    env, cwd = runtime["env"], runtime["cwd"]
+
+    def context(options: dict) -> Context:
+        ctx = Context(env, cwd, runtime["stdin"], runtime["stdout"], runtime["stderr"],
+                      quiet=bool(options.get("quiet")), json_mode=bool(options.get("json")),
+                      progress=not options.get("no_progress"), **runtime.get("seams", {}))
+        runtime["contexts"].append(ctx)
+        return ctx
+
+    if not args:
+        raise UsageError("no prompt: imagegen \"a red fox\" (see imagegen --help)")
+    if args[0] in ("-h", "--help", "help"):
+        runtime["stdout"].write(HELP)
+        return 0
+    if args[0] in ("-V", "--version"):
+        runtime["stdout"].write(f"imagegen {__version__}\n")
+        return 0
+    command = args[0] if args[0] in COMMANDS else "generate"
+    rest = args[1:] if args[0] in COMMANDS else args
+    if command == "auth":
+        if not rest or rest[0] not in ("status", "login"):
+            raise UsageError("imagegen auth status [--json] | imagegen auth login "
+                             "[--open-browser]")
+        options = parse_options(rest[1:])
+        if options["help"]:
+            runtime["stdout"].write(HELP)
+            return 0
+        allowed = {"json"} if rest[0] == "status" else {"open_browser"}
+        used = [name for name, value in options.items()
+                if value not in (None, [], False) and name not in allowed | {"help"}]
+        if used:
+            raise UsageError(f"imagegen auth {rest[0]} takes no "
+                             f"{used[0] if used[0] == 'words' else '--' + used[0].replace('_', '-')}")
+        ctx = context(options)
+        if rest[0] == "status":
+            return cmd_auth_status(ctx, bool(options["json"]))
+        return cmd_auth_login(ctx, bool(options["open_browser"]))
+    options = parse_options(rest)
+    if options["help"]:
+        runtime["stdout"].write(HELP)
+        return 0
+    if options.pop("open_browser"):
+        raise UsageError("--open-browser belongs to imagegen auth login")
+    ctx = context(options)
+    if command == "batch":
+        words = options.pop("words")
+        if len(words) != 1:
+            raise UsageError("imagegen batch FILE.jsonl (or - for stdin) [options]")
+        if options.get("prompt") is not None or options.get("prompt_file") is not None:
+            raise UsageError("batch takes its prompts from the file, not -p/--prompt-file")
+        settings = {"json": bool(options.get("json")), "dry_run": bool(options.get("dry_run")),
+                    "parallel": None}
+        if options.get("parallel") is not None:
+            settings["parallel"] = _as_int("parallel", options["parallel"], 1, 8)
+        defaults = {name: value for name, value in options.items()
+                    if value is not None and name not in ("help", "prompt", "prompt_file",
+                                                          "no_progress", "quiet", "json",
+                                                          "dry_run", "parallel")}
+        if "image" in defaults:
+            defaults["image"] = list(defaults["image"])
+        return cmd_batch(words[0], defaults, ctx, settings)
+    options["prompt"] = read_prompt(options, options.pop("words"), ctx.stdin, cwd)
+    job = make_job(options, env)
+    return cmd_generate(job, ctx)
+
+
+def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
+    """Run the command line. Returns the exit code (see the exit-code table in --help).
+
+    `_seams` lets tests replace the opener, the clocks and sleep (keyword-only, private)."""
+    args = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
+    env = dict(os.environ)
+    runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": sys.stdout,
+               "stderr": sys.stderr, "seams": _seams or {}, "contexts": []}
+    json_mode = "--json" in args
+    fallback = Reporter(sys.stdout, sys.stderr, Secrets(), env, json_mode=json_mode)
+    previous = _install_sigterm()
+    try:
+        return dispatch(args, runtime)
+    except ImagegenError as error:
+        _report_failure(fallback, error, json_mode)
+        return error.exit_code
+    except KeyboardInterrupt:
+        for ctx in runtime["contexts"]:
+            ctx.cancel.set()
+            ctx.reporter.close()
+            ctx.remove_temporary_files()
+        _report_failure(fallback, Interrupted("interrupted; no partial file was left"),
+                        json_mode)
+        return Interrupted.exit_code
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 1
+    except Exception as error:  # a bug: one line, the traceback only when asked for
+        if env.get("IMAGEGEN_DEBUG") == "1":
+            import traceback
+            traceback.print_exc()
+        fallback.error(f"internal error: {type(error).__name__}: {error} "
+                       f"(set IMAGEGEN_DEBUG=1 for a traceback; please report it)")
+        return 1
+    finally:
+        _restore_sigterm(previous)
+
+
+def _report_failure(reporter: Reporter, error: ImagegenError, json_mode: bool) -> None:
+    if json_mode:
+        reporter.result_json({"ok": False, "error": error_entry(error), "images": []})
+    reporter.error(error.message)
+
+
+def _install_sigterm() -> Any:
+    """SIGTERM ends a run like Ctrl-C: cleanup runs, no temporary file is left."""
+    import signal
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is None:
+        return
+    import signal
+    try:
+        signal.signal(signal.SIGTERM, previous)
+    except (ValueError, OSError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
