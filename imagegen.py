@@ -24,8 +24,9 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -103,6 +104,7 @@ DEFAULT_AUTH_BASE_URL = "https://auth.openai.com"
 DEFAULT_API_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
 DEFAULT_GATEWAY_TOKEN = "devtoken"  # agent-cli-to-api's local default
+GATEWAY_START_HINT = "CODEX_ENABLE_IMAGE_GEN=1 uv run agent-cli-to-api codex"
 DEFAULT_MODEL = "gpt-5.5"
 DEFAULT_IMAGE_MODEL = "gpt-image-2"
 ORIGINATOR = "codex_cli_rs"
@@ -211,7 +213,9 @@ _SECRET_PATTERNS = (
     (re.compile(
         r"(?i)([\"']?(?:access_token|refresh_token|id_token|api_key|apikey|openai_api_key|token|"
         r"authorization|code_verifier|authorization_code|client_secret|password)[\"']?\s*[:=]\s*"
-        r"[\"']?)(?!(?i:bearer|basic)\s)(?!\*\*\*)([^\"'\s,}&]{4,})"), r"\1***"),
+        # (JSON's true/false/null are not secrets: `"refresh_token": true` must stay JSON)
+        r"[\"']?)(?!(?i:bearer|basic)\s)(?!\*\*\*)(?!(?:true|false|null)\b)"
+        r"([^\"'\s,}&]{4,})"), r"\1***"),
 )
 
 
@@ -322,8 +326,11 @@ def describe_reset(resets_at: float | None, now: float) -> str:
     """ "resets at 14:05 (in 2h 3m)" in local time."""
     if resets_at is None:
         return ""
-    left = max(0, int(resets_at - now))
-    local = time.localtime(resets_at)
+    try:
+        left = max(0, int(resets_at - now))
+        local = time.localtime(resets_at)
+    except (OverflowError, OSError, ValueError):
+        return ""  # inf, NaN or a year no calendar holds: a broken server, not worth a crash
     when = time.strftime("%H:%M" if left < 20 * 3600 else "%a %d %b %H:%M", local)
     hours, minutes = divmod(left // 60, 60)
     span = f"{hours}h {minutes}m" if hours else f"{max(minutes, 1)}m" if left >= 60 else f"{left}s"
@@ -681,9 +688,6 @@ class SSEEvent:
     data: bytes
 
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-
-
 class SSEDecoder:
     """Incremental server-sent-events framing (WHATWG): bytes in any chunks, events out.
 
@@ -693,45 +697,66 @@ class SSEDecoder:
     """
 
     def __init__(self) -> None:
-        self._partial = bytearray()
+        self._partial: list[bytes] = []  # pieces of the unfinished line, joined once
         self._data: list[bytes] = []
         self._event = ""
         self._skip_lf = False
         self._started = False
+        self._head = b""  # the first bytes, held until a BOM split across chunks is ruled out
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         if not chunk:
             return events
         if not self._started:
-            self._started = True
+            chunk = self._head + chunk
+            if len(chunk) < 3 and b"\xef\xbb\xbf".startswith(chunk):
+                self._head = chunk
+                return events
+            self._started, self._head = True, b""
             if chunk.startswith(b"\xef\xbb\xbf"):
                 chunk = chunk[3:]
+                if not chunk:
+                    return events
         if self._skip_lf and chunk[:1] == b"\n":
             chunk = chunk[1:]
         self._skip_lf = False
-        start = 0
-        for match in _LINE_END.finditer(chunk):
-            if self._partial:
-                self._partial += chunk[start:match.start()]
-                line = bytes(self._partial)
-                self._partial.clear()
+        # bytes.find (memchr) rather than a regex: a 20 MB base64 line must scan at GB/s.
+        # Each search resumes past the last hit, so the scan stays linear.
+        start, end = 0, len(chunk)
+        lf, cr = chunk.find(b"\n"), chunk.find(b"\r")
+        while lf >= 0 or cr >= 0:
+            if cr < 0 or 0 <= lf < cr:
+                stop, start_next = lf, lf + 1
             else:
-                line = chunk[start:match.start()]
+                stop = cr
+                start_next = cr + 2 if chunk[cr + 1:cr + 2] == b"\n" else cr + 1
+                if cr + 1 == end:
+                    self._skip_lf = True  # a CRLF may be split across chunks
+            if self._partial:
+                self._partial.append(chunk[start:stop])
+                line = b"".join(self._partial)
+                self._partial = []
+            else:
+                line = chunk[start:stop]
             self._line(line, events)
-            start = match.end()
-        if start < len(chunk):
-            self._partial += chunk[start:]
-        elif chunk.endswith(b"\r"):
-            self._skip_lf = True
+            start = start_next
+            if 0 <= lf < start:
+                lf = chunk.find(b"\n", start)
+            if 0 <= cr < start:
+                cr = chunk.find(b"\r", start)
+        if start < end:
+            self._partial.append(chunk[start:])
         return events
 
     def close(self) -> list[SSEEvent]:
         """End of stream: a last event not followed by a blank line is still dispatched."""
         events: list[SSEEvent] = []
+        if self._head:  # a stream shorter than a BOM, and not one
+            self._started, self._partial = True, [self._head]
         if self._partial:
-            line = bytes(self._partial)
-            self._partial.clear()
+            line = b"".join(self._partial)
+            self._partial = []
             self._line(line, events)
         self._dispatch(events)
         return events
@@ -807,6 +832,12 @@ def failure_error(code: str, message: str, where: str) -> ImagegenError:
     return BackendError(f"{where} failed: {text}")
 
 
+def _listed(value: Any) -> list:
+    """A JSON array from the server, or [] when it sent something else there: a malformed
+    answer must end in the tool's own error, never a TypeError."""
+    return value if isinstance(value, list) else []
+
+
 class ResponsesReader:
     """Pure reading of a Responses stream: JSON events in, images or a mapped error out."""
 
@@ -829,7 +860,7 @@ class ResponsesReader:
         if kind == "response.created" and isinstance(event.get("response"), dict):
             response = event["response"]
             self.model = response.get("model") or self.model
-            for tool in response.get("tools") or ():
+            for tool in _listed(response.get("tools")):
                 if isinstance(tool, dict) and tool.get("type") == "image_generation":
                     self.tool_model = tool.get("model") or self.tool_model
             return "thinking"
@@ -852,7 +883,7 @@ class ResponsesReader:
             self.completed = True
             response = event.get("response")
             if isinstance(response, dict):
-                for item in response.get("output") or ():
+                for item in _listed(response.get("output")):
                     if isinstance(item, dict) and item.get("type") == "image_generation_call":
                         self.pending.append(item)
                     elif isinstance(item, dict) and item.get("type") == "message" and not self.text:
@@ -890,7 +921,7 @@ class ResponsesReader:
                 self.failure = self.failure or BackendError("the image generation call failed")
             return None
         if item.get("type") == "message":
-            for part in item.get("content") or ():
+            for part in _listed(item.get("content")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     self.text.append(part["text"])
                 elif isinstance(part, dict) and isinstance(part.get("refusal"), str):
@@ -1022,8 +1053,11 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
         return RateLimitError(f"rate limited (HTTP 429): {detail[:MAX_ERROR_CHARS]}{suffix}",
                               transient=True, retry_after=delay)
     if status == 401:
-        return Unauthorized(f"the server refused the login (HTTP 401): "
-                            f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+        refused = Unauthorized(f"the server refused the login (HTTP 401): "
+                               f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+        # The token endpoint says why in the code, not the message (refresh_token_expired...).
+        refused.server_code = code  # type: ignore[attr-defined]
+        return refused
     if status == 403:
         if not is_json:
             return BackendError(
@@ -1043,8 +1077,9 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
     if status >= 500:
         return BackendError(f"the server failed (HTTP {status}): {detail[:MAX_ERROR_CHARS]}"
                             f"{suffix}", transient=True, retry_after=retry_after)
-    about_input = (code in IMAGE_ERROR_CODES or re.search(r"(?i)\b(prompt|image|mask)", detail)
-                   is not None)
+    # "image_generation" names the tool, and a refused tool is a route problem, not an input one.
+    about_input = (code in IMAGE_ERROR_CODES or re.search(
+        r"(?i)\b(prompt|image(?!_generation)|mask)", detail) is not None)
     err = BackendError(f"the server rejected the request (HTTP {status}): "
                        f"{detail[:MAX_ERROR_CHARS]}{suffix}")
     err.fallback = status == 404 or (status == 400 and not about_input)
@@ -1089,7 +1124,7 @@ def json_request(method: str, url: str, headers: dict, body: Any, route: str = "
 class Response:
     """An open HTTP answer whose reads keep to the stall and total deadlines."""
 
-    def __init__(self, raw: Any, transport: "Transport", deadline: float,
+    def __init__(self, raw: Any, transport: Transport, deadline: float,
                  stall_timeout: float) -> None:
         self.raw = raw
         self.status = raw.status
@@ -1349,7 +1384,7 @@ class AuthLocks:
         self.clock, self.sleep, self.wait = clock, sleep, wait
         self._fds: list[int] = []
 
-    def __enter__(self) -> "AuthLocks":
+    def __enter__(self) -> AuthLocks:
         try:
             import fcntl
         except ImportError:
@@ -1642,7 +1677,7 @@ class CodexAuth:
 
     @staticmethod
     def _refresh_refused(exc: ImagegenError) -> AuthError:
-        text = exc.message
+        text = f"{getattr(exc, 'server_code', '')} {exc.message}"
         for code, why in REFRESH_FAILURES.items():
             if code in text:
                 return AuthError(f"your access token could not be refreshed because {why} "
@@ -1659,7 +1694,7 @@ def load_toml(path: str) -> dict:
     with open(path, "rb") as handle:
         raw = handle.read()
     try:
-        import tomllib  # type: ignore[import-not-found]
+        import tomllib  # type: ignore[import-not-found]  # novermin (3.11+, guarded)
     except ImportError:
         try:
             return parse_toml_subset(raw.decode("utf-8"))
@@ -1678,7 +1713,29 @@ def _toml_keys(text: str, line_no: int) -> list[str]:
     keys = re.findall(rf"\s*({_TOML_KEY})\s*(?:\.|$)", text)
     if not keys or not re.fullmatch(rf"\s*{_TOML_KEY}(\s*\.\s*{_TOML_KEY})*\s*", text):
         raise UsageError(f"config.toml line {line_no}: cannot read the key {text.strip()!r}")
-    return [json.loads(k) if k.startswith('"') else k.strip("'") for k in keys]
+    return [_toml_unescape(k[1:-1], line_no) if k.startswith('"') else k.strip("'")
+            for k in keys]
+
+
+_TOML_ESCAPES = {"\\b": "\b", "\\t": "\t", "\\n": "\n", "\\f": "\f", "\\r": "\r",
+                 '\\"': '"', "\\\\": "\\"}
+
+
+def _toml_unescape(body: str, line_no: int) -> str:
+    """The inside of a TOML basic string with its escapes decoded (TOML has \\UXXXXXXXX and
+    allows a literal tab, so json.loads is not the same thing)."""
+
+    def decode(match: re.Match) -> str:
+        escape = match.group(0)
+        if escape in _TOML_ESCAPES:
+            return _TOML_ESCAPES[escape]
+        if len(escape) > 2:
+            code = int(escape[2:], 16)
+            if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+                return chr(code)
+        raise UsageError(f"config.toml line {line_no}: bad escape {escape!r} in a string")
+
+    return re.sub(r"\\(?:u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.?)", decode, body)
 
 
 def _toml_value(text: str, line_no: int) -> tuple[Any, str]:
@@ -1689,16 +1746,19 @@ def _toml_value(text: str, line_no: int) -> tuple[Any, str]:
                          f"here (Python 3.11 or later reads them)")
     match = re.match(r'"((?:[^"\\]|\\.)*)"', text)
     if match:
-        try:
-            return json.loads(f'"{match.group(1)}"'), text[match.end():]
-        except ValueError:
-            raise UsageError(f"config.toml line {line_no}: bad escape in a string") from None
+        return _toml_unescape(match.group(1), line_no), text[match.end():]
     match = re.match(r"'([^']*)'", text)
     if match:
         return match.group(1), text[match.end():]
     match = re.match(r"(true|false)\b", text)
     if match:
         return match.group(1) == "true", text[match.end():]
+    if re.match(r"\d{4}-\d\d-\d\d|\d\d:\d\d", text):
+        raise UsageError(f"config.toml line {line_no}: dates and times are not supported here "
+                         f"(Python 3.11 or later reads them)")
+    if re.match(r"[+-]?0[xob]", text):
+        raise UsageError(f"config.toml line {line_no}: hexadecimal, octal and binary numbers "
+                         f"are not supported here (Python 3.11 or later reads them)")
     match = re.match(r"[+-]?(\d[\d_]*)(\.\d[\d_]*)?([eE][+-]?\d+)?", text)
     if match and match.group(0):
         number = match.group(0).replace("_", "")
@@ -1728,10 +1788,7 @@ def _toml_value(text: str, line_no: int) -> tuple[Any, str]:
                 break
             keys = _toml_keys(match.group(1), line_no)
             value, rest = _toml_value(rest[match.end():], line_no)
-            target = table
-            for key in keys[:-1]:
-                target = target.setdefault(key, {})
-            target[keys[-1]] = value
+            _toml_assign(table, keys, value, line_no)
             rest = rest.lstrip()
             if rest.startswith(","):
                 rest = rest[1:]
@@ -1743,12 +1800,24 @@ def _toml_value(text: str, line_no: int) -> tuple[Any, str]:
                      f"(Python 3.11 or later reads all of TOML)")
 
 
+def _toml_assign(table: dict, keys: list[str], value: Any, line_no: int) -> None:
+    """table[k1][k2]...[kn] = value for a dotted key; TOML forbids redefining a key."""
+    for key in keys[:-1]:
+        table = table.setdefault(key, {})
+        if not isinstance(table, dict):
+            raise UsageError(f"config.toml line {line_no}: {key} is not a table")
+    if keys[-1] in table:
+        raise UsageError(f"config.toml line {line_no}: {keys[-1]} is defined twice")
+    table[keys[-1]] = value
+
+
 def parse_toml_subset(text: str) -> dict:
     """Top-level keys, [tables] and [dotted.tables], quoted keys, strings, numbers, booleans,
     one-line arrays and inline tables, comments. Anything else is a UsageError."""
     root: dict = {}
     table = root
-    for line_no, line in enumerate(text.splitlines(), 1):
+    # TOML ends lines with LF or CRLF only; splitlines() would also split at U+2028, U+0085...
+    for line_no, line in enumerate(text.split("\n"), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -1756,7 +1825,8 @@ def parse_toml_subset(text: str) -> dict:
             raise UsageError(f"config.toml line {line_no}: arrays of tables are not supported "
                              f"here (Python 3.11 or later reads them)")
         if stripped.startswith("["):
-            match = re.fullmatch(r"\[(.*)\]\s*(#.*)?", stripped)
+            match = re.fullmatch(rf"\[\s*({_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*)\s*\]\s*(#.*)?",
+                                 stripped)
             if not match:
                 raise UsageError(f"config.toml line {line_no}: cannot read {stripped!r}")
             table = root
@@ -1774,10 +1844,7 @@ def parse_toml_subset(text: str) -> dict:
         if rest and not rest.startswith("#"):
             raise UsageError(f"config.toml line {line_no}: unexpected {rest[:20]!r} after the "
                              f"value")
-        target = table
-        for key in keys[:-1]:
-            target = target.setdefault(key, {})
-        target[keys[-1]] = value
+        _toml_assign(table, keys, value, line_no)
     return root
 
 
@@ -2069,12 +2136,13 @@ class ImagesApiRoute:
 
     name = "images"
 
-    def __init__(self, extra_body: dict | None = None) -> None:
+    def __init__(self, extra_body: dict | None = None, model: str | None = None) -> None:
         self.extra_body = extra_body or {}
+        self.model = model  # the config file's model, when the user did not choose one
 
     def fields(self, job: Job, n: int) -> dict:
-        body: dict[str, Any] = {"model": job.image_model, "prompt": job.prompt, "n": n,
-                                "output_format": job.format}
+        body: dict[str, Any] = {"model": self.model or job.image_model, "prompt": job.prompt,
+                                "n": n, "output_format": job.format}
         for key, value in (("size", job.size), ("quality", job.quality),
                            ("background", job.background), ("output_compression", job.compression),
                            ("moderation", job.moderation)):
@@ -2110,7 +2178,9 @@ class ImagesApiRoute:
         except ValueError:
             raise BackendError("the Images API answered with something that is not JSON"
                                ) from None
-        return read_images_payload(payload, "Images API", transport)
+        images = read_images_payload(payload, "Images API", transport)
+        # The Images API does not name its model: report the one asked for (--json, --meta).
+        return [replace(image, model=image.model or self.model) for image in images]
 
 
 def _file_name(ref: Reference, index: int) -> str:
@@ -2126,12 +2196,12 @@ def multipart(fields: dict, files: list[tuple[str, Reference]]) -> tuple[bytes, 
     for name, value in fields.items():
         text = value if isinstance(value, str) else json.dumps(value)
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                     f"{text}\r\n".encode("utf-8"))
+                     f"{text}\r\n".encode())
     for index, (name, ref) in enumerate(files):
         filename = _file_name(ref, -1 if name == "mask" else index)
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
                      f'filename="{filename}"\r\nContent-Type: {ref.mime}\r\n\r\n'
-                     .encode("utf-8") + (ref.data or b"") + b"\r\n")
+                     .encode() + (ref.data or b"") + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode("ascii"))
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -2143,7 +2213,7 @@ class Backend:
 
     name = ""
 
-    def __init__(self, ctx: "Context", job: Job) -> None:
+    def __init__(self, ctx: Context, job: Job) -> None:
         self.ctx = ctx
         self.base_override = job.base_url
 
@@ -2163,6 +2233,9 @@ class Backend:
         """After a 401: True when new credentials make one more try worthwhile."""
         return False
 
+    def explain(self, error: ImagegenError) -> None:
+        """Add to a failure's message what is peculiar to this backend (in place)."""
+
     def units(self, job: Job) -> list[int]:
         """How many images each request asks for: one request per image by default."""
         return [1] * job.count
@@ -2173,7 +2246,7 @@ class CodexBackend(Backend):
 
     name = "codex"
 
-    def __init__(self, ctx: "Context", job: Job) -> None:
+    def __init__(self, ctx: Context, job: Job) -> None:
         super().__init__(ctx, job)
         self.auth = ctx.codex_auth()  # one login per run, shared by every job and thread
         self.version = codex_version(ctx.env)
@@ -2258,6 +2331,14 @@ class GatewayBackend(Backend):
 
     def headers(self, route: Any, dry_run: bool = False) -> dict:
         return bearer_headers(self.token)
+
+    def explain(self, error: ImagegenError) -> None:
+        # No HTTP status and no connection: the usual cause is a gateway that is not running.
+        if isinstance(error, BackendError) and getattr(error, "status", None) is None \
+                and error.message.startswith(("cannot connect", "cannot reach", "cannot resolve")) \
+                and GATEWAY_START_HINT not in error.message:
+            error.message += (f"; is the gateway running at {self.base}? start it with "
+                              f"{GATEWAY_START_HINT}")
 
 
 def provider_settings(env: dict) -> tuple[str, str | None, str]:
@@ -2350,8 +2431,12 @@ class ApiBackend(Backend):
         env_key = env.get("IMAGEGEN_API_KEY")
         self.key = (file_key or env_key) if explicit else (env_key or file_key)
         self.ctx.secrets.add(self.key)
-        self.base = (self.base_override or env.get("IMAGEGEN_API_BASE_URL")
-                     or config.get("base_url") or DEFAULT_API_BASE_URL).rstrip("/")
+        # The URL follows the key's precedence, so a named file's key goes to that file's host.
+        file_base = config.get("base_url") if isinstance(config.get("base_url"), str) else None
+        env_base = env.get("IMAGEGEN_API_BASE_URL")
+        self.base = (self.base_override or ((file_base or env_base) if explicit
+                                            else (env_base or file_base))
+                     or DEFAULT_API_BASE_URL).rstrip("/")
         self.base = re.sub(r"/images/(generations|edits)$", "", self.base)
         extra = config.get("extra_body") or {}
         if not isinstance(extra, dict):
@@ -2359,12 +2444,14 @@ class ApiBackend(Backend):
         self.extra_body = extra
         self.model = config.get("model") if isinstance(config.get("model"), str) else None
         if not self.key and not job.dry_run:
-            raise AuthError("no API key for --backend api: set IMAGEGEN_API_KEY, or write "
-                            f"{{\"api_key\": ...}} to {os.path.join(config_home(env), 'codex-imagegen', 'config.json')} "
-                            "(OPENAI_API_KEY is never used by this backend)")
+            default = os.path.join(config_home(env), "codex-imagegen", "config.json")
+            raise AuthError(f"no API key for --backend api: set IMAGEGEN_API_KEY, or write "
+                            f"{{\"api_key\": ...}} to {default} (OPENAI_API_KEY is never used "
+                            f"by this backend)")
 
     def routes(self, job: Job) -> list:
-        return [ImagesApiRoute(self.extra_body)]
+        # --image-model (or IMAGEGEN_IMAGE_MODEL) wins over the config file's "model".
+        return [ImagesApiRoute(self.extra_body, None if job.image_model_set else self.model)]
 
     def base_url(self, route: Any) -> str:
         return self.base
@@ -2433,7 +2520,7 @@ class SavePolicy:
                     raise OutputError(f"{path} already exists: pass --force to replace it, or "
                                       f"choose another -o")
 
-    def save(self, image: RawImage, index: int, ctx: "Context") -> str:
+    def save(self, image: RawImage, index: int, ctx: Context) -> str:
         """Write the image beside its final name, then link or rename it into place."""
         import tempfile
         real = image.info.format
@@ -2651,11 +2738,13 @@ def quota_from_headers(headers: Any) -> dict | None:
             window: dict[str, Any] = {"name": family, "used_percent": float(used)}
         except ValueError:
             continue
+        if not -1e9 < window["used_percent"] < 1e9:  # inf and NaN would break the JSON out
+            continue
         for key, header in (("window_minutes", "window-minutes"), ("resets_at", "reset-at")):
             value = headers.get(f"x-codex-{family}-{header}")
             try:
                 window[key] = int(float(value)) if value is not None else None
-            except ValueError:
+            except (ValueError, OverflowError):
                 window[key] = None
         windows.append(window)
     return {"windows": windows} if windows else None
@@ -2807,14 +2896,13 @@ class Generator:
         job = self.job
         self.backend.prepare(job)
         tasks, first = [], 0
-        for unit, n in enumerate(self.backend.units(job)):
+        for n in self.backend.units(job):
             tasks.append(lambda first=first, n=n: self._unit(inputs, first, n))
             first += n
         run_pool(tasks, parallel or job.parallel, self.ctx)
 
     def _unit(self, inputs: Inputs, first: int, n: int) -> None:
         job, reporter = self.job, self.ctx.reporter
-        name = self.label + (f"image {first + 1}" if job.count > 1 else "image")
         if self.stop_starting.is_set():
             self._fail(first, n, RateLimitError("not started: the usage limit was reached"))
             return
@@ -2903,6 +2991,7 @@ class Generator:
             except ImagegenError as error:
                 headers_seen = getattr(error, "headers", None)
                 ctx.see_headers(headers_seen)
+                backend.explain(error)
                 raise
             try:
                 ctx.see_headers(response.headers)
@@ -2948,7 +3037,7 @@ def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> No
             task()
         return
     import queue
-    pending: "queue.Queue[Callable[[], None]]" = queue.Queue()
+    pending: queue.Queue = queue.Queue()
     for task in tasks:
         pending.put(task)
     crashes: list[BaseException] = []
@@ -3274,6 +3363,8 @@ def batch_job(line: str, defaults: dict, env: dict) -> Job:
         if name not in JOB_OPTIONS:
             raise UsageError(f"unknown key {key!r}")
         options[name] = value
+    if "prompt" not in entry:
+        raise UsageError('no "prompt" key')
     if "image" in entry:
         options["image"] = entry["image"]
     return make_job(options, env)
@@ -3298,6 +3389,9 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
         for number, _ in lines:
             if number in jobs:
                 job = replace(jobs[number], dry_run=True)
+                explicit = SavePolicy(job, ctx.cwd, env).explicit
+                if explicit and not job.force and os.path.lexists(explicit):
+                    continue  # its out exists: the real run would skip it and send nothing
                 inputs = load_inputs(job, ctx.transport)
                 requests.extend(Generator(ctx, job).dry_requests(inputs))
         reporter.result_json({"requests": requests})
@@ -3309,6 +3403,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     stop = threading.Event()
     lock = threading.Condition()
     printed = [0]
+    partial: dict[int, list[Saved]] = {}  # images a failed line saved before it failed
 
     def flush() -> None:
         while printed[0] < len(lines) and lines[printed[0]][0] in outcomes:
@@ -3318,22 +3413,29 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
 
     def emit(number: int, outcome: Any) -> None:
         job = jobs.get(number)
+        # --json has no quota line on stderr: each object carries the latest values seen
+        quota = {"quota": ctx.quota} if ctx.quota else {}
         if isinstance(outcome, ImagegenError):
             if settings.get("json"):
+                saved_before = partial.get(number, [])
                 reporter.result_json({"line": number, "ok": False,
                                       "prompt": job.prompt if job else None,
-                                      "error": error_entry(outcome), "images": []})
+                                      "error": error_entry(outcome),
+                                      "images": [image_entry(s, job, ctx.cwd)
+                                                 for s in saved_before] if job else [],
+                                      **quota})
             else:
                 reporter.result(f"ERROR {outcome.kind}: " + " ".join(outcome.message.split()))
             return
         skipped, saved = outcome
         if settings.get("json"):
-            payload = {"line": number, "ok": True, "prompt": job.prompt, "skipped": skipped}
+            payload = {"line": number, "ok": True, "prompt": job.prompt,
+                       "skipped": bool(skipped)}
             if skipped:
                 payload["images"] = [{"path": relative_for_display(skipped, ctx.cwd)}]
             else:
                 payload["images"] = [image_entry(s, job, ctx.cwd) for s in saved]
-            reporter.result_json(payload)
+            reporter.result_json(dict(payload, **quota))
         else:
             paths = [skipped] if skipped else [s.path for s in saved]
             reporter.result("\t".join(relative_for_display(p, ctx.cwd) for p in paths))
@@ -3341,22 +3443,24 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     def run_line(number: int) -> None:
         job = jobs[number]
         outcome: Any
-        if stop.is_set():
+        generator = Generator(ctx, job, label=f"line {number}: ")
+        # A line already done is reported as done even after a usage limit: it costs nothing.
+        if job.out and generator.policy.explicit and not job.force and os.path.lexists(
+                generator.policy.explicit):
+            outcome = (generator.policy.explicit, [])
+        elif stop.is_set():
             outcome = RateLimitError("not started: the usage limit was reached earlier in "
                                      "this batch")
         else:
-            generator = Generator(ctx, job, label=f"line {number}: ")
             try:
-                if job.out and generator.policy.explicit and not job.force and os.path.lexists(
-                        generator.policy.explicit):
-                    outcome = (generator.policy.explicit, [])
-                else:
-                    inputs = load_inputs(job, ctx.transport)
-                    generator.policy.preflight(job.count)
-                    generator.run(inputs, parallel=1)
-                    error = generator.first_error()
-                    saved = sorted(generator.saved, key=lambda s: s.index)
-                    outcome = error if error is not None else (None, saved)
+                inputs = load_inputs(job, ctx.transport)
+                generator.policy.preflight(job.count)
+                generator.run(inputs, parallel=1)
+                error = generator.first_error()
+                saved = sorted(generator.saved, key=lambda s: s.index)
+                outcome = error if error is not None else (None, saved)
+                if error is not None and saved:
+                    partial[number] = saved
             except Interrupted:
                 raise
             except ImagegenError as error:
@@ -3518,8 +3622,8 @@ def dispatch(args: list[str], runtime: dict) -> int:
         used = [name for name, value in options.items()
                 if value not in (None, [], False) and name not in allowed | {"help"}]
         if used:
-            raise UsageError(f"imagegen auth {rest[0]} takes no "
-                             f"{used[0] if used[0] == 'words' else '--' + used[0].replace('_', '-')}")
+            shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
+            raise UsageError(f"imagegen auth {rest[0]} takes no {shown}")
         ctx = context(options)
         if rest[0] == "status":
             return cmd_auth_status(ctx, bool(options["json"]))
