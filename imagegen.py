@@ -1046,8 +1046,9 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
             err = RateLimitError(f"usage limit reached{plan}"
                                  + (f"; {reset}" if reset else "; the server did not say when it "
                                     "resets") + f" ({detail[:MAX_ERROR_CHARS]}){suffix}")
-            err.retry_after = max(0.0, resets_at - now) if isinstance(
-                resets_at, (int, float)) else None
+            # `reset` is empty for inf, NaN or a year out of range: no retry_after_s then,
+            # which --json could not carry as strict JSON.
+            err.retry_after = max(0.0, resets_at - now) if reset else None
             return err
         delay = retry_after if retry_after is not None else try_again_seconds(message)
         return RateLimitError(f"rate limited (HTTP 429): {detail[:MAX_ERROR_CHARS]}{suffix}",
@@ -1133,6 +1134,7 @@ class Response:
         self.deadline = deadline
         self.stall_timeout = stall_timeout
         self.received = 0
+        self.decoded = 0  # bytes after Content-Encoding, when there is one
         self._decompress = None
         encoding = (self.headers.get("Content-Encoding") or "").lower()
         if encoding in ("gzip", "x-gzip", "deflate"):
@@ -1166,6 +1168,13 @@ class Response:
                 raise BackendError(f"the connection broke while reading the answer "
                                    f"({type(exc).__name__})", transient=True) from None
             if not chunk:
+                # http.client's read1 ends quietly when the server hangs up before the
+                # Content-Length it promised: that is a cut answer, not a complete one.
+                missing = getattr(self.raw, "length", None)
+                if isinstance(missing, int) and missing > 0:
+                    raise BackendError(f"the connection broke while reading the answer "
+                                       f"({missing} bytes short of its Content-Length)",
+                                       transient=True)
                 if self._decompress is not None:
                     tail = self._decompress.flush()
                     if tail:
@@ -1176,10 +1185,18 @@ class Response:
                 raise BackendError(f"the answer is larger than {human_bytes(MAX_RESPONSE_BYTES)}"
                                    f", more than any image; stopped reading")
             if self._decompress is not None:
+                # The cap holds for what the body inflates to as well: a few KB of gzip can
+                # inflate to gigabytes. max_length keeps even one read within the cap.
+                room = MAX_RESPONSE_BYTES - self.decoded + 1
                 try:
-                    chunk = self._decompress.decompress(chunk)
+                    chunk = self._decompress.decompress(chunk, room)
                 except Exception:
                     raise BackendError("the answer's compressed body is corrupt") from None
+                self.decoded += len(chunk)
+                if self.decoded > MAX_RESPONSE_BYTES:
+                    raise BackendError(f"the answer inflates to more than "
+                                       f"{human_bytes(MAX_RESPONSE_BYTES)}, more than any "
+                                       f"image; stopped reading")
             if chunk:
                 yield chunk
 
@@ -2767,7 +2784,12 @@ def describe_quota(quota: dict, now: float) -> str:
     for window in quota.get("windows", ()):
         text = (f"{window_label(window.get('window_minutes'), window['name'])}: "
                 f"{window['used_percent']:g}% used")
-        reset = describe_reset(window.get("resets_at"), now)
+        resets_at = window.get("resets_at")
+        if isinstance(resets_at, (int, float)) and resets_at <= now:
+            # `auth status` shows values kept from an earlier run: don't say "resets in 0s"
+            parts.append(f"{text} when last seen, has reset since")
+            continue
+        reset = describe_reset(resets_at, now)
         parts.append(f"{text}, {reset}" if reset else text)
     return "; ".join(parts)
 
