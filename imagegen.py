@@ -1828,13 +1828,40 @@ def _toml_assign(table: dict, keys: list[str], value: Any, line_no: int) -> None
     table[keys[-1]] = value
 
 
+def _toml_code(line: str) -> tuple[str, int]:
+    """The line without its comment, and how many brackets it leaves open (strings skipped)."""
+    depth, position, quote = 0, 0, ""
+    while position < len(line):
+        char = line[position]
+        if quote:
+            if char == "\\" and quote == '"':
+                position += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            return line[:position], depth
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        position += 1
+    return line, depth
+
+
 def parse_toml_subset(text: str) -> dict:
     """Top-level keys, [tables] and [dotted.tables], quoted keys, strings, numbers, booleans,
-    one-line arrays and inline tables, comments. Anything else is a UsageError."""
+    arrays (also over several lines) and inline tables, comments. Anything else is a
+    UsageError."""
     root: dict = {}
     table = root
     # TOML ends lines with LF or CRLF only; splitlines() would also split at U+2028, U+0085...
-    for line_no, line in enumerate(text.split("\n"), 1):
+    lines = text.split("\n")
+    line_no = 0
+    while line_no < len(lines):
+        line = lines[line_no]
+        line_no += 1
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -1856,7 +1883,14 @@ def parse_toml_subset(text: str) -> dict:
         if not match:
             raise UsageError(f"config.toml line {line_no}: cannot read {stripped[:40]!r}")
         keys = _toml_keys(match.group(1), line_no)
-        value, rest = _toml_value(stripped[match.end():], line_no)
+        value_text, depth = _toml_code(stripped[match.end():])
+        first_line = line_no
+        while depth > 0 and line_no < len(lines):  # an array that goes on over several lines
+            more, opened = _toml_code(lines[line_no])
+            value_text += " " + more.strip()
+            depth += opened
+            line_no += 1
+        value, rest = _toml_value(value_text, first_line)
         rest = rest.strip()
         if rest and not rest.startswith("#"):
             raise UsageError(f"config.toml line {line_no}: unexpected {rest[:20]!r} after the "

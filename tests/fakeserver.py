@@ -95,7 +95,10 @@ Behaviours (factories below; each returns a ``Behaviour``; ``b.plus(**opts)`` ad
     event_names="match"|"mismatch"|"none", chunked=False (Connection: close, no length),
     content_type=None (omit Content-Type)
     Delivery options (stall, trickle, truncate_after, bytewise) work on every route,
-    including /oauth/token and /files/.
+    including /oauth/token and /files/. Also on every route: gzip=True (Content-Encoding:
+    gzip although the client did not ask; streams are flushed event by event), and on the
+    JSON routes content_length_delta=N (declare N bytes more than the body, send the body,
+    hang up; negative: declare fewer).
 
 Inspecting: server.requests (Recorded: method, path, query, headers, .header(name), body,
 .json, .form, .multipart [Part: name, filename, content_type, data], .parts(name),
@@ -111,6 +114,10 @@ server.answer_size, server.api_answer_url, server.gateway_content, server.rate_l
 no x-codex-* headers), server.block_python_user_agent (gateway: 403 "error code: 1010" for
 Python-urllib), server.api_key / provider_key / gateway_token (the gateway token defaults to
 the CLI's documented fallback "devtoken", which is public and so not in server.secrets).
+server.by_prompt[text] = behaviour: an image request (SSE, images or gateway route) whose
+prompt contains `text` gets that behaviour, every time, before any queue (so parallel
+clients can fail by content, not by arrival order). server.max_in_flight: the most requests
+the fake was handling at once (from arrival to the end of the answer), since start or reset.
 
 Auth knobs (server.auth): tokens (the current set), issue(expired=False), valid_access_tokens,
 revoke_access_tokens(), current_refresh_token, used_refresh_tokens, refresh_count,
@@ -946,6 +953,9 @@ class FakeServer:
             "primary": {"used_percent": 12.5, "window_minutes": 300, "reset_after_seconds": 3600},
             "secondary": {"used_percent": 3.0, "window_minutes": 10080, "reset_after_seconds": 259200},
         }
+        self.by_prompt: dict[str, Behaviour] = {}
+        self.max_in_flight = 0
+        self._in_flight = 0
         self.errors: list[str] = []
         self._lock = threading.RLock()
         self._arrived = threading.Condition(self._lock)
@@ -1115,8 +1125,15 @@ class FakeServer:
             self._queues.clear()
             self._defaults.clear()
             self.errors.clear()
+            self.by_prompt.clear()
+            self.max_in_flight = 0
 
     # used by the handler
+
+    def _busy(self, change: int) -> None:
+        with self._lock:
+            self._in_flight += change
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
 
     def _record(self, request: Recorded) -> None:
         with self._arrived:
@@ -1242,12 +1259,19 @@ class _Handler(BaseHTTPRequestHandler):
         truncation, byte-by-byte, chunked or not)."""
         stall_after = opts.get("stall_after")
         truncate_after = opts.get("truncate_after")
+        if opts.get("gzip"):
+            headers = {**headers, "Content-Encoding": "gzip"}
+            frames = _gzip_frames(frames)
         if not stream:
             body = b"".join(f.data for f in frames)
             stall_after = 0 if stall_after is None else stall_after
             if opts.get("stall") and stall_after == 0:
                 self._pause(opts)
-            self._start(code, {**headers, "Content-Length": len(body)})
+            declared = len(body) + int(opts.get("content_length_delta") or 0)
+            self._start(code, {**headers, "Content-Length": max(0, declared)})
+            if declared > len(body):  # promise more than there is, send what there is, hang up
+                self._emit(body, False, opts, [image for f in frames for image in f.images])
+                raise _Abort()
             if truncate_after is not None:
                 self._write(body[:len(body) // 2], False)
                 raise _Abort()
@@ -1314,6 +1338,7 @@ class _Handler(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         self.rec = Recorded(self.command, target.path, dict(parse_qsl(target.query, keep_blank_values=True)),
                             self.headers, body, self.path)
+        fake._busy(1)
         fake._record(self.rec)
         try:
             self.route = next((r for r in ROUTES if r.matches(self.rec.path)), None)
@@ -1324,7 +1349,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif self._refused():
                 pass
             else:
-                self._answer(fake._next_behaviour(self.rec.path))
+                self._answer(self._by_prompt() or fake._next_behaviour(self.rec.path))
         except _Abort:
             self.close_connection = True
         except OSError:
@@ -1332,6 +1357,17 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             fake.errors.append(traceback.format_exc())
             self.close_connection = True
+        finally:
+            fake._busy(-1)
+
+    def _by_prompt(self) -> Behaviour | None:
+        """server.by_prompt's behaviour for this request's prompt, if any."""
+        if not self.fake.by_prompt or self.route.kind not in ("sse", "images", "gateway"):
+            return None
+        prompt = str((self._image_fields() or {}).get("prompt") or "")
+        with self.fake._lock:
+            rules = list(self.fake.by_prompt.items())
+        return next((behaviour for text, behaviour in rules if text in prompt), None)
 
     def _refused(self) -> bool:
         """Answer (and return True) when the route's gatekeeping rejects the request."""
@@ -1790,6 +1826,16 @@ def _json_lines(payload: dict, split: bool) -> list[str]:
         return [dumps(payload)]
     members = [dumps(key) + ":" + dumps(value) for key, value in payload.items()]
     return ["{" + members[0] + ","] + [m + "," for m in members[1:-1]] + [members[-1] + "}"]
+
+
+def _gzip_frames(frames: list[_Frame]) -> list[_Frame]:
+    """The frames as one gzip stream, each flushed so a reader can decode it on arrival."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    packed = []
+    for index, frame in enumerate(frames):
+        mode = zlib.Z_FINISH if index == len(frames) - 1 else zlib.Z_SYNC_FLUSH
+        packed.append(_Frame(compressor.compress(frame.data) + compressor.flush(mode), frame.images))
+    return packed
 
 
 def _serialize_sse(events: list, opts: dict) -> list[_Frame]:

@@ -161,6 +161,19 @@ quoted = { "k.ey" = "v" }
 ''', {"empty": {}, "point": {"x": 1, "y": 2},
       "nested": {"inner": {"deep": "yes"}, "list": [1, 2]},
       "dotted": {"a": {"b": 1, "c": 2}}, "quoted": {"k.ey": "v"}}),
+    # Codex configs commonly spread MCP server args over several lines.
+    ("multi-line arrays", '''\
+args = [
+  "-y",   # a comment holding a ] bracket
+  "@x/docs-mcp",
+  "--flag=[a]",
+]
+nested = [[1, 2], [
+  3,
+]]
+after = "still read"
+''', {"args": ["-y", "@x/docs-mcp", "--flag=[a]"], "nested": [[1, 2], [3]],
+      "after": "still read"}),
     ("whitespace and line endings", 'a=1\r\n  b =   "two"  \r\n[t]\r\n\tc\t=\ttrue\r\n',
      {"a": 1, "b": "two", "t": {"c": True}}),
 ]
@@ -171,7 +184,6 @@ UNSUPPORTED = [
     ("one-line multi-line basic string", 'a = """x"""\n', "multi-line string"),
     ("multi-line literal string", "a = '''\nraw\n'''\n", "multi-line string"),
     ("array of tables", '[[profiles]]\nname = "a"\n[[profiles]]\nname = "b"\n', "arrays of tables"),
-    ("multi-line array", 'args = [\n  "-y",\n  "x",\n]\n', "line 1"),
     ("date", "when = 1979-05-27\n", "dates and times"),
     ("date-time", "when = 1979-05-27T07:32:00Z\n", "dates and times"),
     ("time", "at = 07:32:00\n", "dates and times"),
