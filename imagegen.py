@@ -199,7 +199,8 @@ class Interrupted(ImagegenError):
 
 
 class Unauthorized(AuthError):
-    """HTTP 401: the caller may refresh the login once and send again."""
+    """HTTP 401, or 403 with a JSON body: the caller may refresh the login once and send
+    again; one that survives the refresh is exit 3."""
 
 
 # Redaction ##################################################################################
@@ -1064,8 +1065,10 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
             return BackendError(
                 f"HTTP 403 with {message} instead of an API answer: a proxy, firewall or CDN "
                 f"blocked the request (check HTTPS_PROXY, VPN or network){suffix}")
-        return AuthError(f"the server refused access (HTTP 403): {detail[:MAX_ERROR_CHARS]}"
-                         f"{suffix}")
+        # The contract's exit 3 is "a 401/403 that survives one refresh": a JSON 403 earns
+        # the same single refresh as a 401 (an HTML 403 is a proxy's page, not the backend's).
+        return Unauthorized(f"the server refused access (HTTP 403): "
+                            f"{detail[:MAX_ERROR_CHARS]}{suffix}")
     lowered = detail.lower()
     if "newer version of codex" in lowered or "requires a newer version" in lowered:
         sent = f" (this tool sent the header `version: {version_sent}`)" if version_sent else ""
@@ -2926,6 +2929,7 @@ class Generator:
         self.saved: list[Saved] = []
         self.errors: list[tuple[int, ImagegenError]] = []
         self.stop_starting = threading.Event()
+        self.rejected_routes: set[str] = set()  # once a route gave no image, skip it after
         self._lock = threading.Lock()
 
     # dry run
@@ -2995,15 +2999,21 @@ class Generator:
 
     def _fetch(self, inputs: Inputs, first: int, n: int) -> tuple[list[RawImage], str]:
         routes = self.backend.routes(self.job)
+        if len(routes) > 1:
+            routes = [r for r in routes if r.name not in self.rejected_routes] or routes[-1:]
         deadline = self.ctx.monotonic() + self.job.timeout
         for position, route in enumerate(routes):
             try:
                 return self._with_retries(route, inputs, first, n, deadline), route.name
             except ImagegenError as error:
                 if error.fallback and position + 1 < len(routes):
-                    self.ctx.reporter.warn(
-                        f"the {route.name} route gave no image ({error.message[:160]}); "
-                        f"switching to the {routes[position + 1].name} route")
+                    with self._lock:
+                        first_switch = route.name not in self.rejected_routes
+                        self.rejected_routes.add(route.name)
+                    if first_switch:
+                        self.ctx.reporter.warn(
+                            f"the {route.name} route gave no image ({error.message[:160]}); "
+                            f"switching to the {routes[position + 1].name} route")
                     continue
                 raise
         raise BackendError("no route left")  # not reached
