@@ -217,6 +217,8 @@ _SECRET_PATTERNS = (
         # (JSON's true/false/null are not secrets: `"refresh_token": true` must stay JSON)
         r"[\"']?)(?!(?i:bearer|basic)\s)(?!\*\*\*)(?!(?:true|false|null)\b)"
         r"([^\"'\s,}&]{4,})"), r"\1***"),
+    # a password in a URL (https://user:password@host/...)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@"), r"\1***@"),
 )
 
 
@@ -231,15 +233,21 @@ class Secrets:
         with self._lock:
             self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
 
-    def redact(self, text: str) -> str:
+    def redact(self, text: str, keep: Iterable[str] = ()) -> str:
+        """Known secrets become ***, then whatever looks like one. The parts of text equal to
+        a `keep` string (a saved path: made here, not echoed by a server) get only the first
+        step: the patterns would print sk-8-skateboard.png as ***.png."""
         with self._lock:
             values = sorted(self._values, key=len, reverse=True)
         for value in values:
             if value in text:
                 text = text.replace(value, "***")
-        for pattern, replacement in _SECRET_PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
+        kept = sorted({k for k in keep if k and k in text}, key=len, reverse=True)
+        pieces = re.split("(" + "|".join(map(re.escape, kept)) + ")", text) if kept else [text]
+        for index in range(0, len(pieces), 2):  # the odd pieces are the kept strings
+            for pattern, replacement in _SECRET_PATTERNS:
+                pieces[index] = pattern.sub(replacement, pieces[index])
+        return "".join(pieces)
 
 
 # Small pure helpers #########################################################################
@@ -304,9 +312,11 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf" and "nan" parse as floats: unreadable, and no strict JSON could carry them
+        return max(0.0, seconds) if seconds < float("inf") else None
     from email.utils import parsedate_to_datetime
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
@@ -782,6 +792,234 @@ class SSEDecoder:
             events.append(SSEEvent(self._event, data))
         self._data = []
         self._event = ""
+
+
+# Long strings: images decoded as they stream ###############################################
+
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+SPILL_LINE_BYTES = 1024 * 1024  # only lines longer than this are filtered (image events)
+SPILL_STRING_BYTES = 64 * 1024  # strings longer than this leave the JSON
+SPILL_MARK = "imagegen-spill:"
+
+
+class Spill:
+    """A JSON string's base64 content, decoded strictly as it arrives into a temporary file
+    beside the final image (or into memory when there is no directory)."""
+
+    def __init__(self, directory: str | None, on_file: Callable[[str], None]) -> None:
+        import hashlib
+        self.directory, self._on_file = directory, on_file
+        self.path: str | None = None
+        self.length = 0
+        self.head = b""
+        self.valid = True
+        self._hash = hashlib.sha256()
+        self._file: Any = None
+        self._parts: list[bytes] = []
+        self._carry = b""
+        self._escape = False
+        self._padded = False
+
+    def write(self, raw: bytes) -> None:
+        """Take raw JSON string content (with its escapes) in any pieces."""
+        if not self.valid:
+            return
+        if self._escape or b"\\" in raw:
+            raw = self._unescape(raw)
+        data = self._carry + raw if self._carry else raw
+        usable = len(data) - len(data) % 4
+        block, self._carry = data[:usable], data[usable:]
+        if block:
+            self._decode(block)
+
+    def _unescape(self, raw: bytes) -> bytes:
+        # JSON may escape "/" as "\/"; any other escape cannot be part of base64.
+        if self._escape:
+            self._escape = False
+            if raw[:1] != b"/":
+                self.valid = False
+                return b""
+        pieces = raw.split(b"\\")
+        kept = [pieces[0]]
+        for index, piece in enumerate(pieces[1:], 1):
+            if piece == b"" and index == len(pieces) - 1:
+                self._escape = True  # the escaped character comes in the next piece
+            elif piece[:1] == b"/":
+                kept.append(piece)
+            else:
+                self.valid = False
+                return b""
+        return b"".join(kept)
+
+    def _decode(self, block: bytes) -> None:
+        import binascii
+        if self._padded:
+            self.valid = False  # data after the padding
+            return
+        if block.translate(None, _BASE64_ALPHABET):
+            stripped = block.rstrip(b"=")
+            if len(block) - len(stripped) > 2 or stripped.translate(None, _BASE64_ALPHABET):
+                self.valid = False
+                return
+            self._padded = True
+        self._emit(binascii.a2b_base64(block))
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        self.length += len(data)
+        self._hash.update(data)
+        if len(self.head) < 64:
+            self.head += data[:64 - len(self.head)]
+        if self.directory is None:
+            self._parts.append(data)
+            return
+        if self._file is None:
+            import tempfile
+            os.makedirs(self.directory, exist_ok=True)
+            fd, self.path = tempfile.mkstemp(prefix=".imagegen-", suffix=".part",
+                                             dir=self.directory)
+            self._on_file(self.path)
+            self._file = os.fdopen(fd, "wb")
+        self._file.write(data)
+
+    def close(self) -> None:
+        if self._carry or self._escape:
+            self.valid = False  # not a whole number of base64 quads
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def discard(self) -> None:
+        self.close()
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    @property
+    def data(self) -> bytes:
+        """The decoded bytes (memory mode), or read back from the file."""
+        if self.path is None:
+            return b"".join(self._parts)
+        with open(self.path, "rb") as handle:
+            return handle.read()
+
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class Spills:
+    """The long strings taken out of one answer, by placeholder."""
+
+    def __init__(self, directory: str | None = None,
+                 on_file: Callable[[str], None] = lambda path: None) -> None:
+        self.directory, self.on_file = directory, on_file
+        self.items: list[Spill] = []
+        self.claimed: set[int] = set()
+
+    def new(self) -> tuple[Spill, bytes]:
+        spill = Spill(self.directory, self.on_file)
+        self.items.append(spill)
+        return spill, f"{SPILL_MARK}{len(self.items) - 1}".encode()
+
+    def claim(self, value: Any) -> Spill | None:
+        """The spill a placeholder names (and keep its file), else None."""
+        if not isinstance(value, str) or not value.startswith(SPILL_MARK):
+            return None
+        try:
+            index = int(value[len(SPILL_MARK):])
+            spill = self.items[index]
+        except (ValueError, IndexError):
+            return None
+        self.claimed.add(index)
+        return spill
+
+    def release(self) -> None:
+        """Delete what nobody claimed (partial images, unknown long strings)."""
+        for index, spill in enumerate(self.items):
+            if index not in self.claimed:
+                spill.discard()
+
+
+class LongStrings:
+    """Streams one line of JSON text, replacing each string longer than `limit` bytes with a
+    placeholder and handing its content to a Spill; JSON strings never span lines."""
+
+    def __init__(self, spills: Spills, limit: int = SPILL_STRING_BYTES) -> None:
+        self.spills, self.limit = spills, limit
+        self.in_string = False
+        self.escape = False
+        self.held: list[bytes] = []
+        self.held_length = 0
+        self.keep = False  # this string is not base64: never spill it
+        self.spill: Spill | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        position, end = 0, len(data)
+        while position < end:
+            if not self.in_string:
+                quote = data.find(b'"', position)
+                if quote < 0:
+                    out.append(data[position:])
+                    break
+                out.append(data[position:quote + 1])
+                position = quote + 1
+                self.in_string, self.held, self.held_length, self.keep = True, [], 0, False
+                continue
+            if self.escape:
+                self._take(data[position:position + 1])
+                position += 1
+                self.escape = False
+                continue
+            quote = data.find(b'"', position)
+            backslash = data.find(b"\\", position, quote if quote >= 0 else end)
+            if backslash >= 0:
+                self._take(data[position:backslash + 1])
+                position = backslash + 1
+                self.escape = True
+                continue
+            if quote < 0:
+                self._take(data[position:])
+                break
+            self._take(data[position:quote])
+            position = quote + 1
+            self.in_string = False
+            if self.spill is not None:
+                self.spill.close()
+                out.append(self.placeholder + b'"')
+                self.spill = None
+            else:
+                out.extend(self.held)
+                out.append(b'"')
+            self.held = []
+        return b"".join(out)
+
+    def _take(self, raw: bytes) -> None:
+        if self.spill is not None:
+            self.spill.write(raw)
+            return
+        self.held.append(raw)
+        self.held_length += len(raw)
+        if self.held_length > self.limit and not self.keep:
+            held = b"".join(self.held)
+            if held.replace(b"\\/", b"/").translate(None, _BASE64_ALPHABET):
+                self.keep = True  # long text, not base64: it stays in the JSON
+                return
+            self.spill, self.placeholder = self.spills.new()
+            self.spill.write(held)
+            self.held, self.held_length = [], 0
+
+    def finish(self) -> bytes:
+        """End of the line: a string still open is malformed JSON; give it back as it was."""
+        rest = b"".join(self.held) if self.in_string and self.spill is None else b""
+        if self.spill is not None:
+            self.spill.close()
+            rest = self.placeholder
+        self.in_string, self.escape, self.held, self.spill = False, False, [], None
+        return rest
 
 
 # Reading answers (pure) #####################################################################
@@ -1266,7 +1504,8 @@ class Transport:
         limit = min(remaining, stall_timeout) if stall_timeout else remaining
         raw_request = urllib.request.Request(request.url, data=request.body,
                                              headers=request.headers, method=request.method)
-        host = urllib.request.urlparse(request.url).netloc
+        # Without any user:password@ part: the host is shown in every error below.
+        host = urllib.request.urlparse(request.url).netloc.rpartition("@")[2]
         try:
             raw = self.opener().open(raw_request, timeout=max(0.05, limit))
         except urllib.error.HTTPError as exc:
@@ -2054,6 +2293,24 @@ class ResponsesRoute:
         decoder, reader = SSEDecoder(), ResponsesReader()
         phase = "waiting"
         progress(phase, 0)
+        content_type = (response.headers.get("Content-Type") or "").lower()
+        if "json" in content_type and "event-stream" not in content_type:
+            # A proxy's answer, or a provider that ignored stream: true: read it as one
+            # response object, rather than report a "truncated" stream.
+            try:
+                payload = json.loads(response.read_all())
+            except ValueError:
+                raise BackendError("the server answered with broken JSON instead of an event "
+                                   "stream") from None
+            if isinstance(payload, dict) and isinstance(payload.get("output"), list) \
+                    and not payload.get("error"):
+                reader.feed({"type": "response.completed", "response": payload})
+                return reader.result()
+            code, message = _error_fields(payload)
+            if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+                raise failure_error(code, message[:MAX_ERROR_CHARS], "the image request")
+            raise BackendError(f"the server answered with JSON instead of an event stream: "
+                               f"{(message or code or 'no details')[:MAX_ERROR_CHARS]}")
         try:
             for chunk in response.chunks():
                 for event in decoder.feed(chunk):
@@ -2589,12 +2846,19 @@ class SavePolicy:
             raise OutputError(f"cannot create {self.directory}: {exc.strerror}") from None
         if is_inside(self.directory, self.codex_home):
             raise OutputError(f"will not write inside the Codex home ({self.codex_home})")
-        try:
-            fd, temporary = tempfile.mkstemp(prefix=".imagegen-", suffix=".part",
-                                             dir=self.directory)
-        except OSError as exc:
-            raise OutputError(f"cannot write in {self.directory}: {exc.strerror}") from None
-        ctx.temporary_files.add(temporary)
+        # Under files_lock, so Ctrl-C's cleanup sees either no file or a registered one; the
+        # directory is registered first, so a signal between the file's creation and its
+        # registration still finds it by its pid-stamped prefix.
+        with ctx.files_lock:
+            if ctx.cancel.is_set():
+                raise Interrupted("interrupted")
+            ctx.temporary_dirs.add(self.directory)
+            try:
+                fd, temporary = tempfile.mkstemp(prefix=ctx.temporary_prefix, suffix=".part",
+                                                 dir=self.directory)
+            except OSError as exc:
+                raise OutputError(f"cannot write in {self.directory}: {exc.strerror}") from None
+            ctx.temporary_files.add(temporary)
         try:
             try:
                 with os.fdopen(fd, "wb") as handle:
@@ -2678,37 +2942,39 @@ class Reporter:
         self._stop = threading.Event()
 
     # stdout
-    def result(self, line: str) -> None:
+    def result(self, line: str, keep: Iterable[str] = ()) -> None:
+        """A result line; `keep`: saved paths in it, printed as they are (see Secrets.redact)."""
         with self._lock:
             self._clear()
-            self._write(self.stdout, self.secrets.redact(line) + "\n")
+            self._write(self.stdout, self.secrets.redact(line, keep) + "\n")
 
-    def result_json(self, payload: dict) -> None:
-        text = self.secrets.redact(json.dumps(payload, ensure_ascii=False))
+    def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
+        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
+        text = self.secrets.redact(json.dumps(payload, ensure_ascii=False), escaped)
         with self._lock:
             self._clear()
             self._write(self.stdout, text + "\n")
 
     # stderr
-    def note(self, message: str) -> None:
+    def note(self, message: str, keep: Iterable[str] = ()) -> None:
         """A plain progress line: not with --quiet or --json."""
         if self.chatty:
-            self._err(f"imagegen: {message}")
+            self._err(f"imagegen: {printable(message)}", keep)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
-            self._err(f"imagegen: warning: {message}")
+            self._err(f"imagegen: warning: {printable(message)}")
 
     def say(self, message: str) -> None:
         """A line the user must see whatever the flags (the device login's code)."""
-        self._err(f"imagegen: {message}")
+        self._err(f"imagegen: {printable(message)}")
 
     def error(self, message: str) -> None:
         prefix = "\x1b[31merror\x1b[0m" if self.color else "error"
-        self._err(f"imagegen: {prefix}: {message}")
+        self._err(f"imagegen: {prefix}: {printable(message)}")
 
-    def _err(self, line: str) -> None:
-        line = " ".join(self.secrets.redact(line).splitlines())
+    def _err(self, line: str, keep: Iterable[str] = ()) -> None:
+        line = " ".join(self.secrets.redact(line, keep).splitlines())
         with self._lock:
             self._clear()
             self._write(self.stderr, line + "\n")
@@ -2775,6 +3041,15 @@ def _isatty(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """One line with no control characters: a server's text (an error, the model's answer)
+    must not move the cursor, retitle or clear the user's terminal."""
+    return _CONTROL_RE.sub("?", " ".join(str(text).splitlines()))
 
 
 # Quota ######################################################################################
@@ -2857,6 +3132,9 @@ class Context:
         self.transport = Transport(opener, monotonic, self.cancel, timeout)
         self.reporter = Reporter(stdout, stderr, self.secrets, env, quiet, json_mode, progress)
         self.temporary_files: set[str] = set()
+        self.temporary_dirs: set[str] = set()  # where this run may have a .part file
+        self.temporary_prefix = f".imagegen-{os.getpid()}-"
+        self.files_lock = threading.Lock()  # a .part file's creation vs Ctrl-C's cleanup
         self.quota: dict | None = None
         self._codex_auth: CodexAuth | None = None
         self._lock = threading.Lock()
@@ -2879,12 +3157,20 @@ class Context:
                 self.quota = dict(quota, seen_at=int(self.clock()))
 
     def remove_temporary_files(self) -> None:
-        for path in list(self.temporary_files):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            self.temporary_files.discard(path)
+        """After Ctrl-C (cancel is set): no save starts any more; remove what was begun."""
+        import glob
+        with self.files_lock:
+            paths = set(self.temporary_files)
+            for directory in self.temporary_dirs:
+                paths.update(glob.glob(os.path.join(glob.escape(directory),
+                                                    glob.escape(self.temporary_prefix)
+                                                    + "*.part")))
+            for path in paths:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                self.temporary_files.discard(path)
 
 
 # Generating #################################################################################
@@ -2929,6 +3215,7 @@ class Generator:
         self.saved: list[Saved] = []
         self.errors: list[tuple[int, ImagegenError]] = []
         self.stop_starting = threading.Event()
+        self.prepared = False
         self.rejected_routes: set[str] = set()  # once a route gave no image, skip it after
         self._lock = threading.Lock()
 
@@ -2951,10 +3238,16 @@ class Generator:
         return requests
 
     # the real thing
+    def prepare(self) -> None:
+        """Find the credentials once (AuthError when there are none)."""
+        if not self.prepared:
+            self.backend.prepare(self.job)
+            self.prepared = True
+
     def run(self, inputs: Inputs, parallel: int | None = None) -> None:
         """Make and save every image; failures are collected in self.errors."""
         job = self.job
-        self.backend.prepare(job)
+        self.prepare()
         tasks, first = [], 0
         for n in self.backend.units(job):
             tasks.append(lambda first=first, n=n: self._unit(inputs, first, n))
@@ -2978,9 +3271,9 @@ class Generator:
                 with self._lock:
                     self.saved.append(saved)
                 info = image.info
-                reporter.note(f"saved {relative_for_display(path, self.ctx.cwd)} "
-                              f"({info.width}x{info.height} {info.format}, "
-                              f"{human_bytes(len(image.data))}, {elapsed:.1f} s)")
+                shown = relative_for_display(path, self.ctx.cwd)
+                reporter.note(f"saved {shown} ({info.width}x{info.height} {info.format}, "
+                              f"{human_bytes(len(image.data))}, {elapsed:.1f} s)", keep=(shown,))
             if len(images) < n:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
@@ -3141,9 +3434,10 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         reporter.result_json({"requests": generator.dry_requests(inputs)})
         return 0
     generator.policy.preflight(job.count)
+    generator.prepare()
     what = f"{job.count} images" if job.count > 1 else "an image"
     reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit else "")
-                  + "…")
+                  + "...")
     try:
         generator.run(inputs)
     finally:
@@ -3159,10 +3453,11 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         payload["images"] = [image_entry(s, job, ctx.cwd) for s in saved]
         if ctx.quota:
             payload["quota"] = ctx.quota
-        reporter.result_json(payload)
+        reporter.result_json(payload, keep=[image["path"] for image in payload["images"]])
     else:
         for item in saved:
-            reporter.result(relative_for_display(item.path, ctx.cwd))
+            shown = relative_for_display(item.path, ctx.cwd)
+            reporter.result(shown, keep=(shown,))
     if error is not None:
         reporter.error(error.message)
         return error.exit_code
@@ -3491,7 +3786,8 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
                                                  for s in saved_before] if job else [],
                                       **quota})
             else:
-                reporter.result(f"ERROR {outcome.kind}: " + " ".join(outcome.message.split()))
+                reporter.result(f"ERROR {outcome.kind}: "
+                                + printable(" ".join(outcome.message.split())))
             return
         skipped, saved = outcome
         if settings.get("json"):
@@ -3501,10 +3797,12 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
                 payload["images"] = [{"path": relative_for_display(skipped, ctx.cwd)}]
             else:
                 payload["images"] = [image_entry(s, job, ctx.cwd) for s in saved]
-            reporter.result_json(dict(payload, **quota))
+            reporter.result_json(dict(payload, **quota),
+                                 keep=[image["path"] for image in payload["images"]])
         else:
             paths = [skipped] if skipped else [s.path for s in saved]
-            reporter.result("\t".join(relative_for_display(p, ctx.cwd) for p in paths))
+            shown = [relative_for_display(p, ctx.cwd) for p in paths]
+            reporter.result("\t".join(shown), keep=shown)
 
     def run_line(number: int) -> None:
         job = jobs[number]

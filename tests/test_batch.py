@@ -706,3 +706,14 @@ def test_batch_as_a_user_runs_it(fake, env, run_cli):
     assert len(quota_lines(result.err)) == 1
     for n in (1, 2, 3):
         assert (env.work / "cli" / f"{n}.png").read_bytes() in fake.images_sent
+
+
+def test_paths_that_look_like_keys_are_printed_as_they_are(env, fake, run):
+    (env.work / "keys.jsonl").write_text(
+        '{"prompt": "sk-8 skateboard wheels with a deck that is long enough"}\n')
+    result = run("batch", "keys.jsonl")
+    assert result.code == 0, result
+    assert result.lines == ["assets/generated/sk-8-skateboard-wheels-with-a-deck-that-is-long.png"]
+    assert (env.work / result.lines[0]).read_bytes() == fake.images_sent[-1]
+    as_json = run("batch", "keys.jsonl", "--json", "--force")
+    assert "sk-8-skateboard" in as_json.lines[0]

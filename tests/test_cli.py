@@ -1,0 +1,366 @@
+"""The command line of `generate`: how the prompt is given, option validation before any
+request, usage errors (exit 2), --version and --help, and a few runs as a subprocess."""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+
+import pytest
+
+from fakeserver import make_secret
+
+PROMPT = "a paper plane over a blue sea"
+DEFAULT_PATH = "assets/generated/a-paper-plane-over-a-blue-sea.png"
+
+
+def sent_prompt(fake) -> str:
+    """The prompt text that reached the Codex backend in the last request."""
+    content = fake.last_request.json["input"][0]["content"]
+    return [part["text"] for part in content if part["type"] == "input_text"][0]
+
+
+def usage_error(result, fake, pattern: str | None = None) -> str:
+    """Exit 2, nothing on stdout, one error line, no request sent; returns that line."""
+    assert result.code == 2, result
+    assert result.out == "", result
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("imagegen: error: "), result
+    if pattern is not None:
+        assert re.search(pattern, lines[0], re.I), result
+    assert fake.requests == [], result
+    return lines[0]
+
+
+# how the prompt is given ###################################################################
+
+@pytest.mark.parametrize("argv", [
+    [PROMPT],
+    ["generate", PROMPT],
+    ["-p", PROMPT],
+    ["--prompt", PROMPT],
+    ["generate", "--prompt", PROMPT],
+    ["--quiet", PROMPT],                    # options before the prompt
+    [PROMPT, "--quiet"],
+], ids=["bare", "generate", "-p", "--prompt", "generate--prompt", "option-first", "option-last"])
+def test_the_prompt_reaches_the_server(fake, env, run, argv):
+    result = run(*argv)
+    assert result.code == 0, result
+    assert result.out == DEFAULT_PATH + "\n"
+    assert sent_prompt(fake) == PROMPT
+    assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[-1]
+
+
+@pytest.mark.parametrize("word", ["auth", "batch", "generate"])
+def test_a_command_word_after_generate_is_the_prompt(fake, env, run, word):
+    result = run("generate", word, "--quiet")
+    assert result.code == 0, result
+    assert sent_prompt(fake) == word
+
+
+def test_prompt_that_starts_with_a_dash_via_p(fake, env, run):
+    result = run("-p", "-- a dash first", "--quiet")
+    assert result.code == 0, result
+    assert sent_prompt(fake) == "-- a dash first"
+
+
+def test_prompt_file(fake, env, run):
+    (env.work / "prompt.txt").write_text("a lighthouse at dusk,\nwarm light\n", encoding="utf-8")
+    result = run("--prompt-file", "prompt.txt", "--quiet")
+    assert result.code == 0, result
+    assert sent_prompt(fake) == "a lighthouse at dusk,\nwarm light"
+    assert result.out == "assets/generated/a-lighthouse-at-dusk-warm-light.png\n"
+
+
+def test_prompt_file_from_stdin(fake, env, run):
+    result = run("--prompt-file", "-", "--quiet", input="a cactus in a pot\n")
+    assert result.code == 0, result
+    assert sent_prompt(fake) == "a cactus in a pot"
+    assert result.out == "assets/generated/a-cactus-in-a-pot.png\n"
+
+
+def test_prompt_file_that_does_not_exist(fake, env, run):
+    usage_error(run("--prompt-file", "missing.txt"), fake, "missing.txt")
+
+
+def test_empty_prompt_from_stdin(fake, env, run):
+    usage_error(run("--prompt-file", "-", input="  \n"), fake, "prompt")
+
+
+@pytest.mark.parametrize("argv", [[], ["--quiet"], ["generate"], ["-n", "2"], ["-p", ""]],
+                         ids=["nothing", "only-an-option", "only-generate", "count", "empty-p"])
+def test_no_prompt_is_a_usage_error(fake, env, run, argv):
+    usage_error(run(*argv), fake, "prompt")
+
+
+@pytest.mark.parametrize("argv", [
+    [PROMPT, "-p", "another"],
+    ["-p", PROMPT, "--prompt-file", "prompt.txt"],
+    [PROMPT, "--prompt-file", "-"],
+], ids=["word-and-p", "p-and-file", "word-and-stdin"])
+def test_two_prompt_sources_is_a_usage_error(fake, env, run, argv):
+    (env.work / "prompt.txt").write_text("x", encoding="utf-8")
+    usage_error(run(*argv, input="from stdin"), fake, "one way|prompt")
+
+
+def test_several_unquoted_words_is_a_usage_error(fake, env, run):
+    line = usage_error(run("a", "red", "fox"), fake, "quot")
+    assert "one" in line
+
+
+# sizes #####################################################################################
+
+@pytest.mark.parametrize("size, why", [
+    ("1000x1000", "divisible by 16"),
+    ("2400x768", "1:3"),                   # ratio 3.125
+    ("768x2400", "1:3"),
+    ("3840x2176", "pixels"),               # 8,355,840 > 3840x2160
+    ("3856x1296", "3840"),                 # long edge 3856, ratio and pixels fine
+    ("800x800", "at least"),               # 640,000 < 655,360
+    ("big", "WIDTHxHEIGHT"),
+    ("1024", "WIDTHxHEIGHT"),
+    ("1024x", "WIDTHxHEIGHT"),
+    ("-1024x1024", ""),
+    ("0x0", ""),
+])
+def test_bad_sizes_for_gpt_image_2(fake, env, run, size, why):
+    usage_error(run(PROMPT, "--size", size), fake, re.escape(why) if why else None)
+
+
+@pytest.mark.parametrize("size", ["auto", "1024x1024", "1536x1024", "1024x1536", "3840x2160",
+                                  "2160x3840", "1024x640", "2048x2048", "1280x720", "3072x1024",
+                                  "1024X1024"])
+def test_good_sizes_for_gpt_image_2(fake, env, run, size):
+    result = run(PROMPT, "--size", size, "--dry-run")
+    assert result.code == 0, result
+    assert result.json["requests"][0]["body"]["tools"][0]["size"] == size.lower()
+
+
+@pytest.mark.parametrize("size", ["2048x2048", "1024x640", "1280x720", "1536x1536", "512x512"])
+def test_bad_sizes_for_another_image_model(fake, env, run, size):
+    line = usage_error(run(PROMPT, "--image-model", "gpt-image-1", "--size", size), fake)
+    assert "1024x1024" in line and "1536x1024" in line and "1024x1536" in line
+
+
+def test_bad_size_for_an_image_model_from_the_environment(fake, env, run):
+    usage_error(run(PROMPT, "--size", "2048x2048", env_vars={"IMAGEGEN_IMAGE_MODEL": "gpt-image-1"}), fake)
+
+
+@pytest.mark.parametrize("size", ["1024x1024", "1536x1024", "1024x1536", "auto"])
+def test_classic_sizes_for_another_image_model(fake, env, run, size):
+    result = run(PROMPT, "--image-model", "gpt-image-1", "--size", size, "--quiet")
+    assert result.code == 0, result
+    tool = fake.last_request.json["tools"][0]
+    assert tool["size"] == size and tool["model"] == "gpt-image-1"
+
+
+# other option values #######################################################################
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["--compression", "50"], "jpeg and webp"),                         # png by default
+    (["--compression", "50", "--format", "png"], "jpeg and webp"),
+    (["--compression", "50", "-o", "x.png"], "jpeg and webp"),
+    (["--compression", "101", "--format", "jpeg"], "0 to 100|0.*100"),
+    (["--compression", "-1", "--format", "webp"], "0 to 100|0.*100"),
+    (["--compression", "high", "--format", "webp"], "compression"),
+    (["--background", "transparent", "--format", "jpeg"], "transparent"),
+    (["--background", "transparent", "-o", "logo.jpg"], "transparent"),
+    (["--background", "clear"], "background"),
+    (["--quality", "ultra"], "quality"),
+    (["--moderation", "none"], "moderation"),
+    (["--format", "gif"], "format"),
+    (["-n", "0"], "count"),
+    (["-n", "11"], "count"),
+    (["--count", "two"], "count"),
+    (["--parallel", "9"], "parallel"),
+    (["--parallel", "0"], "parallel"),
+    (["--retries", "6"], "retries"),
+    (["--retries", "-1"], "retries"),
+    (["--timeout", "0"], "timeout"),
+    (["--timeout", "soon"], "timeout"),
+    (["--stall-timeout", "-3"], "stall-timeout"),
+    (["--backend", "bogus"], "backend"),
+    (["--route", "sideways"], "route"),
+    (["--base-url", "ftp://example.com"], "base-url"),
+])
+def test_bad_values_are_usage_errors_before_any_request(fake, env, run, argv, pattern):
+    usage_error(run(PROMPT, *argv), fake, pattern)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--compression", "0", "--format", "jpeg"],
+    ["--compression", "100", "--format", "webp"],
+    ["--compression", "70", "-o", "photo.jpg"],
+    ["--background", "transparent", "--format", "webp", "--route", "responses"],
+    ["-n", "10", "--parallel", "8"],
+    ["--retries", "5"],
+    ["--retries", "0"],
+    ["--stall-timeout", "0"],
+    ["--output-format", "jpeg"],
+])
+def test_edge_values_are_accepted(fake, env, run, argv):
+    result = run(PROMPT, *argv, "--dry-run")
+    assert result.code == 0, result
+    assert fake.requests == []
+
+
+def test_environment_backend_is_checked(fake, env, run):
+    usage_error(run(PROMPT, env_vars={"IMAGEGEN_BACKEND": "bogus"}), fake, "IMAGEGEN_BACKEND")
+
+
+def test_environment_route_is_checked(fake, env, run):
+    usage_error(run(PROMPT, env_vars={"IMAGEGEN_ROUTE": "nowhere"}), fake, "IMAGEGEN_ROUTE")
+
+
+def test_unknown_option_is_named(fake, env, run):
+    usage_error(run(PROMPT, "--colour", "red"), fake, "--colour")
+
+
+def test_unknown_option_with_equals_is_named_without_its_value(fake, env, run):
+    line = usage_error(run(PROMPT, "--style=watercolour"), fake, "--style")
+    assert "watercolour" not in line
+
+
+@pytest.mark.parametrize("template", [
+    ["--api-key", "{}"],
+    ["--api-key={}"],
+    ["--token", "{}"],
+    ["--access-token={}"],
+    ["--openai-api-key", "{}"],
+    ["--key", "{}"],
+    ["--password", "{}"],
+    ["--bearer", "{}"],          # not a known option: named, its value never echoed
+])
+def test_a_secret_on_the_command_line_is_refused_and_not_echoed(fake, env, run, template):
+    secret = make_secret("sk-proj-")
+    env.secrets.add(secret)
+    argv = [part.format(secret) for part in template]
+    for args in ([PROMPT, *argv], [*argv, PROMPT], ["--json", PROMPT, *argv]):
+        result = run(*args)
+        assert result.code == 2, result
+        assert secret not in result.out and secret not in result.err
+        assert "SECRETx" not in result.out + result.err
+        assert fake.requests == []
+        if template[0] != "--bearer":   # says why: secrets come from files or the environment
+            assert re.search(r"never taken from the command line", result.err), result
+
+
+def test_a_secret_given_as_the_value_of_a_known_option_is_not_echoed(fake, env, run):
+    # The value lands where it does not belong; the error must not print it back.
+    secret = make_secret("sk-")
+    env.secrets.add(secret)
+    result = run(PROMPT, "--size", secret)
+    assert result.code == 2, result
+    assert secret not in result.err and "SECRETx" not in result.err
+    assert fake.requests == []
+
+
+# --json on usage errors #####################################################################
+
+@pytest.mark.parametrize("argv", [
+    ["--json"],
+    ["--json", "a", "b"],
+    ["--json", PROMPT, "--size", "17x17"],
+    ["--json", PROMPT, "--frobnicate"],
+    ["--json", PROMPT, "-n", "0"],
+    [PROMPT, "--json", "--backend", "nope"],
+])
+def test_json_prints_one_object_even_on_usage_errors(fake, env, run, argv):
+    result = run(*argv)
+    assert result.code == 2, result
+    assert result.out.count("\n") == 1
+    payload = json.loads(result.out)
+    assert payload["ok"] is False
+    assert payload["images"] == []
+    assert payload["error"]["kind"] == "usage"
+    assert payload["error"]["exit_code"] == 2
+    assert payload["error"]["message"]
+    assert fake.requests == []
+
+
+# --version and --help ######################################################################
+
+def test_version(fake, env, run):
+    imagegen = importlib.import_module("imagegen")
+    result = run("--version")
+    assert result.code == 0, result
+    assert result.out.strip().endswith(imagegen.__version__)
+    assert result.out.count("\n") == 1
+    assert fake.requests == []
+
+
+EXIT_CODE_TABLE = {0: "saved", 1: "internal", 2: "usage", 3: "auth", 4: "rate limit",
+                   5: "backend", 6: "no image", 7: "output", 130: "interrupted"}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["generate", "--help"], [PROMPT, "--help"]])
+def test_help(fake, env, run, argv):
+    result = run(*argv)
+    assert result.code == 0, result
+    text = result.out
+    assert "usage:" in text.lower()
+    for option in ("--prompt-file", "--size", "--quality", "--background", "--format",
+                   "--compression", "--moderation", "--count", "--parallel", "--model",
+                   "--image-model", "--base-url", "--timeout", "--stall-timeout", "--retries",
+                   "--quiet", "--json", "--no-progress", "--dry-run", "--force", "--out"):
+        assert option in text, option
+    assert "exit codes" in text.lower()
+    for code, word in EXIT_CODE_TABLE.items():
+        assert re.search(rf"(?m)(^|\s){code}\s+[^\n]*{word}", text, re.I), (code, word)
+    assert fake.requests == []
+
+
+# as a subprocess ###########################################################################
+
+def test_cli_help(fake, env, run_cli):
+    result = run_cli("--help")
+    assert result.code == 0, result
+    assert "exit codes" in result.out.lower()
+    assert result.err == ""
+
+
+def test_cli_version(fake, env, run_cli):
+    imagegen = importlib.import_module("imagegen")
+    result = run_cli("--version")
+    assert result.code == 0, result
+    assert imagegen.__version__ in result.out
+
+
+def test_cli_generate(fake, env, run_cli):
+    result = run_cli(PROMPT)
+    assert result.code == 0, result
+    assert result.out == DEFAULT_PATH + "\n"
+    assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[-1]
+    assert "\r" not in result.err and "\x1b" not in result.err
+    assert len(fake.requests) == 1
+
+
+def test_cli_without_a_login_is_exit_3_with_the_fix(fake, env, run_cli):
+    env.auth_file.unlink()
+    result = run_cli(PROMPT)
+    assert result.code == 3, result
+    assert result.out == ""
+    lines = [line for line in result.err.splitlines() if line.startswith("imagegen: error: ")]
+    assert len(lines) == 1, result
+    assert "auth login" in lines[0] or "codex login" in lines[0]
+    assert str(env.auth_file) in lines[0]
+    assert "Traceback" not in result.err
+    assert fake.requests == []
+    assert not (env.work / "assets").exists()
+
+
+def test_cli_prompt_from_stdin(fake, env, run_cli):
+    result = run_cli("--prompt-file", "-", "-q", input="a snail on a leaf\n")
+    assert result.code == 0, result
+    assert result.out == "assets/generated/a-snail-on-a-leaf.png\n"
+    assert result.err == ""
+    assert sent_prompt(fake) == "a snail on a leaf"
+    assert (env.work / "assets/generated/a-snail-on-a-leaf.png").read_bytes() == fake.images_sent[-1]
+
+
+def test_cli_usage_error(fake, env, run_cli):
+    result = run_cli("two", "words")
+    assert result.code == 2, result
+    assert result.out == ""
+    assert len(result.err.splitlines()) == 1
+    assert "Traceback" not in result.err
