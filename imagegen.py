@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -251,6 +251,28 @@ class Secrets:
 
 
 # Small pure helpers #########################################################################
+
+def new_uuid() -> str:
+    """A random (version 4) UUID, without importing uuid."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def make_temporary(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:
+    """A new file (mode 0600) with a random name, like tempfile.mkstemp but cheaper to
+    import: every run that saves a file calls it. Returns (fd, path)."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
+
 
 def utc_now_rfc3339(now: float) -> str:
     """Codex's last_refresh format: RFC 3339, UTC, microseconds, Z."""
@@ -707,8 +729,12 @@ class SSEDecoder:
     dispatches. Only the current line and the current event are held.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spills: Spills | None = None) -> None:
         self._partial: list[bytes] = []  # pieces of the unfinished line, joined once
+        self._partial_length = 0
+        self._spills = spills  # where long strings of long data lines go (None: nowhere)
+        self._strings: LongStrings | None = None
+        self._long_checked = False
         self._data: list[bytes] = []
         self._event = ""
         self._skip_lf = False
@@ -745,9 +771,7 @@ class SSEDecoder:
                 if cr + 1 == end:
                     self._skip_lf = True  # a CRLF may be split across chunks
             if self._partial:
-                self._partial.append(chunk[start:stop])
-                line = b"".join(self._partial)
-                self._partial = []
+                line = self._end_line(chunk[start:stop])
             else:
                 line = chunk[start:stop]
             self._line(line, events)
@@ -757,8 +781,33 @@ class SSEDecoder:
             if 0 <= cr < start:
                 cr = chunk.find(b"\r", start)
         if start < end:
-            self._partial.append(chunk[start:])
+            self._add(chunk[start:])
         return events
+
+    def _add(self, piece: bytes) -> None:
+        """Part of an unfinished line. A data line past SPILL_LINE_BYTES (an image event)
+        from then on streams through LongStrings, so the base64 is never held whole."""
+        if self._strings is not None:
+            piece = self._strings.feed(piece)
+        self._partial.append(piece)
+        self._partial_length += len(piece)
+        if self._spills is not None and not self._long_checked \
+                and self._partial_length > SPILL_LINE_BYTES:
+            self._long_checked = True
+            line = b"".join(self._partial)
+            if line.startswith(b"data:"):
+                self._strings = LongStrings(self._spills)
+                line = self._strings.feed(line)
+            self._partial, self._partial_length = [line], len(line)
+
+    def _end_line(self, piece: bytes) -> bytes:
+        self._add(piece)
+        if self._strings is not None:
+            self._partial.append(self._strings.finish())
+            self._strings = None
+        line = b"".join(self._partial)
+        self._partial, self._partial_length, self._long_checked = [], 0, False
+        return line
 
     def close(self) -> list[SSEEvent]:
         """End of stream: a last event not followed by a blank line is still dispatched."""
@@ -766,9 +815,7 @@ class SSEDecoder:
         if self._head:  # a stream shorter than a BOM, and not one
             self._started, self._partial = True, [self._head]
         if self._partial:
-            line = b"".join(self._partial)
-            self._partial = []
-            self._line(line, events)
+            self._line(self._end_line(b""), events)
         self._dispatch(events)
         return events
 
@@ -800,15 +847,17 @@ _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 SPILL_LINE_BYTES = 1024 * 1024  # only lines longer than this are filtered (image events)
 SPILL_STRING_BYTES = 64 * 1024  # strings longer than this leave the JSON
 SPILL_MARK = "imagegen-spill:"
+SPILL_HEAD_BYTES = 64 * 1024  # enough to find a JPEG's dimensions after its metadata
 
 
 class Spill:
     """A JSON string's base64 content, decoded strictly as it arrives into a temporary file
     beside the final image (or into memory when there is no directory)."""
 
-    def __init__(self, directory: str | None, on_file: Callable[[str], None]) -> None:
+    def __init__(self, directory: str | None,
+                 create: Callable[[str], tuple[int, str]] | None = None) -> None:
         import hashlib
-        self.directory, self._on_file = directory, on_file
+        self.directory, self._create = directory, create
         self.path: str | None = None
         self.length = 0
         self.head = b""
@@ -869,17 +918,17 @@ class Spill:
             return
         self.length += len(data)
         self._hash.update(data)
-        if len(self.head) < 64:
-            self.head += data[:64 - len(self.head)]
+        if len(self.head) < SPILL_HEAD_BYTES:
+            self.head += data[:SPILL_HEAD_BYTES - len(self.head)]
         if self.directory is None:
             self._parts.append(data)
             return
         if self._file is None:
-            import tempfile
             os.makedirs(self.directory, exist_ok=True)
-            fd, self.path = tempfile.mkstemp(prefix=".imagegen-", suffix=".part",
-                                             dir=self.directory)
-            self._on_file(self.path)
+            if self._create is not None:
+                fd, self.path = self._create(self.directory)
+            else:
+                fd, self.path = make_temporary(self.directory, ".imagegen-", ".part")
             self._file = os.fdopen(fd, "wb")
         self._file.write(data)
 
@@ -914,13 +963,13 @@ class Spills:
     """The long strings taken out of one answer, by placeholder."""
 
     def __init__(self, directory: str | None = None,
-                 on_file: Callable[[str], None] = lambda path: None) -> None:
-        self.directory, self.on_file = directory, on_file
+                 create: Callable[[str], tuple[int, str]] | None = None) -> None:
+        self.directory, self.create = directory, create
         self.items: list[Spill] = []
         self.claimed: set[int] = set()
 
     def new(self) -> tuple[Spill, bytes]:
-        spill = Spill(self.directory, self.on_file)
+        spill = Spill(self.directory, self.create)
         self.items.append(spill)
         return spill, f"{SPILL_MARK}{len(self.items) - 1}".encode()
 
@@ -1028,11 +1077,36 @@ class LongStrings:
 class RawImage:
     """An image as the server sent it, checked, with what the server said about it."""
 
-    data: bytes
+    data: bytes  # b"" when the image streamed to a file (see spill)
     info: ImageInfo
     revised_prompt: str | None = None
     model: str | None = None
     size: str | None = None
+    spill: Spill | None = None  # the decoded image in a temporary file beside its final path
+
+    @property
+    def nbytes(self) -> int:
+        return self.spill.length if self.spill is not None else len(self.data)
+
+    def sha256(self) -> str:
+        import hashlib
+        return self.spill.sha256() if self.spill is not None else hashlib.sha256(
+            self.data).hexdigest()
+
+    def content(self) -> bytes:
+        """All the bytes (read back from the spill file when there is one)."""
+        return self.spill.data if self.spill is not None else self.data
+
+
+def image_from_spill(spill: Spill, where: str, **meta: Any) -> RawImage:
+    """A streamed image, checked as strictly as decode_image_base64 checks one in memory."""
+    if not spill.valid or spill.length == 0:
+        raise BackendError(f"the {where} holds an image that is not valid base64")
+    info = sniff_image(spill.head)
+    if info is None:
+        raise BackendError(f"the {where} holds data that is not a PNG, JPEG or WebP image "
+                           f"({spill.length} bytes starting {spill.head[:8].hex()})")
+    return RawImage(data=b"", info=info, spill=spill, **meta)
 
 
 def _error_fields(payload: Any) -> tuple[str, str]:
@@ -1080,7 +1154,8 @@ def _listed(value: Any) -> list:
 class ResponsesReader:
     """Pure reading of a Responses stream: JSON events in, images or a mapped error out."""
 
-    def __init__(self) -> None:
+    def __init__(self, spills: Spills | None = None) -> None:
+        self.spills = spills
         self.images: list[RawImage] = []
         self.pending: list[dict] = []  # image items from response.completed, used if none else
         self.text: list[str] = []
@@ -1168,10 +1243,13 @@ class ResponsesReader:
         return None
 
     def _image(self, item: dict) -> RawImage:
+        meta = {"revised_prompt": item.get("revised_prompt"),
+                "model": item.get("model") or self.tool_model, "size": item.get("size")}
+        spill = self.spills.claim(item["result"]) if self.spills is not None else None
+        if spill is not None:
+            return image_from_spill(spill, "image_generation_call result", **meta)
         data = decode_image_base64(item["result"], "image_generation_call result")
-        return RawImage(data=data, info=sniff_image(data),  # type: ignore[arg-type]
-                        revised_prompt=item.get("revised_prompt"),
-                        model=item.get("model") or self.tool_model, size=item.get("size"))
+        return RawImage(data=data, info=sniff_image(data), **meta)  # type: ignore[arg-type]
 
     def result(self) -> list[RawImage]:
         """The images, or the error the stream amounts to."""
@@ -1441,13 +1519,17 @@ class Response:
             if chunk:
                 yield chunk
 
-    def read_all(self, cap: int = MAX_RESPONSE_BYTES) -> bytes:
+    def read_all(self, cap: int = MAX_RESPONSE_BYTES, spills: Spills | None = None) -> bytes:
+        """The whole body; with `spills`, long base64 strings stream out of it to files."""
+        strings = LongStrings(spills) if spills is not None else None
         parts, total = [], 0
         for chunk in self.chunks():
             total += len(chunk)
             if total > cap:
                 raise BackendError(f"the answer is larger than {human_bytes(cap)}; stopped")
-            parts.append(chunk)
+            parts.append(strings.feed(chunk) if strings is not None else chunk)
+        if strings is not None:
+            parts.append(strings.finish())
         return b"".join(parts)
 
     def close(self) -> None:
@@ -1455,6 +1537,25 @@ class Response:
             self.raw.close()
         except Exception:
             pass
+
+
+def _same_origin_credentials() -> Any:
+    """urllib's redirect handler, except that credentials stay with their origin: urllib
+    itself re-sends Authorization to whatever host a 301, 302 or 303 names."""
+    import urllib.parse
+    import urllib.request
+
+    class SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                             newurl: str) -> Any:
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            before, after = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+            if new is not None and (before.scheme, before.netloc) != (after.scheme, after.netloc):
+                for name in ("Authorization", "ChatGPT-Account-ID", "Cookie"):
+                    new.remove_header(name.capitalize())  # urllib keeps names capitalize()d
+            return new
+
+    return SameOriginCredentials()
 
 
 def _socket_of(raw: Any) -> Any:
@@ -1486,7 +1587,7 @@ class Transport:
         if self._opener is None:
             import urllib.request
             # Built per run, not urlopen()'s global one, so proxy variables are read now.
-            self._opener = urllib.request.build_opener()
+            self._opener = urllib.request.build_opener(_same_origin_credentials())
         return self._opener
 
     def open(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
@@ -1606,9 +1707,8 @@ def readable_by_others(path: str) -> bool:
 
 def write_file_atomic(path: str, data: bytes, mode: int = 0o600, prefix: str = ".tmp-") -> None:
     """Write beside the target, fsync, rename over it: readers see old or new, never half."""
-    import tempfile
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=prefix, dir=directory)
+    fd, temporary = make_temporary(directory, prefix)
     try:
         with os.fdopen(fd, "wb") as handle:
             if hasattr(os, "fchmod"):
@@ -1811,10 +1911,15 @@ def codex_version(env: dict) -> str:
 
 
 def user_agent(version: str) -> str:
-    import platform
-    system = {"Darwin": "Mac OS"}.get(platform.system(), platform.system() or "Unknown")
-    release = platform.mac_ver()[0] if system == "Mac OS" else platform.release()
-    return (f"{ORIGINATOR}/{version} ({system} {release}; {platform.machine() or 'unknown'}) "
+    if hasattr(os, "uname") and sys.platform.startswith("linux"):
+        # What platform would report on Linux, without importing it.
+        system, release, machine = "Linux", os.uname().release, os.uname().machine
+    else:
+        import platform
+        system = {"Darwin": "Mac OS"}.get(platform.system(), platform.system() or "Unknown")
+        release = platform.mac_ver()[0] if system == "Mac OS" else platform.release()
+        machine = platform.machine()
+    return (f"{ORIGINATOR}/{version} ({system} {release}; {machine or 'unknown'}) "
             f"codex-imagegen/{__version__}")
 
 
@@ -1872,7 +1977,6 @@ class CodexAuth:
             return self._login
 
     def _refresh(self, stale: ChatGPTLogin, rejected: str | None = None) -> ChatGPTLogin:
-        import tempfile
         directory = os.path.dirname(self.path)
         with AuthLocks(self.path):
             data = read_auth_json(self.path, self.env)
@@ -1886,7 +1990,7 @@ class CodexAuth:
                                 f"refresh token: run `imagegen auth login` (or `codex login`)")
             # Prove the directory is writable before spending the (rotating) refresh token.
             try:
-                fd, probe = tempfile.mkstemp(prefix=".auth-", dir=directory)
+                fd, probe = make_temporary(directory, ".auth-")
                 os.close(fd)
                 os.unlink(probe)
             except OSError as exc:
@@ -2267,8 +2371,7 @@ class ResponsesRoute:
     name = "responses"
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
-        import uuid
-        session = str(uuid.uuid4())
+        session = new_uuid()
         content: list[dict] = [{"type": "input_image", "image_url": ref.data_url(),
                                 "detail": "high"} for ref in inputs.references]
         content.append({"type": "input_text", "text": job.prompt})
@@ -2289,8 +2392,8 @@ class ResponsesRoute:
         return json_request("POST", f"{base}/responses", headers, body, route=self.name)
 
     def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
-             ) -> list[RawImage]:
-        decoder, reader = SSEDecoder(), ResponsesReader()
+             spills: Spills | None = None) -> list[RawImage]:
+        decoder, reader = SSEDecoder(spills), ResponsesReader(spills)
         phase = "waiting"
         progress(phase, 0)
         content_type = (response.headers.get("Content-Type") or "").lower()
@@ -2298,7 +2401,7 @@ class ResponsesRoute:
             # A proxy's answer, or a provider that ignored stream: true: read it as one
             # response object, rather than report a "truncated" stream.
             try:
-                payload = json.loads(response.read_all())
+                payload = json.loads(response.read_all(spills=spills))
             except ValueError:
                 raise BackendError("the server answered with broken JSON instead of an event "
                                    "stream") from None
@@ -2369,21 +2472,27 @@ class CodexImagesRoute:
         return json_request("POST", f"{base}/images/{endpoint}", headers, body, route=self.name)
 
     def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
-             ) -> list[RawImage]:
+             spills: Spills | None = None) -> list[RawImage]:
         progress("generating", 0)
         try:
-            payload = json.loads(response.read_all())
+            payload = json.loads(response.read_all(spills=spills))
         except ValueError:
             raise BackendError("the images route answered with something that is not JSON"
                                ) from None
-        return read_images_payload(payload, "images route", transport)
+        return read_images_payload(payload, "images route", transport, spills)
 
 
-def read_images_payload(payload: Any, where: str, transport: Transport) -> list[RawImage]:
+def read_images_payload(payload: Any, where: str, transport: Transport,
+                        spills: Spills | None = None) -> list[RawImage]:
     images = []
     model = payload.get("model") if isinstance(payload, dict) else None
     size = payload.get("size") if isinstance(payload, dict) else None
     for entry in images_from_json(payload, where):
+        spill = spills.claim(entry.get("b64_json")) if spills is not None else None
+        if spill is not None:
+            images.append(image_from_spill(spill, f"{where} answer", model=model, size=size,
+                                           revised_prompt=entry.get("revised_prompt")))
+            continue
         if isinstance(entry.get("b64_json"), str) and entry["b64_json"]:
             data = decode_image_base64(entry["b64_json"], f"{where} answer")
         elif isinstance(entry.get("url"), str) and is_url(entry["url"]):
@@ -2426,10 +2535,10 @@ class ChatRoute:
                             route=self.name)
 
     def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
-             ) -> list[RawImage]:
+             spills: Spills | None = None) -> list[RawImage]:
         progress("generating", 0)
         try:
-            payload = json.loads(response.read_all())
+            payload = json.loads(response.read_all())  # data URIs inside text: kept in memory
         except ValueError:
             raise BackendError("the gateway answered with something that is not JSON") from None
         images, said = images_from_chat(payload)
@@ -2482,14 +2591,14 @@ class ImagesApiRoute:
         return HttpRequest("POST", f"{base}/images/edits", headers, body, shown, route=self.name)
 
     def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
-             ) -> list[RawImage]:
+             spills: Spills | None = None) -> list[RawImage]:
         progress("generating", 0)
         try:
-            payload = json.loads(response.read_all())
+            payload = json.loads(response.read_all(spills=spills))
         except ValueError:
             raise BackendError("the Images API answered with something that is not JSON"
                                ) from None
-        images = read_images_payload(payload, "Images API", transport)
+        images = read_images_payload(payload, "Images API", transport, spills)
         # The Images API does not name its model: report the one asked for (--json, --meta).
         return [replace(image, model=image.model or self.model) for image in images]
 
@@ -2501,8 +2610,7 @@ def _file_name(ref: Reference, index: int) -> str:
 
 def multipart(fields: dict, files: list[tuple[str, Reference]]) -> tuple[bytes, str]:
     """multipart/form-data with text fields and file parts, built with the stdlib."""
-    import uuid
-    boundary = f"codex-imagegen-{uuid.uuid4().hex}"
+    boundary = f"codex-imagegen-{os.urandom(16).hex()}"
     parts: list[bytes] = []
     for name, value in fields.items():
         text = value if isinstance(value, str) else json.dumps(value)
@@ -2833,7 +2941,6 @@ class SavePolicy:
 
     def save(self, image: RawImage, index: int, ctx: Context) -> str:
         """Write the image beside its final name, then link or rename it into place."""
-        import tempfile
         real = image.info.format
         if self.explicit:
             target = self.explicit_path(index)
@@ -2846,23 +2953,19 @@ class SavePolicy:
             raise OutputError(f"cannot create {self.directory}: {exc.strerror}") from None
         if is_inside(self.directory, self.codex_home):
             raise OutputError(f"will not write inside the Codex home ({self.codex_home})")
-        # Under files_lock, so Ctrl-C's cleanup sees either no file or a registered one; the
-        # directory is registered first, so a signal between the file's creation and its
-        # registration still finds it by its pid-stamped prefix.
-        with ctx.files_lock:
-            if ctx.cancel.is_set():
-                raise Interrupted("interrupted")
-            ctx.temporary_dirs.add(self.directory)
-            try:
-                fd, temporary = tempfile.mkstemp(prefix=ctx.temporary_prefix, suffix=".part",
-                                                 dir=self.directory)
-            except OSError as exc:
-                raise OutputError(f"cannot write in {self.directory}: {exc.strerror}") from None
-            ctx.temporary_files.add(temporary)
-        try:
+        spill = image.spill
+        if spill is not None and spill.path and os.path.dirname(spill.path) == self.directory:
+            temporary = spill.path  # streamed here already: no copy
+        else:
+            fd, temporary = ctx.temporary_file(self.directory)
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(image.data)
+                    handle.write(image.content())
+            except OSError as exc:
+                os.unlink(temporary)
+                raise OutputError(f"cannot write {self.directory}: {exc.strerror}") from None
+        try:
+            try:
                 os.chmod(temporary, 0o644)
             except OSError as exc:
                 raise OutputError(f"cannot write {self.directory}: {exc.strerror}") from None
@@ -3156,6 +3259,22 @@ class Context:
             with self._lock:
                 self.quota = dict(quota, seen_at=int(self.clock()))
 
+    def temporary_file(self, directory: str) -> tuple[int, str]:
+        """A new .part file in directory, registered for Ctrl-C's cleanup: (fd, path).
+        Under files_lock, so the cleanup sees either no file or a registered one; the
+        directory is registered first, so a signal between the file's creation and its
+        registration still finds it by its pid-stamped prefix."""
+        with self.files_lock:
+            if self.cancel.is_set():
+                raise Interrupted("interrupted")
+            self.temporary_dirs.add(directory)
+            try:
+                fd, path = make_temporary(directory, self.temporary_prefix, ".part")
+            except OSError as exc:
+                raise OutputError(f"cannot write in {directory}: {exc.strerror}") from None
+            self.temporary_files.add(path)
+        return fd, path
+
     def remove_temporary_files(self) -> None:
         """After Ctrl-C (cancel is set): no save starts any more; remove what was begun."""
         import glob
@@ -3186,11 +3305,10 @@ class Saved:
 
 
 def image_entry(saved: Saved, job: Job, cwd: str) -> dict:
-    import hashlib
     info = saved.image.info
-    return {"path": relative_for_display(saved.path, cwd), "bytes": len(saved.image.data),
+    return {"path": relative_for_display(saved.path, cwd), "bytes": saved.image.nbytes,
             "format": info.format, "width": info.width, "height": info.height,
-            "sha256": hashlib.sha256(saved.image.data).hexdigest(),
+            "sha256": saved.image.sha256(),
             "revised_prompt": saved.image.revised_prompt,
             "model": saved.image.model or job.image_model, "route": saved.route,
             "elapsed_s": round(saved.elapsed, 2)}
@@ -3260,6 +3378,7 @@ class Generator:
             self._fail(first, n, RateLimitError("not started: the usage limit was reached"))
             return
         started = self.ctx.monotonic()
+        images: list[RawImage] = []
         try:
             images, route = self._fetch(inputs, first, n)
             for offset, image in enumerate(images[:n]):
@@ -3273,7 +3392,7 @@ class Generator:
                 info = image.info
                 shown = relative_for_display(path, self.ctx.cwd)
                 reporter.note(f"saved {shown} ({info.width}x{info.height} {info.format}, "
-                              f"{human_bytes(len(image.data))}, {elapsed:.1f} s)", keep=(shown,))
+                              f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
             if len(images) < n:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
@@ -3285,6 +3404,9 @@ class Generator:
             self._fail(first + done, n - done, error)
         finally:
             reporter.done(first)
+            for image in images:  # streamed files of images that were not saved
+                if image.spill is not None:
+                    image.spill.discard()
 
     def _fail(self, index: int, n: int, error: ImagegenError) -> None:
         with self._lock:
@@ -3352,13 +3474,19 @@ class Generator:
                 ctx.see_headers(headers_seen)
                 backend.explain(error)
                 raise
+            spills = Spills(self.policy.directory, ctx.temporary_file)
             try:
                 ctx.see_headers(response.headers)
                 progress = Progress(lambda phase, received: ctx.reporter.phase(first, phase,
                                                                                received))
-                return route.read(response, job, ctx.transport, progress)
+                images = route.read(response, job, ctx.transport, progress, spills=spills)
+            except BaseException:
+                spills.claimed.clear()
+                raise
             finally:
+                spills.release()  # what no image claimed: partial images, unknown strings
                 response.close()
+            return images
 
     def _write_meta(self, saved: Saved) -> str | None:
         job = self.job

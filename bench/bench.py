@@ -43,6 +43,23 @@ import imagegen  # noqa: E402
 
 IMAGEGEN = os.path.join(ROOT, "imagegen.py")
 FLOOR = os.path.join(ROOT, "bench", "floor_client.py")
+# What the server and the interpreter cost on their own: the same POST, the answer read to
+# the end and thrown away. Subtracted from each client's wall time to get its overhead.
+NULL_CLIENT = """
+import json, os, urllib.request
+home = os.environ["CODEX_HOME"]
+tokens = json.load(open(os.path.join(home, "auth.json")))["tokens"]
+body = json.dumps({"model": "gpt-5.5", "instructions": "x", "store": False, "stream": True,
+    "input": [{"type": "message", "role": "user",
+               "content": [{"type": "input_text", "text": "a red fox"}]}],
+    "tools": [{"type": "image_generation", "output_format": "png"}]}).encode()
+request = urllib.request.Request(os.environ["IMAGEGEN_CODEX_BASE_URL"] + "/responses", body,
+    {"Authorization": "Bearer " + tokens["access_token"], "version": "0.169.0",
+     "Content-Type": "application/json"})
+with urllib.request.urlopen(request) as response:
+    while response.read(1 << 20):
+        pass
+"""
 
 
 def png_of_base64_size(size: int) -> bytes:
@@ -55,20 +72,59 @@ def png_of_base64_size(size: int) -> bytes:
     return small[:33] + chunk + small[33:]  # after the signature and IHDR
 
 
-def run(command: list[str], env: dict, cwd: str) -> tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one child process."""
+def run(command: list[str], env: dict, cwd: str, peak: bool = False) -> tuple[float, int]:
+    """(wall seconds, peak RSS in KiB) of one child process.
+
+    ru_maxrss is no use here: it counts the forked child before exec, that is a copy of this
+    process with the fake server and its 20 MB answers. With `peak`, the child runs under
+    this script's --child-peak mode, which reports its own high-water mark after exec."""
+    report = None
+    if peak:
+        fd, report = tempfile.mkstemp(prefix="peak-")
+        os.close(fd)
+        command = [sys.executable, os.path.abspath(__file__), "--child-peak", report, "--",
+                   *command[1:]]
     started = time.perf_counter()
-    child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    child = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status) if hasattr(
-        os, "waitstatus_to_exitcode") else status >> 8
-    error = child.stderr.read().decode("utf-8", "replace") if child.stderr else ""
     if child.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(command[:3])}... failed ({child.returncode}): "
-                         f"{error.strip()[-500:]}")
-    return elapsed, usage.ru_maxrss
+        raise SystemExit(f"bench: {' '.join(command[:4])}... failed ({child.returncode}): "
+                         f"{child.stderr.decode('utf-8', 'replace').strip()[-500:]}")
+    rss = 0
+    if report:
+        with open(report, encoding="ascii") as handle:
+            rss = int(handle.read() or 0)
+        os.unlink(report)
+    return elapsed, rss
+
+
+def child_peak(report: str, argv: list[str]) -> None:
+    """Run a script (or -m module) as __main__, then write this process's VmHWM in KiB."""
+    import runpy
+    sys.argv = argv
+    code = 0
+    try:
+        if argv[0] == "-m":
+            sys.argv = argv[1:]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+            runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exit:
+        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    peak_kib = 0
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    peak_kib = int(line.split()[1])
+    except OSError:
+        import resource
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(report, "w", encoding="ascii") as handle:
+        handle.write(str(peak_kib))
+    sys.exit(code)
 
 
 def median(values: list[float]) -> float:
@@ -109,7 +165,7 @@ class Bench:
             if name.endswith((".png", ".jsonl")):
                 os.unlink(os.path.join(self.work, name))
 
-    def interleave(self, variants: dict) -> dict:
+    def interleave(self, variants: dict, peak: bool = False) -> dict:
         """Run each variant once per round, in turn; medians of wall time and peak RSS."""
         times: dict = {name: [] for name in variants}
         memory: dict = {name: [] for name in variants}
@@ -117,23 +173,36 @@ class Bench:
             for name, (command, prepare) in variants.items():
                 if prepare:
                     prepare()
-                elapsed, rss = run(command, self.env, self.work)
+                elapsed, rss = run(command, self.env, self.work, peak)
                 times[name].append(elapsed)
                 memory[name].append(rss)
                 self.clean_outputs()
         return {name: (median(times[name]), median(memory[name])) for name in variants}
 
+    def installed_copy(self) -> str:
+        """imagegen.py compiled to bytecode on PYTHONPATH, as an installer leaves it."""
+        folder = os.path.join(self.tmp, "site")
+        if not os.path.isdir(folder):
+            import py_compile
+            os.makedirs(folder)
+            shutil.copy(IMAGEGEN, folder)
+            py_compile.compile(os.path.join(folder, "imagegen.py"), doraise=True)
+            self.env["PYTHONPATH"] = folder
+        return folder
+
     def startup(self) -> None:
         python = sys.executable
+        self.installed_copy()
         result = self.interleave({
             "python3 -c pass": ([python, "-c", "pass"], None),
             "imagegen.py --help": ([python, IMAGEGEN, "--help"], None),
             "imagegen.py --version": ([python, IMAGEGEN, "--version"], None),
+            "installed imagegen --help": ([python, "-m", "imagegen", "--help"], None),
         })
         base = result["python3 -c pass"][0]
         self.rows.append(("start-up: python3 -c pass", f"{base * 1000:.0f} ms", "1.00x",
                           "baseline"))
-        for name in ("imagegen.py --help", "imagegen.py --version"):
+        for name in ("imagegen.py --help", "imagegen.py --version", "installed imagegen --help"):
             self.rows.append((f"start-up: {name}", f"{result[name][0] * 1000:.0f} ms",
                               f"{result[name][0] / base:.2f}x", "target <= 1.3x"))
 
@@ -141,23 +210,40 @@ class Bench:
         image = png_of_base64_size(base64_size)
         self.fake.default("/codex/responses", fakeserver.ok(image=image))
         python = sys.executable
+        self.installed_copy()
         result = self.interleave({
+            "null": ([python, "-c", NULL_CLIENT], None),
             "floor": ([python, FLOOR, "a red fox", "fox.png"], None),
             "imagegen": ([python, IMAGEGEN, "a red fox", "-o", "fox.png", "--quiet"], None),
-        })
+            "installed": ([python, "-m", "imagegen", "a red fox", "-o", "fox.png", "--quiet"],
+                          None),
+        }, peak=False)
+        memory = self.interleave({
+            "floor": ([python, FLOOR, "a red fox", "fox.png"], None),
+            "imagegen": ([python, IMAGEGEN, "a red fox", "-o", "fox.png", "--quiet"], None),
+        }, peak=True)
         self.fake.default("/codex/responses", None)
-        floor_time, floor_rss = result["floor"]
-        ours_time, ours_rss = result["imagegen"]
-        target_time, target_memory = ("1.0x", "-") if base64_size < 10_000_000 else (
+        null = result["null"][0]
+        floor = result["floor"][0] - null
+        ours = result["imagegen"][0] - null
+        installed = result["installed"][0] - null
+        floor_rss, ours_rss = memory["floor"][1], memory["imagegen"][1]
+        target_time, target_memory = ("1.0x", "") if base64_size < 10_000_000 else (
             "0.8x", "0.6x")
-        self.rows.append((f"one image {label}: floor client", f"{floor_time:.3f} s",
-                          "1.00x", f"baseline, peak {floor_rss / 1024:.0f} MiB"))
-        self.rows.append((f"one image {label}: imagegen", f"{ours_time:.3f} s",
-                          f"{ours_time / floor_time:.2f}x", f"target <= {target_time}"))
+        self.rows.append((f"one image {label}: server and interpreter alone (null client)",
+                          f"{null:.3f} s", "", "subtracted from the rows below"))
+        self.rows.append((f"one image {label}: floor client overhead", f"{floor:.3f} s",
+                          "1.00x", "baseline"))
+        self.rows.append((f"one image {label}: imagegen.py overhead", f"{ours:.3f} s",
+                          f"{ours / floor:.2f}x", f"target <= {target_time}"))
+        self.rows.append((f"one image {label}: imagegen overhead, installed (bytecode)",
+                          f"{installed:.3f} s", f"{installed / floor:.2f}x",
+                          "what pip, pipx and uv install"))
+        self.rows.append((f"one image {label}: floor client peak memory",
+                          f"{floor_rss / 1024:.0f} MiB", "1.00x", "baseline"))
         self.rows.append((f"one image {label}: imagegen peak memory",
                           f"{ours_rss / 1024:.0f} MiB", f"{ours_rss / floor_rss:.2f}x",
-                          f"target <= {target_memory}" if target_memory != "-" else "floor "
-                          f"{floor_rss / 1024:.0f} MiB"))
+                          f"target <= {target_memory}" if target_memory else ""))
 
     def parallel(self, latency: float) -> None:
         self.fake.delay = latency
@@ -230,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one quick pass, small images")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (7)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--child-peak", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args(argv)
+    if args.child_peak:
+        child_peak(args.child_peak, rest[1:] if rest[:1] == ["--"] else rest)
     rounds = 1 if args.quick else args.rounds
     bench = Bench(rounds)
     try:

@@ -91,7 +91,7 @@ def test_spills_go_to_a_temporary_file_beside_the_image(tmp_path):
     assert os.path.basename(spill.path).startswith(".imagegen-")
     with open(spill.path, "rb") as handle:
         assert handle.read() == image
-    assert spill.head == image[:64]
+    assert spill.head == image[:imagegen.SPILL_HEAD_BYTES]
     assert imagegen.sniff_image(spill.head).format == "png"
 
 
