@@ -366,7 +366,9 @@ def describe_reset(resets_at: float | None, now: float) -> str:
         return ""  # inf, NaN or a year no calendar holds: a broken server, not worth a crash
     when = time.strftime("%H:%M" if left < 20 * 3600 else "%a %d %b %H:%M", local)
     hours, minutes = divmod(left // 60, 60)
-    span = f"{hours}h {minutes}m" if hours else f"{max(minutes, 1)}m" if left >= 60 else f"{left}s"
+    days, day_hours = divmod(hours, 24)
+    span = (f"{days}d {day_hours}h" if days >= 2 else f"{hours}h {minutes}m" if hours
+            else f"{max(minutes, 1)}m" if left >= 60 else f"{left}s")
     return f"resets at {when} (in {span})"
 
 
@@ -609,6 +611,14 @@ def slugify(prompt: str, limit: int = 48) -> str:
         slug = cut[:cut.rfind("-")] if "-" in cut[1:] else slug[:limit]
         slug = slug.strip("-")
     return slug or "image"
+
+
+def name_order(path: str) -> tuple:
+    """Sort key putting x.png, x-2.png, ..., x-10.png in that order: parallel images claim
+    their automatic names as they finish, but are listed as a person would count them."""
+    stem, ext = os.path.splitext(path)
+    match = re.fullmatch(r"(.*)-(\d+)", stem)
+    return (match.group(1), int(match.group(2)), ext) if match else (stem, 1, ext)
 
 
 def is_inside(path: str, directory: str) -> bool:
@@ -3570,7 +3580,7 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         generator.run(inputs)
     finally:
         reporter.close()
-    saved = sorted(generator.saved, key=lambda s: s.index)
+    saved = sorted(generator.saved, key=lambda s: name_order(s.path))
     error = generator.first_error()
     report_quota(ctx, job.backend)
     if job.json:
@@ -3949,7 +3959,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
                 generator.policy.preflight(job.count)
                 generator.run(inputs, parallel=1)
                 error = generator.first_error()
-                saved = sorted(generator.saved, key=lambda s: s.index)
+                saved = sorted(generator.saved, key=lambda s: name_order(s.path))
                 outcome = error if error is not None else (None, saved)
                 if error is not None and saved:
                     partial[number] = saved
@@ -4159,18 +4169,24 @@ def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
                "stderr": sys.stderr, "seams": _seams or {}, "contexts": []}
     json_mode = "--json" in args
     fallback = Reporter(sys.stdout, sys.stderr, Secrets(), env, json_mode=json_mode)
+
+    def reporter() -> Reporter:
+        # The run's own reporter knows its secrets by value (a refresh token need not look
+        # like one); the fallback, for errors before any run, only knows their shapes.
+        return runtime["contexts"][-1].reporter if runtime["contexts"] else fallback
+
     previous = _install_sigterm()
     try:
         return dispatch(args, runtime)
     except ImagegenError as error:
-        _report_failure(fallback, error, json_mode)
+        _report_failure(reporter(), error, json_mode)
         return error.exit_code
     except KeyboardInterrupt:
         for ctx in runtime["contexts"]:
             ctx.cancel.set()
             ctx.reporter.close()
             ctx.remove_temporary_files()
-        _report_failure(fallback, Interrupted("interrupted; no partial file was left"),
+        _report_failure(reporter(), Interrupted("interrupted; no partial file was left"),
                         json_mode)
         return Interrupted.exit_code
     except BrokenPipeError:
@@ -4184,7 +4200,7 @@ def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
         if env.get("IMAGEGEN_DEBUG") == "1":
             import traceback
             traceback.print_exc()
-        fallback.error(f"internal error: {type(error).__name__}: {error} "
+        reporter().error(f"internal error: {type(error).__name__}: {error} "
                        f"(set IMAGEGEN_DEBUG=1 for a traceback; please report it)")
         return 1
     finally:

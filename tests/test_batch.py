@@ -455,7 +455,7 @@ def test_describe_quota_says_how_much_is_used_and_when_it_resets():
     first = time.strftime("%H:%M", time.localtime(now + 3723))
     second = time.strftime("%a %d %b %H:%M", time.localtime(now + 2 * 86400))
     assert text == (f"5-hour window: 12.5% used, resets at {first} (in 1h 2m); "
-                    f"weekly window: 3% used, resets at {second} (in 48h 0m)")
+                    f"weekly window: 3% used, resets at {second} (in 2d 0h)")
 
 
 def test_describe_quota_of_a_window_that_has_reset_since():
