@@ -21,7 +21,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 

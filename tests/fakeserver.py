@@ -162,7 +162,8 @@ import zlib
 from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
@@ -838,7 +839,7 @@ class AuthState:
         with self._lock:
             self.device = {
                 "device_auth_id": "deviceauth_" + _random.token_hex(12),
-                "user_code": "%s-%s" % (_random.token_hex(2).upper(), _random.token_hex(2).upper()),
+                "user_code": f"{_random.token_hex(2).upper()}-{_random.token_hex(2).upper()}",
                 "authorization_code": make_secret("ac_"),
                 "code_verifier": verifier,
                 "code_challenge": b64url(hashlib.sha256(verifier.encode()).digest()),
