@@ -108,8 +108,8 @@ GATEWAY_START_HINT = "CODEX_ENABLE_IMAGE_GEN=1 uv run agent-cli-to-api codex"
 DEFAULT_MODEL = "gpt-5.5"
 DEFAULT_IMAGE_MODEL = "gpt-image-2"
 ORIGINATOR = "codex_cli_rs"
-# The backend answers a stale `version` header with "requires a newer version of Codex";
-# version.json may lag, so never send less than a release known to work.
+# `version` headers that are too old get "requires a newer version of Codex", and
+# version.json may lag: never send less than a release known to work.
 CODEX_VERSION_FLOOR = "0.169.0"
 INSTRUCTIONS = (
     "You are an image generation assistant. For every request, call the image_generation "
@@ -120,7 +120,7 @@ INSTRUCTIONS = (
 FORMATS = ("png", "jpeg", "webp")
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 FORMAT_OF_EXTENSION = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
-# Image extensions we cannot produce: -o with one of these is a mistake, not a stem.
+# -o with one of these image extensions is a mistake (we cannot write them), not a stem.
 OTHER_IMAGE_EXTENSIONS = {".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".svg", ".ico"}
 MIME_OF_FORMAT = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 CLASSIC_SIZES = ("1024x1024", "1536x1024", "1024x1536")
@@ -428,7 +428,7 @@ ENV_DEFAULTS = {
     "backend": "IMAGEGEN_BACKEND", "route": "IMAGEGEN_ROUTE",
     "model": "IMAGEGEN_MODEL", "image_model": "IMAGEGEN_IMAGE_MODEL",
 }
-# The options a batch line may carry, by their long names (both spellings of format).
+# `batch` lines may carry these options, by their long names (both spellings of format).
 JOB_OPTIONS = (
     "prompt", "out", "force", "size", "quality", "background", "format", "output_format",
     "compression", "moderation", "image", "mask", "input_fidelity", "action", "count",
