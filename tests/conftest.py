@@ -258,16 +258,27 @@ def _import_imagegen() -> Any:
         raise error
 
 
+class TerminalStream(io.TextIOWrapper):
+    """A captured text stream that says it is a terminal (for the live progress line)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 @pytest.fixture
 def run(env: Env, monkeypatch: pytest.MonkeyPatch, _secret_scan: SecretScanner) -> Callable[..., Result]:
-    """run(*argv, input=None, env_vars=None): imagegen.main(argv) in-process, in env.work,
-    stdin from `input` (str or bytes; empty by default), stdout/stderr captured (not ttys)."""
+    """run(*argv, input=None, env_vars=None, seams=None, tty=False): imagegen.main(argv) in-process,
+    in env.work, stdin from `input` (str or bytes; empty by default), stdout/stderr captured
+    (stderr a pretend terminal with tty=True); `seams` go to main(argv, _seams=...) (a fake
+    clock, a recording sleep, an opener)."""
 
-    def run_main(*args: Any, input: str | bytes | None = None, env_vars: dict | None = None) -> Result:
+    def run_main(*args: Any, input: str | bytes | None = None, env_vars: dict | None = None,
+                 seams: dict | None = None, tty: bool = False) -> Result:
         argv = _argv(args)
         imagegen = _import_imagegen()
         data = input.encode("utf-8") if isinstance(input, str) else (input or b"")
-        stdin, stdout, stderr = _text_stream(data), _text_stream(), _text_stream()
+        stdin, stdout = _text_stream(data), _text_stream()
+        stderr = TerminalStream(io.BytesIO(), encoding="utf-8", write_through=True) if tty else _text_stream()
         with monkeypatch.context() as patch:
             patch.chdir(env.work)
             for name, value in (env_vars or {}).items():
@@ -280,7 +291,7 @@ def run(env: Env, monkeypatch: pytest.MonkeyPatch, _secret_scan: SecretScanner) 
             patch.setattr(sys, "stdout", stdout)
             patch.setattr(sys, "stderr", stderr)
             try:
-                code = _exit_code(imagegen.main(argv))
+                code = _exit_code(imagegen.main(argv, _seams=seams or {}))
             except SystemExit as stop:
                 code = _exit_code(stop.code)
             except KeyboardInterrupt:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import io
 import json
 import os
 import re
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-import imagegen
 from conftest import Result
 from fakeserver import (
     CLIENT_ID, make_auth_json, make_secret, refresh_error, status, write_auth_file,
@@ -275,8 +273,7 @@ def test_refresh_when_exp_is_within_60_seconds(env, fake, run, seconds_left, ref
 
 
 @pytest.mark.parametrize("days, refreshed", [(1, False), (9, True)])
-def test_token_without_exp_is_refreshed_when_last_refresh_is_over_8_days_old(env, fake, run,
-                                                                            days, refreshed):
+def test_token_without_exp_is_refreshed_when_last_refresh_is_over_8_days_old(env, fake, run, days, refreshed):
     opaque = make_secret("at_")  # not a JWT: no exp to read
     fake.auth.valid_access_tokens.add(opaque)
     env.secrets.add(opaque)
@@ -392,8 +389,7 @@ def test_401_on_route_auto_never_falls_back_to_the_images_route(env, fake, run):
     assert fake.requests_to("/images/generations") == []
 
 
-def test_401_when_another_program_already_refreshed_sends_no_refresh(env, fake, monkeypatch,
-                                                                     _secret_scan):
+def test_401_when_another_program_already_refreshed_sends_no_refresh(env, fake, run):
     """The file is read at start (token A); while the request is on its way, Codex refreshes
     and writes token B (killing the old refresh token); the server answers 401 to A. The
     retry must use B from the file, and no refresh may be sent (it would fail: reused)."""
@@ -410,8 +406,8 @@ def test_401_when_another_program_already_refreshed_sends_no_refresh(env, fake, 
                 written.append(tokens)
             return inner.open(request, timeout=timeout)
 
-    result = run_in_process(env, monkeypatch, _secret_scan, [PROMPT, "--no-progress"],
-                            {"opener": CodexRefreshesMeanwhile()})
+    result = run(PROMPT, "--no-progress",
+                 seams={"opener": CodexRefreshesMeanwhile()})
 
     assert_saved_what_was_sent(env, fake, result)
     assert fake.auth.refresh_attempts == 0
@@ -657,25 +653,6 @@ def test_read_only_codex_home_refuses_to_refresh(env, fake, run, run_cli, locks_
 
 
 # Helpers #####################################################################################
-
-def run_in_process(env, monkeypatch, scanner, argv: list[str], seams: dict) -> Result:
-    """imagegen.main(argv, _seams=seams) in env.work with captured streams (like `run`)."""
-    stdout, stderr = text_stream(), text_stream()
-    with monkeypatch.context() as patch:
-        patch.chdir(env.work)
-        patch.setattr(sys, "stdin", text_stream())
-        patch.setattr(sys, "stdout", stdout)
-        patch.setattr(sys, "stderr", stderr)
-        code = imagegen.main(argv, _seams=seams)
-    result = Result(code, stdout.buffer.getvalue().decode("utf-8", "replace"),
-                    stderr.buffer.getvalue().decode("utf-8", "replace"), argv)
-    scanner.check(result)
-    return result
-
-
-def text_stream() -> io.TextIOWrapper:
-    """Like sys.stdout under a pipe: has .buffer, is not a tty."""
-    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
 
 
 def closed_port_url() -> str:

@@ -8,18 +8,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
-import io
 import json
 import platform
 import re
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from conftest import Result, _argv, _exit_code, _text_stream
+from conftest import Result
 from fakeserver import (
     AUTH_CLAIM, bad_base64, cloudflare, content_policy, disconnect, echo_secrets,
     error_event, failed, incomplete, jwt_claims, make_auth_json, make_secret, not_an_image,
@@ -70,44 +68,6 @@ def quiet_failure(result: Result, env: Any, code: int, pattern: str | None = Non
 
 def saved_bytes(env: Any, result: Result) -> list[bytes]:
     return [(env.work / line).read_bytes() for line in result.lines]
-
-
-class TerminalStream(io.TextIOWrapper):
-    """A text stream that says it is a terminal (for the live progress line)."""
-
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.fixture
-def run_seamed(env: Any, monkeypatch: pytest.MonkeyPatch, _secret_scan: Any) -> Callable[..., Result]:
-    """Like `run`, but through imagegen.main(argv, _seams=...) (e.g. a recording sleep)."""
-
-    def go(*args: Any, seams: dict | None = None, tty: bool = False, env_vars: dict | None = None) -> Result:
-        argv = _argv(args)
-        imagegen = importlib.import_module("imagegen")
-        stdin, stdout = _text_stream(), _text_stream()
-        stderr = TerminalStream(io.BytesIO(), encoding="utf-8", write_through=True) if tty else _text_stream()
-        with monkeypatch.context() as patch:
-            patch.chdir(env.work)
-            for name, value in (env_vars or {}).items():
-                if value is None:
-                    patch.delenv(name, raising=False)
-                else:
-                    patch.setenv(name, str(value))
-            patch.setattr(sys, "stdin", stdin)
-            patch.setattr(sys, "stdout", stdout)
-            patch.setattr(sys, "stderr", stderr)
-            try:
-                code = _exit_code(imagegen.main(argv, _seams=seams or {}))
-            except SystemExit as stop:
-                code = _exit_code(stop.code)
-        result = Result(code, stdout.buffer.getvalue().decode("utf-8", "replace"),
-                        stderr.buffer.getvalue().decode("utf-8", "replace"), argv)
-        _secret_scan.check(result)
-        return result
-
-    return go
 
 
 # the happy path ############################################################################
@@ -340,10 +300,10 @@ def test_usage_limit_json_has_retry_after(fake, env, run):
     assert len(fake.requests) == 1
 
 
-def test_a_5xx_then_success_is_retried_with_backoff(fake, env, run_seamed):
+def test_a_5xx_then_success_is_retried_with_backoff(fake, env, run):
     fake.queue(CODEX, status(500))
     sleeps: list[float] = []
-    result = run_seamed(PROMPT, seams={"sleep": sleeps.append, "random": lambda: 0.5})
+    result = run(PROMPT, seams={"sleep": sleeps.append, "random": lambda: 0.5})
     assert result.code == 0, result
     assert len(fake.requests_to(CODEX)) == 2
     assert result.out == DEFAULT_PATH + "\n"
@@ -360,10 +320,10 @@ def test_exhausted_retries(fake, env, run, retries, expected):
     assert len(fake.requests) == expected
 
 
-def test_rate_limited_waits_as_told_then_succeeds(fake, env, run_seamed):
+def test_rate_limited_waits_as_told_then_succeeds(fake, env, run):
     fake.queue(CODEX, rate_limited(0.01))
     sleeps: list[float] = []
-    result = run_seamed(PROMPT, seams={"sleep": sleeps.append})
+    result = run(PROMPT, seams={"sleep": sleeps.append})
     assert result.code == 0, result
     assert len(fake.requests) == 2
     assert sleeps == [pytest.approx(0.01)]
@@ -378,20 +338,20 @@ def test_rate_limited_for_real_then_succeeds(fake, env, run):
     assert result.out == DEFAULT_PATH + "\n"
 
 
-def test_overloaded_honours_retry_after(fake, env, run_seamed):
+def test_overloaded_honours_retry_after(fake, env, run):
     fake.queue(CODEX, overloaded(retry_after=0))
     sleeps: list[float] = []
-    result = run_seamed(PROMPT, seams={"sleep": sleeps.append, "random": lambda: 1.0})
+    result = run(PROMPT, seams={"sleep": sleeps.append, "random": lambda: 1.0})
     assert result.code == 0, result
     assert len(fake.requests) == 2
     assert sleeps == [0]     # Retry-After wins over the backoff
     assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[-1]
 
 
-def test_disconnect_then_success(fake, env, run_seamed):
+def test_disconnect_then_success(fake, env, run):
     fake.queue(CODEX, disconnect())
     sleeps: list[float] = []
-    result = run_seamed(PROMPT, seams={"sleep": sleeps.append, "random": lambda: 0.0})
+    result = run(PROMPT, seams={"sleep": sleeps.append, "random": lambda: 0.0})
     assert result.code == 0, result
     assert len(fake.requests) == 2
     assert len(sleeps) == 1
@@ -414,9 +374,9 @@ def test_truncated_stream(fake, env, run, clean):
     assert fake.images_sent == []
 
 
-def test_truncated_then_success_is_retried(fake, env, run_seamed):
+def test_truncated_then_success_is_retried(fake, env, run):
     fake.queue(CODEX, truncated(after=4))
-    result = run_seamed(PROMPT, seams={"sleep": lambda s: None})
+    result = run(PROMPT, seams={"sleep": lambda s: None})
     assert result.code == 0, result
     assert len(fake.requests) == 2
 
@@ -805,9 +765,9 @@ def test_a_stall_longer_than_the_total_budget_is_a_timeout(fake, env, run):
     quiet_failure(result, env, 5, "timed out")
 
 
-def test_a_stall_is_retried(fake, env, run_seamed):
+def test_a_stall_is_retried(fake, env, run):
     fake.queue(CODEX, stall(seconds=10, then="close"))
-    result = run_seamed(PROMPT, "--stall-timeout", "0.4", seams={"sleep": lambda s: None})
+    result = run(PROMPT, "--stall-timeout", "0.4", seams={"sleep": lambda s: None})
     assert result.code == 0, result
     assert len(fake.requests) == 2
     assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[-1]
@@ -815,9 +775,9 @@ def test_a_stall_is_retried(fake, env, run_seamed):
 
 # terminals #################################################################################
 
-def test_live_progress_line_only_on_a_terminal(fake, env, run_seamed):
+def test_live_progress_line_only_on_a_terminal(fake, env, run):
     fake.default(CODEX, ok(delay=0.7))
-    result = run_seamed(PROMPT, tty=True)
+    result = run(PROMPT, tty=True)
     assert result.code == 0, result
     assert result.out == DEFAULT_PATH + "\n"          # stdout untouched by the live line
     assert "\r" in result.err                          # the line was drawn and updated
@@ -828,24 +788,24 @@ def test_live_progress_line_only_on_a_terminal(fake, env, run_seamed):
     assert any(DEFAULT_PATH in line for line in final_lines)
 
 
-def test_no_live_line_with_term_dumb(fake, env, run_seamed):
+def test_no_live_line_with_term_dumb(fake, env, run):
     fake.default(CODEX, ok(delay=0.7))
-    result = run_seamed(PROMPT, tty=True, env_vars={"TERM": "dumb"})
+    result = run(PROMPT, tty=True, env_vars={"TERM": "dumb"})
     assert result.code == 0, result
     assert "\r" not in result.err and "\x1b" not in result.err
 
 
-def test_no_live_line_with_no_progress(fake, env, run_seamed):
+def test_no_live_line_with_no_progress(fake, env, run):
     fake.default(CODEX, ok(delay=0.7))
-    result = run_seamed(PROMPT, "--no-progress", tty=True)
+    result = run(PROMPT, "--no-progress", tty=True)
     assert result.code == 0, result
     assert "\r" not in result.err and "\x1b" not in result.err
     assert any(DEFAULT_PATH in line for line in result.err.splitlines())
 
 
-def test_no_colour_with_no_color(fake, env, run_seamed):
+def test_no_colour_with_no_color(fake, env, run):
     fake.default(CODEX, content_policy())
-    plain = run_seamed(PROMPT, "--quiet", tty=True, env_vars={"NO_COLOR": "1"})
+    plain = run(PROMPT, "--quiet", tty=True, env_vars={"NO_COLOR": "1"})
     assert plain.code == 6, plain
     assert "\x1b" not in plain.err
     assert plain.err.startswith("imagegen: error: ")

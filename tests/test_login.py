@@ -7,7 +7,6 @@ field, its mode, its backup). The autouse secret scan fails any test that prints
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import os
 import re
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import imagegen
 from conftest import Result
 from fakeserver import (
     AUTH_CLAIM, CLIENT_ID, SECRET_MARKER, jwt_claims, make_auth_json, make_secret, status,
@@ -69,25 +67,6 @@ class FakeClock:
             raise KeyboardInterrupt
         self.now += seconds
 
-
-def run_in_process(env, monkeypatch, scanner, argv: list[str], seams: dict) -> Result:
-    """imagegen.main(argv, _seams=seams) in env.work with captured streams (like `run`)."""
-    stdout, stderr = text_stream(), text_stream()
-    with monkeypatch.context() as patch:
-        patch.chdir(env.work)
-        patch.setattr(sys, "stdin", text_stream())
-        patch.setattr(sys, "stdout", stdout)
-        patch.setattr(sys, "stderr", stderr)
-        code = imagegen.main(argv, _seams=seams)
-    result = Result(code, stdout.buffer.getvalue().decode("utf-8", "replace"),
-                    stderr.buffer.getvalue().decode("utf-8", "replace"), argv)
-    scanner.check(result)
-    return result
-
-
-def text_stream() -> io.TextIOWrapper:
-    """Like sys.stdout under a pipe: has .buffer, is not a tty."""
-    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
 
 
 # auth status ##################################################################################
@@ -215,8 +194,7 @@ def test_status_follows_codex_auth_file(env, fake, run, tmp_path):
     {"auth_mode": "apikey", "OPENAI_API_KEY": "KEY", "tokens": None},
     {"OPENAI_API_KEY": "KEY"},
 ], ids=["auth_mode-apikey", "old-file-with-key"])
-def test_status_of_an_api_key_file_is_exit_3_and_points_at_the_responses_backend(env, fake, run,
-                                                                                  doc):
+def test_status_of_an_api_key_file_is_exit_3_and_points_at_the_responses_backend(env, fake, run, doc):
     api_key = make_secret("sk-")
     env.secrets.add(api_key)
     env.write_auth(doc=dict(doc, OPENAI_API_KEY=api_key))
@@ -408,14 +386,13 @@ def test_device_login_creates_a_missing_codex_home_0700(env, fake, run):
 
 @pytest.mark.parametrize("interval, seconds", [("3", 3.0), (3, 3.0), ("2.5", 2.5), (7, 7.0)],
                          ids=["string", "number", "string-fraction", "another-number"])
-def test_device_login_polls_at_the_servers_interval(env, fake, monkeypatch, _secret_scan,
-                                                    interval, seconds):
+def test_device_login_polls_at_the_servers_interval(env, fake, run, interval, seconds):
     fake.auth.device_interval = interval
     fake.auth.device_pending = 2
     clock = FakeClock()
 
-    result = run_in_process(env, monkeypatch, _secret_scan, ["auth", "login"],
-                            {"monotonic": clock.monotonic, "sleep": clock.sleep})
+    result = run("auth", "login",
+                 seams={"monotonic": clock.monotonic, "sleep": clock.sleep})
 
     assert result.code == 0, result
     assert fake.auth.device_polls == 3
@@ -462,15 +439,15 @@ def test_device_login_failed_exchange_is_exit_3_and_keeps_the_old_login(env, fak
     assert not (env.codex_home / "auth.json.bak").exists()
 
 
-def test_device_login_gives_up_after_15_minutes(env, fake, monkeypatch, _secret_scan):
+def test_device_login_gives_up_after_15_minutes(env, fake, run):
     env.auth_file.unlink()
     fake.auth.device_pending = 10 ** 6  # the user never enters the code
     fake.auth.device_interval = "30"
     clock = FakeClock()
     start = clock.now
 
-    result = run_in_process(env, monkeypatch, _secret_scan, ["auth", "login"],
-                            {"monotonic": clock.monotonic, "sleep": clock.sleep})
+    result = run("auth", "login",
+                 seams={"monotonic": clock.monotonic, "sleep": clock.sleep})
 
     assert result.code == 3, result
     assert "15 minutes" in result.err
@@ -480,14 +457,13 @@ def test_device_login_gives_up_after_15_minutes(env, fake, monkeypatch, _secret_
     assert not env.auth_file.exists()
 
 
-def test_device_login_interrupted_is_exit_130_and_touches_nothing(env, fake, monkeypatch,
-                                                                 _secret_scan):
+def test_device_login_interrupted_is_exit_130_and_touches_nothing(env, fake, run):
     before = env.auth_file.read_bytes()
     fake.auth.device_pending = 10 ** 6
     clock = FakeClock(interrupt_on=3)
 
-    result = run_in_process(env, monkeypatch, _secret_scan, ["auth", "login"],
-                            {"monotonic": clock.monotonic, "sleep": clock.sleep})
+    result = run("auth", "login",
+                 seams={"monotonic": clock.monotonic, "sleep": clock.sleep})
 
     assert result.code == 130, result
     assert env.auth_file.read_bytes() == before
