@@ -2571,8 +2571,10 @@ class ImagesApiRoute:
         self.model = model  # the config file's model, when the user did not choose one
 
     def fields(self, job: Job, n: int) -> dict:
-        body: dict[str, Any] = {"model": self.model or job.image_model, "prompt": job.prompt,
-                                "n": n, "output_format": job.format}
+        model = self.model or job.image_model
+        body: dict[str, Any] = {"model": model, "prompt": job.prompt, "n": n}
+        if job.format_set or model.startswith("gpt-image"):
+            body["output_format"] = job.format  # DALL-E models refuse the parameter
         for key, value in (("size", job.size), ("quality", job.quality),
                            ("background", job.background), ("output_compression", job.compression),
                            ("moderation", job.moderation)):

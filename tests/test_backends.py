@@ -672,3 +672,16 @@ def test_dry_run_redacts_every_secret(env, fake, run, backend):
     for secret in fake.secrets | env.auth_secrets():
         assert secret not in result.out and secret not in result.err
     assert fake.requests == []
+
+
+def test_api_sends_no_output_format_to_a_dall_e_model_unless_asked(env, fake, run):
+    env.write_api_config(api_key=fake.api_key)
+    result = run("a fox", "--backend", "api", "--image-model", "dall-e-3", "--size", "1024x1024")
+    assert result.code == 0, result
+    assert "output_format" not in fake.requests_to("/v1/images/generations")[-1].json
+    result = run("a fox", "--backend", "api", "--image-model", "dall-e-3", "--size", "1024x1024",
+                 "--format", "png")
+    assert fake.requests_to("/v1/images/generations")[-1].json["output_format"] == "png"
+    default = run("a fox", "--backend", "api")
+    assert default.code == 0, default
+    assert fake.requests_to("/v1/images/generations")[-1].json["output_format"] == "png"
