@@ -291,7 +291,7 @@ def run(env: Env, monkeypatch: pytest.MonkeyPatch, _secret_scan: SecretScanner) 
             patch.setattr(sys, "stdout", stdout)
             patch.setattr(sys, "stderr", stderr)
             try:
-                code = _exit_code(imagegen.main(argv, _seams=seams or {}))
+                code = _exit_code(imagegen.main(argv, _seams=seams) if seams else imagegen.main(argv))
             except SystemExit as stop:
                 code = _exit_code(stop.code)
             except KeyboardInterrupt:
