@@ -2349,15 +2349,9 @@ def load_inputs(job: Job, transport: Transport) -> Inputs:
 
 # Routes: build a request, read its answer ###################################################
 
-class Progress:
-    """What a route reports while it reads: a phase and the bytes received."""
-
-    def __init__(self, report: Callable[[str, int], None] = lambda phase, received: None
-                 ) -> None:
-        self.report = report
-
-    def __call__(self, phase: str, received: int = 0) -> None:
-        self.report(phase, received)
+# `Progress`: what a route reports while it reads, a phase ("generating"...) and the bytes
+# received so far.
+Progress = Callable[[str, int], None]
 
 
 def _tool_options(job: Job, inputs: Inputs) -> dict:
@@ -3489,8 +3483,9 @@ class Generator:
             spills = Spills(self.policy.directory, ctx.temporary_file)
             try:
                 ctx.see_headers(response.headers)
-                progress = Progress(lambda phase, received: ctx.reporter.phase(first, phase,
-                                                                               received))
+                def progress(phase: str, received: int) -> None:
+                    ctx.reporter.phase(first, phase, received)
+
                 images = route.read(response, job, ctx.transport, progress, spills=spills)
             except BaseException:
                 spills.claimed.clear()

@@ -152,7 +152,7 @@ class CannedResponse:
 def read_stream(chunks: list[bytes], content_type: str = "text/event-stream") -> list:
     """ResponsesRoute.read, the stream reader the tool uses, on a canned body."""
     return imagegen.ResponsesRoute().read(CannedResponse(chunks, content_type), None, None,
-                                          imagegen.Progress())
+                                          lambda phase, received: None)
 
 
 def only_tool_errors(function, *args):
