@@ -4008,7 +4008,6 @@ MCP_TOOL_TIMEOUT_S = 900  # what --print-config asks clients to allow: retries a
 MCP_MAX_PREVIEWS = 4
 MCP_PARSE_ERROR, MCP_INVALID_REQUEST, MCP_METHOD_NOT_FOUND = -32700, -32600, -32601
 MCP_INVALID_PARAMS, MCP_INTERNAL_ERROR, MCP_UNSUPPORTED_VERSION = -32602, -32603, -32022
-MCP_CLIENTS = ("codex", "claude-code", "claude-desktop", "cursor", "vscode", "gemini")
 MCP_INSTRUCTIONS = (
     "Makes bitmap images (PNG, JPEG, WebP) with the user's ChatGPT subscription and saves them "
     "in the workspace (default assets/generated/<slug>.png); results give the saved paths, "
@@ -4729,14 +4728,27 @@ class McpServer:
         return "\n".join(lines)
 
 
+MCP_CONFIG_PLACES = {
+    "codex": "~/.codex/config.toml (or .codex/config.toml in a trusted project)",
+    "claude-code": "a shell: the server starts in the project, so images go under it; for "
+                   "long calls start Claude Code with "
+                   f"MCP_TOOL_TIMEOUT={MCP_TOOL_TIMEOUT_S * 1000}",
+    "claude-desktop": "claude_desktop_config.json (Settings > Developer > Edit Config); "
+                      "--workspace is where images go",
+    "cursor": ".cursor/mcp.json in the project (or ~/.cursor/mcp.json)",
+    "vscode": ".vscode/mcp.json in the project",
+    "gemini": "~/.gemini/settings.json (or .gemini/settings.json in the project)",
+}
+
+
 def mcp_config_snippet(client: str, python: str, script: str, workspace: str) -> str:
-    """The registration snippet for one MCP client, with this file's real path."""
+    """The registration snippet for one MCP client, with this file's real path: exactly
+    what goes into the file (MCP_CONFIG_PLACES says which), so it can be redirected."""
     command = [python, script, "mcp"]
     if client == "codex":
         def toml(value: str) -> str:
             return json.dumps(value, ensure_ascii=False)
-        return ("# ~/.codex/config.toml (or .codex/config.toml in a trusted project)\n"
-                "[mcp_servers.imagegen]\n"
+        return ("[mcp_servers.imagegen]\n"
                 f"command = {toml(python)}\n"
                 f"args = [{', '.join(toml(arg) for arg in command[1:])}]\n"
                 "startup_timeout_sec = 20\n"
@@ -4744,35 +4756,27 @@ def mcp_config_snippet(client: str, python: str, script: str, workspace: str) ->
                 "default 60 s is too short\n")
     if client == "claude-code":
         import shlex
-        return ("# the server starts in the project directory: images go under it\n"
-                f"claude mcp add --scope user imagegen -- "
-                f"{' '.join(shlex.quote(arg) for arg in command)}\n"
-                f"# long generations: start Claude Code with "
-                f"MCP_TOOL_TIMEOUT={MCP_TOOL_TIMEOUT_S * 1000} (milliseconds)\n")
+        return (f"claude mcp add --scope user imagegen -- "
+                f"{' '.join(shlex.quote(arg) for arg in command)}\n")
+    in_project = command[1:] + ["--workspace", "${workspaceFolder}"]
     if client == "claude-desktop":
-        where = "claude_desktop_config.json (Settings > Developer > Edit Config)"
-        entry: dict[str, Any] = {"command": python,
-                                 "args": command[1:] + ["--workspace", workspace]}
-        document: dict[str, Any] = {"mcpServers": {"imagegen": entry}}
+        document: dict[str, Any] = {"mcpServers": {"imagegen": {
+            "command": python, "args": command[1:] + ["--workspace", workspace]}}}
     elif client == "cursor":
-        where = ".cursor/mcp.json in the project (or ~/.cursor/mcp.json)"
-        document = {"mcpServers": {"imagegen": {
-            "command": python, "args": command[1:] + ["--workspace", "${workspaceFolder}"]}}}
+        document = {"mcpServers": {"imagegen": {"command": python, "args": in_project}}}
     elif client == "vscode":
-        where = ".vscode/mcp.json in the project"
-        document = {"servers": {"imagegen": {
-            "type": "stdio", "command": python,
-            "args": command[1:] + ["--workspace", "${workspaceFolder}"]}}}
+        document = {"servers": {"imagegen": {"type": "stdio", "command": python,
+                                             "args": in_project}}}
     elif client == "gemini":
-        where = "~/.gemini/settings.json (or .gemini/settings.json in the project)"
         document = {"mcpServers": {"imagegen": {"command": python, "args": command[1:],
                                                 "timeout": MCP_TOOL_TIMEOUT_S * 1000}}}
     else:
         raise UsageError(f"--print-config takes one of {', '.join(MCP_CLIENTS)} "
                          f"(got {printable(client)[:40]!r})")
-    return f"// {where}\n" + json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+MCP_CLIENTS = tuple(MCP_CONFIG_PLACES)
 MCP_HELP = f"""\
 usage: imagegen mcp [--workspace DIR]
        imagegen mcp --print-config CLIENT
@@ -4811,9 +4815,11 @@ def cmd_mcp(args: list[str], runtime: dict) -> int:
             if not os.path.isdir(cwd):
                 raise UsageError(f"--workspace {value}: no such directory")
     if client is not None:
+        client = client.lower()
         script = os.path.abspath(__file__)
-        runtime["stdout"].write(mcp_config_snippet(client.lower(), sys.executable or "python3",
+        runtime["stdout"].write(mcp_config_snippet(client, sys.executable or "python3",
                                                    script, cwd))
+        runtime["stderr"].write(f"imagegen: for {MCP_CONFIG_PLACES[client]}\n")
         return 0
     server = McpServer(runtime, cwd)
     saved_stdout = sys.stdout

@@ -334,6 +334,7 @@ def test_closing_stdin_cancels_a_call_in_flight_and_leaves_no_file(raw, env, fak
 def test_print_config_names_this_file_and_python(run, client):
     result = run("mcp", "--print-config", client)
     assert result.code == 0, result
+    assert result.err.startswith("imagegen: for ")
     script = str(Path(__file__).resolve().parent.parent / "imagegen.py")
     if client == "codex":
         assert "[mcp_servers.imagegen]" in result.out
@@ -344,7 +345,7 @@ def test_print_config_names_this_file_and_python(run, client):
     elif client == "claude-code":
         assert "claude mcp add" in result.out and f"{script} mcp" in result.out
     else:
-        document = json.loads(result.out.split("\n", 1)[1])
+        document = json.loads(result.out)  # nothing else on stdout: it can be redirected
         servers = document.get("mcpServers") or document["servers"]
         entry = servers["imagegen"]
         assert entry["command"] == sys.executable
