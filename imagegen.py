@@ -4353,10 +4353,15 @@ class McpCall:
                 traceback.print_exc()
             crash = ImagegenError(f"internal error: {type(error).__name__}: {error} (set "
                                   f"IMAGEGEN_DEBUG=1 for a traceback; please report it)")
-            result = self.server.tool_result(self, {"ok": False, "backend": None,
-                                                    "route": None,
-                                                    "error": error_entry(crash),
-                                                    "images": []})
+            self.reporter.error(crash.message)
+            try:
+                result = self.server.tool_result(self, {"ok": False, "backend": None,
+                                                        "route": None,
+                                                        "error": error_entry(crash),
+                                                        "images": []})
+            except Exception:
+                result = {"content": [{"type": "text", "text": "internal error"}],
+                          "isError": True}
         finally:
             self.finished.set()
             if heartbeat is not None:
@@ -4382,10 +4387,10 @@ class McpCall:
             return
         elapsed = time.monotonic() - self._started
         saved = min(self.reporter.saved_count, self._total)
-        ahead = (self._total - saved) * (1 - 1 / (1 + elapsed / 60))  # creeps towards done
-        value = min(max(saved + ahead, self._progress + 0.001), self._total - 0.001)
+        ahead = (self._total - saved) * (1 - 1 / (1 + elapsed / 60))  # creeps, never done
+        value = round(max(saved + ahead, self._progress + 1e-6), 6)
         self._progress = value
-        params = {"progressToken": self.progress_token, "progress": round(value, 3),
+        params = {"progressToken": self.progress_token, "progress": value,
                   "total": self._total,
                   "message": message or self.reporter.progress_line(elapsed)}
         self.server.notify("notifications/progress", params)

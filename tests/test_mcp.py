@@ -328,6 +328,21 @@ def test_closing_stdin_cancels_a_call_in_flight_and_leaves_no_file(raw, env, fak
     assert debris(env.work) == []
 
 
+def test_sigterm_stops_the_server_and_leaves_no_file(raw, env, fake):
+    import signal
+    fake.default("/images/generations", stall(seconds=30, after=1).plus(image=big_png()))
+    client = raw()
+    client.initialize()
+    client.send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "generate_image", "arguments": {"prompt": "a cat", "route": "images"}}})
+    assert wait_until(lambda: any(p.suffix == ".part" for p in debris(env.work)), 20), debris(env.work)
+    client.proc.send_signal(signal.SIGTERM)
+    result = client.close(timeout=20)
+    assert result.code == 130, result
+    assert "interrupted" in result.err
+    assert debris(env.work) == []
+
+
 # --print-config and usage ##################################################################
 
 @pytest.mark.parametrize("client", ["codex", "claude-code", "claude-desktop", "cursor", "vscode", "gemini"])
