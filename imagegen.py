@@ -32,9 +32,9 @@ __version__ = "0.1.0"
 
 HELP = """\
 usage: imagegen [generate] PROMPT [options]
-       imagegen auth status [--json]
-       imagegen auth login [--open-browser]
+       imagegen auth status [--json] | login [--open-browser] | logout [--force]
        imagegen batch FILE.jsonl [options]
+       imagegen doctor [--json]       is everything ready? one line a check, with the fix
        imagegen --version | --help
 
 Make an image from a prompt through your ChatGPT subscription (the Codex login in
@@ -46,13 +46,15 @@ prompt (exactly one):
   --prompt-file FILE        read the prompt from FILE (- = stdin)
 
 output:
-  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>
+  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>;
+                            - writes the image to stdout (a pipe, one image)
   --force                   allow -o to replace an existing file
   --meta                    also write <image>.json with the prompt, models and sizes
   -q, --quiet               stdout: saved paths only; stderr: errors only
   --json                    stdout: one JSON object
   --no-progress             no live progress line
-  --dry-run                 print the request(s) that would be sent; no network, no login needed
+  --dry-run                 print the request(s) that would be sent and where each image would
+                            be saved; no network, no login needed
 
 image:
   --size auto|WxH           (auto) gpt-image-2: sides divisible by 16, ratio 1:3..3:1,
@@ -94,6 +96,30 @@ exit codes:
   2 usage: bad arguments      6 no image: refusal or a text-only answer
   3 auth: log in again        7 output: cannot or will not write the path
   130 interrupted
+"""
+
+AUTH_HELP = """\
+usage: imagegen auth status [--json]        is there a usable login? (never prints a secret)
+       imagegen auth login [--open-browser] ChatGPT device-code login; writes auth.json as
+                                            Codex does (shared with Codex)
+       imagegen auth logout [--force]       forget what this tool keeps (its quota cache);
+                                            --force also removes the ChatGPT login from
+                                            auth.json, after a copy in auth.json.bak, which
+                                            logs Codex out too
+
+exit codes: 0 done (status: the login is usable), 2 usage, 3 no usable login, 5 network
+"""
+
+BATCH_HELP = """\
+usage: imagegen batch FILE.jsonl [options]     (FILE = - reads stdin)
+
+One JSON object a line: {"prompt": "...", "out": "icons/home.png", "size": "1024x1024"}.
+Keys: prompt (required), out, and any generate option by its long name (image as a list).
+The command-line options (see imagegen --help) are the defaults for every line; relative
+paths count from the current directory. A line whose out exists is skipped, so the same
+command resumes an interrupted batch; a line without out is made again on every run.
+--parallel N lines in flight (1..8); --json one object a line; --dry-run sends nothing.
+stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
 """
 
 # Constants ##################################################################################
@@ -3832,6 +3858,72 @@ def write_login(env: dict, tokens: dict, now: float) -> str:
     return path
 
 
+def cmd_auth_logout(ctx: Context, force: bool) -> int:
+    """Forget what this tool keeps. auth.json is Codex's login as much as ours (auth login
+    writes it in Codex's format, for both): only --force removes the ChatGPT login from it,
+    after a copy in auth.json.bak, and keeps an API key that is also there."""
+    env, reporter = ctx.env, ctx.reporter
+    path = auth_file_path(env)
+    removed = []
+    cache = quota_state_path(env)
+    try:
+        os.unlink(cache)
+        removed.append(cache)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise AuthError(f"cannot remove {cache}: {exc.strerror}") from None
+    if not force:
+        for item in removed:
+            reporter.result(f"removed {item}")
+        if os.path.exists(path):
+            reporter.say(f"kept {path}: it is Codex's login too (shared); `codex logout` or "
+                         f"`imagegen auth logout --force` removes it, and logs out both")
+        else:
+            reporter.say("no login to remove")
+        return 0
+    with AuthLocks(path, sleep=ctx.sleep):
+        try:
+            with open(path, "rb") as handle:
+                old = handle.read()
+        except FileNotFoundError:
+            old = None
+        except OSError as exc:
+            raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+        data: Any = None
+        if old is not None:
+            try:
+                data = json.loads(old)
+            except ValueError:
+                pass
+        if isinstance(data, dict) and not isinstance(data.get("tokens"), dict):
+            old = None  # an API key only: no ChatGPT login to remove
+        if old is not None:
+            try:
+                write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
+            except OSError as exc:
+                raise AuthError(f"cannot back up {path}: {exc.strerror}; nothing was "
+                                f"changed") from None
+            try:
+                if isinstance(data, dict) and data.get("OPENAI_API_KEY"):
+                    # An API key Codex also keeps here: not a ChatGPT login, so it stays.
+                    kept = {key: value for key, value in data.items()
+                            if key not in ("tokens", "last_refresh", "agent_identity")}
+                    kept["auth_mode"] = "apikey"
+                    write_file_atomic(path, json.dumps(kept, indent=2).encode("utf-8"),
+                                      0o600, prefix=".auth-")
+                else:
+                    os.unlink(path)
+            except OSError as exc:
+                raise AuthError(f"cannot change {path}: {exc.strerror}") from None
+            removed.append(f"the ChatGPT login in {path} (a copy is in {path}.bak)")
+    for item in removed:
+        reporter.result(f"removed {item}")
+    if not removed:
+        reporter.say("no login to remove")
+    return 0
+
+
 # batch ######################################################################################
 
 def read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
@@ -3992,6 +4084,465 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     return failures[0].exit_code if failures else 0
 
 
+# Doctor #####################################################################################
+
+DOCTOR_NETWORK_TIMEOUT_S = 10.0  # each of name lookup, connect and handshake
+# What Pillow adds when it is importable (the tool itself needs only the standard library).
+PILLOW_ADDS = "optional: imagegen needs only the standard library; the tests decode with it"
+
+
+class Probes:
+    """The network steps of `imagegen doctor`, one method each, so a test can replace one
+    (a resolver that fails, say) and point the rest at its own server."""
+
+    def resolve(self, host: str, port: int, timeout: float) -> list[tuple]:
+        """getaddrinfo bounded by timeout (it has none of its own): the socket addresses."""
+        import socket
+        found: list = []
+        failure: list[BaseException] = []
+
+        def lookup() -> None:
+            try:
+                found.extend(info[4] for info in socket.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM))
+            except BaseException as exc:  # handed to the caller
+                failure.append(exc)
+
+        worker = threading.Thread(target=lookup, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise socket.timeout(f"no answer within {timeout:g} s")
+        if failure:
+            raise failure[0]
+        return found
+
+    def connect(self, address: tuple, timeout: float) -> Any:
+        import socket
+        return socket.create_connection(address[:2], timeout=timeout)
+
+    def handshake(self, sock: Any, host: str, timeout: float) -> Any:
+        """TLS as the transport does it: the default context (so SSL_CERT_FILE counts)."""
+        import ssl
+        sock.settimeout(timeout)
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+
+
+@dataclass
+class Check:
+    """One line of the doctor's report. status: ok, warn, fail (the default backend is not
+    ready: kind auth or network), or "-" (not used, nothing to do)."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+    kind: str | None = None  # "auth" or "network" when a failure blocks the backend
+    timings_ms: dict | None = None
+
+    def as_dict(self) -> dict:
+        entry: dict[str, Any] = {"name": self.name, "status": self.status,
+                                 "detail": self.detail}
+        if self.fix:
+            entry["fix"] = self.fix
+        if self.timings_ms:
+            entry["timings_ms"] = self.timings_ms
+        return entry
+
+    def line(self) -> str:
+        text = f"{self.status:5} {self.name:12} {self.detail}"
+        return text + (f"; fix: {self.fix}" if self.fix else "")
+
+
+def _severity(backend: str, default_backend: str) -> str:
+    """A problem blocks the default backend (fail) or only another one (warn)."""
+    return "fail" if backend == default_backend else "warn"
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(round(seconds * 1000)))
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy urllib would use for url (HTTPS_PROXY and NO_PROXY, as the transport)."""
+    import urllib.parse
+    import urllib.request
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], float],
+                   bad: str, fix: str) -> Check:
+    """Name lookup, TCP and (for https) TLS to url's host, each timed; through the proxy
+    the transport would use. `bad` is the status when it fails (fail or warn)."""
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return Check(name, bad, f"{url} has no valid port", fix, "network")
+    proxy = _proxy_for(url)
+    target_host, target_port, via = host, port, ""
+    if proxy:
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        try:
+            target_host = proxy_parts.hostname or ""
+            target_port = proxy_parts.port or 80
+        except ValueError:
+            return Check(name, bad, f"the proxy for {host} is not a valid URL", fix, "network")
+        via = f" via proxy {target_host}:{target_port}"
+    where = f"{host}:{port}{via}"
+    timings: dict[str, int] = {}
+    step = "DNS"
+    sock = None
+    try:
+        started = monotonic()
+        addresses = probes.resolve(target_host, target_port, DOCTOR_NETWORK_TIMEOUT_S)
+        timings["dns"] = _ms(monotonic() - started)
+        if not addresses:
+            raise OSError("no address")
+        step, started = "TCP", monotonic()
+        sock = probes.connect(addresses[0], DOCTOR_NETWORK_TIMEOUT_S)
+        timings["tcp"] = _ms(monotonic() - started)
+        if proxy and parts.scheme == "https":
+            step, started = "proxy CONNECT", monotonic()
+            _proxy_connect(sock, host, port)
+            timings["connect"] = _ms(monotonic() - started)
+        tls = ""
+        if parts.scheme == "https":
+            step, started = "TLS", monotonic()
+            sock = probes.handshake(sock, host, DOCTOR_NETWORK_TIMEOUT_S)
+            timings["tls"] = _ms(monotonic() - started)
+            version = sock.version() if hasattr(sock, "version") else None
+            tls = f", TLS {timings['tls']} ms" + (f" ({version})" if version else "")
+        detail = (f"{where}: DNS {timings['dns']} ms, TCP {timings['tcp']} ms" + tls
+                  + ("" if parts.scheme == "https" else " (plain http: no TLS)"))
+        return Check(name, "ok", detail, timings_ms=timings)
+    except Exception as exc:
+        return Check(name, bad, f"{where}: {step} failed: {_network_reason(exc, step)}",
+                     _network_fix(exc, step, fix), "network", timings or None)
+    finally:
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _proxy_connect(sock: Any, host: str, port: int) -> None:
+    """Open an HTTPS tunnel through an HTTP proxy (what urllib does for https URLs)."""
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("ascii"))
+    answer = b""
+    while b"\r\n\r\n" not in answer and len(answer) < 65536:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    status = answer.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+    if not re.match(r"HTTP/\d(\.\d)? 2\d\d", status):
+        raise OSError(f"the proxy answered {status.strip() or 'nothing'!r}")
+
+
+def _network_reason(exc: BaseException, step: str) -> str:
+    import socket
+    import ssl
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(exc):
+        return f"the certificate is not trusted ({getattr(exc, 'verify_message', None) or exc})"
+    if isinstance(exc, socket.gaierror):
+        return "the name does not resolve (no network or DNS)"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _network_fix(exc: BaseException, step: str, fix: str) -> str:
+    import ssl
+    if isinstance(exc, ssl.SSLError) or step == "TLS":
+        return ("behind a corporate proxy or TLS inspection, set SSL_CERT_FILE to its CA "
+                "bundle")
+    if step == "DNS":
+        return "check the network (a sandbox without network access?) or HTTPS_PROXY"
+    return fix
+
+
+def chatgpt_base_url(codex_base: str) -> str:
+    """The ChatGPT backend (wham/*) beside the Codex backend: the base without `/codex`."""
+    base = codex_base.rstrip("/")
+    return base[:-len("/codex")] if base.endswith("/codex") else base
+
+
+def fetch_usage(ctx: Context, login: ChatGPTLogin, codex_base: str) -> dict:
+    """GET {chatgpt base}/wham/usage: live usage; costs no image quota."""
+    headers = {"Authorization": f"Bearer {login.access_token}",
+               "User-Agent": user_agent(codex_version(ctx.env)), "Accept": "*/*"}
+    if login.account_id:
+        headers["ChatGPT-Account-ID"] = login.account_id
+    request = HttpRequest("GET", chatgpt_base_url(codex_base) + "/wham/usage", headers)
+    answer, _ = ctx.transport.fetch_json(request, ctx.monotonic() + 30, 30)
+    if not isinstance(answer, dict):
+        raise BackendError("the wham/usage answer is not a JSON object")
+    return answer
+
+
+def describe_usage(usage: dict, now: float) -> str:
+    """ "plan plus; 5-hour window 12% used (resets ...); ..." from a wham/usage answer."""
+    parts = [f"plan {usage['plan_type']}"] if isinstance(usage.get("plan_type"), str) else []
+
+    def windows(limits: Any, label: str) -> None:
+        if not isinstance(limits, dict):
+            return
+        for key in ("primary_window", "secondary_window"):
+            window = limits.get(key)
+            if not isinstance(window, dict) or not isinstance(
+                    window.get("used_percent"), (int, float)):
+                continue
+            seconds = window.get("limit_window_seconds")
+            span = ("window" if not isinstance(seconds, int) or seconds <= 0
+                    else f"{seconds // 86400}d" if seconds % 86400 == 0
+                    else f"{seconds // 3600}h" if seconds % 3600 == 0
+                    else f"{seconds // 60}m")
+            text = f"{label}{span} {window['used_percent']:g}%"
+            resets_at = window.get("reset_at")
+            if isinstance(resets_at, (int, float)):
+                reset = describe_reset(resets_at, now).replace("resets at ", "resets ")
+                text += f", {reset}" if reset else ""
+            parts.append(text)
+
+    named = len(parts)
+    windows(usage.get("rate_limit"), "")
+    for extra in usage.get("additional_rate_limits") or ():
+        if isinstance(extra, dict):
+            name = extra.get("limit_name") or extra.get("metered_feature") or "other"
+            windows(extra.get("rate_limit"), f"{name} ")
+    if len(parts) == named:
+        parts.append("no usage windows reported")
+    return "; ".join(parts)
+
+
+def _writable(directory: str) -> str | None:
+    """None when directory can be written to, else why not (read-only file system,
+    permission denied, missing)."""
+    if not os.path.isdir(directory):
+        return "does not exist"
+    try:
+        if os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 1):
+            return "read-only file system"
+    except (AttributeError, OSError):
+        pass  # no statvfs (Windows)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "permission denied"
+    return None
+
+
+def doctor_checks(ctx: Context, probes: Probes) -> tuple[list[Check], str]:
+    """Every check, in the order shown, and the default backend's name."""
+    env, now = ctx.env, ctx.clock()
+    default = env.get("IMAGEGEN_BACKEND") or "codex"
+    checks: list[Check] = []
+    add = checks.append
+    version = sys.version.split()[0]
+    add(Check("python", "ok" if sys.version_info >= (3, 9) else "fail",
+              f"{version} ({sys.executable or 'python'})",
+              None if sys.version_info >= (3, 9) else "use Python 3.9 or newer"))
+    if default not in CHOICES["backend"]:
+        add(Check("backend", "fail", f"IMAGEGEN_BACKEND={default!r} is not a backend",
+                  f"use one of {', '.join(CHOICES['backend'])}", "auth"))
+
+    # the ChatGPT login (codex backend)
+    bad = _severity("codex", default)
+    path = auth_file_path(env)
+    login: ChatGPTLogin | None = None
+    try:
+        data = read_auth_json(path, env)
+    except AuthError as error:
+        hint = keyring_hint(env)
+        add(Check("auth file", bad, error.message if hint else f"{path}: none",
+                  None if hint else "run `imagegen auth login` (or `codex login`)", "auth"))
+        data = None
+    if data is not None:
+        kind = login_kind(data)
+        mode = ""
+        try:
+            mode = f", mode {os.stat(path).st_mode & 0o777:04o}"
+        except OSError:
+            pass
+        try:
+            login = chatgpt_login(data, path)
+        except AuthError as error:
+            add(Check("auth file", bad, f"{path}: {kind} login{mode}: {error.message}",
+                      "run `imagegen auth login` (or `codex login`)", "auth"))
+        else:
+            ctx.secrets.add(*login.secrets())
+            expires = access_expiry(login)
+            expiry = ""
+            if expires is not None:
+                left = describe_reset(expires, now).replace("resets at", "expires")
+                expiry = f", access token {left}" if expires > now else ", access token expired"
+            status, fix = "ok", None
+            if needs_refresh(login, now) and not login.refresh_token:
+                status, fix = bad, "run `imagegen auth login` (or `codex login`)"
+                expiry += " and no refresh token"
+            elif needs_refresh(login, now):
+                expiry += " (refreshed on the next request)"
+            if readable_by_others(path) and status == "ok":
+                status, fix = "warn", f"chmod 600 {path}"
+            hint = keyring_hint(env)
+            if hint and status == "ok":
+                status = "warn"
+                fix = ("Codex's config.toml keeps new logins in the OS keyring, so this file "
+                       "may go stale: set cli_auth_credentials_store = \"file\"")
+            add(Check("auth file", status, f"{path}: {kind} login{mode}{expiry}", fix,
+                      "auth" if status == "fail" else None))
+
+    # the Codex home must be writable: a refresh rotates the refresh token and saves it
+    directory = os.path.dirname(path)
+    why = _writable(directory)
+    refresh_soon = login is not None and needs_refresh(login, now + 3600)
+    if why is None:
+        add(Check("codex home", "ok", f"{directory} is writable (refreshed logins can be "
+                                      f"saved)"))
+    else:
+        add(Check("codex home", bad if refresh_soon else "warn",
+                  f"{directory}: {why}; a login refresh could not be saved",
+                  f"make {directory} writable (in a sandbox, allow writes to it)",
+                  "auth" if refresh_soon else None))
+
+    # the network
+    codex_base = (env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL).rstrip("/")
+    auth_base = (env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
+    token_url = env.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE") or auth_base + "/oauth/token"
+    codex_net = doctor_network("codex host", codex_base, probes, ctx.monotonic, bad,
+                               "check the network, HTTPS_PROXY and NO_PROXY")
+    add(codex_net)
+    add(doctor_network("auth host", token_url, probes, ctx.monotonic,
+                       bad if refresh_soon else "warn",
+                       "check the network, HTTPS_PROXY and NO_PROXY"))
+
+    # live usage: costs no image quota
+    if login is None:
+        add(Check("usage", "-", "not checked: no ChatGPT login"))
+    elif needs_refresh(login, now):
+        add(Check("usage", "-", "not checked: the access token needs a refresh first (the "
+                                "doctor changes nothing)"))
+    elif codex_net.status != "ok":
+        add(Check("usage", "-", "not checked: the codex host cannot be reached"))
+    else:
+        try:
+            usage = fetch_usage(ctx, login, codex_base)
+        except ImagegenError as error:
+            refused = getattr(error, "status", None) in (401, 403) or isinstance(
+                error, AuthError)
+            add(Check("usage", bad if refused else "warn", f"wham/usage: {error.message}",
+                      "run `imagegen auth login` (or `codex login`)" if refused else None,
+                      "auth" if refused else None))
+        else:
+            add(Check("usage", "ok", describe_usage(usage, now)))
+
+    # the other backends
+    probe_ctx = Context(env, ctx.cwd, ctx.stdin, ctx.reporter.stdout, ctx.reporter.stderr,
+                        quiet=True, monotonic=ctx.monotonic, clock=ctx.clock)
+    probe_job = Job(prompt="doctor", dry_run=True)
+    gateway = GatewayBackend(probe_ctx, probe_job)
+    gateway.prepare(probe_job)
+    ctx.secrets.add(gateway.token if gateway.token != DEFAULT_GATEWAY_TOKEN else None)
+    checked = doctor_network("gateway", gateway.base, probes, ctx.monotonic,
+                             _severity("gateway", default), f"start it: {GATEWAY_START_HINT}")
+    if checked.status != "ok" and default != "gateway":
+        checked = Check("gateway", "-", f"{checked.detail} (needed only for --backend "
+                                        f"gateway)")
+    add(checked)
+
+    api = ApiBackend(probe_ctx, probe_job)
+    try:
+        api.prepare(probe_job)
+    except UsageError as error:
+        add(Check("api key", _severity("api", default), error.message,
+                  "fix the config file (a JSON object with api_key and base_url)",
+                  "auth"))
+    else:
+        ctx.secrets.add(api.key)
+        config_path, _ = api.config_path(probe_job)
+        source = ("IMAGEGEN_API_KEY" if api.key and api.key == env.get("IMAGEGEN_API_KEY")
+                  else config_path)
+        if not api.key:
+            status = _severity("api", default) if default == "api" else "-"
+            add(Check("api key", status, "none configured (needed only for --backend api)",
+                      "set IMAGEGEN_API_KEY or write ~/.config/codex-imagegen/config.json"
+                      if status != "-" else None, "auth" if status == "fail" else None))
+        elif source == config_path and config_path and readable_by_others(config_path):
+            mode = os.stat(config_path).st_mode & 0o777
+            add(Check("api key", "warn", f"in {config_path}, mode {mode:04o}: other users can "
+                                         f"read it", f"chmod 600 {config_path}"))
+        else:
+            mode = ""
+            if source == config_path and config_path:
+                mode = f", mode {os.stat(config_path).st_mode & 0o777:04o}"
+            add(Check("api key", "ok", f"from {source}{mode}; base {api.base}"))
+        if default == "api" and api.key:
+            add(doctor_network("api host", api.base, probes, ctx.monotonic, "fail",
+                               "check the network, HTTPS_PROXY and NO_PROXY"))
+
+    if default == "responses":
+        responses = ResponsesBackend(probe_ctx, probe_job)
+        try:
+            responses.prepare(probe_job)
+        except ImagegenError as error:
+            add(Check("provider", "fail", error.message, "fix model_provider in config.toml",
+                      "auth"))
+        else:
+            ctx.secrets.add(responses.key)
+            if responses.key:
+                add(Check("provider", "ok", f"{responses.provider} at {responses.base}"))
+                add(doctor_network("provider", responses.base, probes, ctx.monotonic, "fail",
+                                   "check the network, HTTPS_PROXY and NO_PROXY"))
+            else:
+                add(Check("provider", "fail", f"no API key for provider "
+                          f"\"{responses.provider}\"", "set its env_key variable", "auth"))
+
+    # the rest of the machine
+    try:
+        import PIL
+        add(Check("pillow", "ok", f"{getattr(PIL, '__version__', '?')} importable "
+                                  f"({PILLOW_ADDS})"))
+    except ImportError:
+        add(Check("pillow", "-", f"not installed ({PILLOW_ADDS})"))
+    why = _writable(ctx.cwd)
+    if why is None:
+        add(Check("directory", "ok", f"{ctx.cwd} is writable (images go to "
+                                     f"assets/generated/ unless -o says otherwise)"))
+    else:
+        add(Check("directory", "warn", f"{ctx.cwd}: {why}",
+                  "run from your project, or give -o a writable path"))
+    return checks, default
+
+
+def cmd_doctor(ctx: Context, json_mode: bool, probes: Probes | None = None) -> int:
+    """`imagegen doctor`: one line a check; exit 0 when the default backend is ready, 3 when
+    its login or key is not, 5 when the network is not. Changes nothing; prints no secret."""
+    checks, default = doctor_checks(ctx, probes or Probes())
+    failed = next((check for check in checks if check.status == "fail"), None)
+    code = 0 if failed is None else (AuthError.exit_code if failed.kind == "auth"
+                                     else BackendError.exit_code)
+    if json_mode:
+        ctx.reporter.result_json({"ok": failed is None, "backend": default,
+                                  "exit_code": code, "checks": [c.as_dict() for c in checks]})
+        return code
+    for check in checks:
+        ctx.reporter.result(printable(check.line()))
+    ctx.reporter.result(f"the {default} backend is ready" if failed is None else
+                        f"the {default} backend is not ready: see the fail line"
+                        + ("s" if sum(c.status == "fail" for c in checks) > 1 else "")
+                        + " above")
+    return code
+
+
 # CLI ########################################################################################
 
 def build_parser() -> Any:
@@ -4051,10 +4602,19 @@ def parse_options(args: list[str]) -> dict:
         raise UsageError("secrets are never taken from the command line: use CODEX_HOME/"
                          "auth.json, IMAGEGEN_API_KEY, CODEX_API_TOKEN or a config file")
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]} (see imagegen --help)")
+        known = [option for action in parser._actions for option in action.option_strings]
+        raise UsageError(f"unknown option {unknown[0]}" + (did_you_mean(unknown[0], known)
+                                                           or " (see imagegen --help)"))
     if extras:
         raise UsageError("give the prompt as one quoted argument")
     return vars(namespace)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ "; did you mean --size?" for a near miss, else ""."""
+    import difflib
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | None:
@@ -4085,7 +4645,8 @@ def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | 
         raise UsageError(f"--prompt-file {source} is not UTF-8 text") from None
 
 
-COMMANDS = ("generate", "auth", "batch")
+COMMANDS = ("generate", "auth", "batch", "doctor")
+AUTH_COMMANDS = ("status", "login", "logout")
 JOB_FLAGS = ("force", "quiet", "json", "dry_run", "meta")
 
 
@@ -4110,14 +4671,19 @@ def dispatch(args: list[str], runtime: dict) -> int:
     command = args[0] if args[0] in COMMANDS else "generate"
     rest = args[1:] if args[0] in COMMANDS else args
     if command == "auth":
-        if not rest or rest[0] not in ("status", "login"):
-            raise UsageError("imagegen auth status [--json] | imagegen auth login "
-                             "[--open-browser]")
+        if not rest:
+            raise UsageError("imagegen auth status | login | logout (see imagegen auth --help)")
+        if rest[0] in ("-h", "--help", "help"):
+            runtime["stdout"].write(AUTH_HELP)
+            return 0
+        if rest[0] not in AUTH_COMMANDS:
+            raise UsageError(f"unknown auth command {rest[0]!r} ({', '.join(AUTH_COMMANDS)})"
+                             + did_you_mean(rest[0], AUTH_COMMANDS))
         options = parse_options(rest[1:])
         if options["help"]:
-            runtime["stdout"].write(HELP)
+            runtime["stdout"].write(AUTH_HELP)
             return 0
-        allowed = {"json"} if rest[0] == "status" else {"open_browser"}
+        allowed = {"status": {"json"}, "login": {"open_browser"}, "logout": {"force"}}[rest[0]]
         used = [name for name, value in options.items()
                 if value not in (None, [], False) and name not in allowed | {"help"}]
         if used:
@@ -4126,10 +4692,24 @@ def dispatch(args: list[str], runtime: dict) -> int:
         ctx = context(options)
         if rest[0] == "status":
             return cmd_auth_status(ctx, bool(options["json"]))
+        if rest[0] == "logout":
+            return cmd_auth_logout(ctx, bool(options["force"]))
         return cmd_auth_login(ctx, bool(options["open_browser"]))
+    if command == "doctor":
+        options = parse_options(rest)
+        if options["help"]:
+            runtime["stdout"].write(HELP)
+            return 0
+        used = [name for name, value in options.items()
+                if value not in (None, [], False) and name not in ("json", "help")]
+        if used:
+            shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
+            raise UsageError(f"imagegen doctor takes no {shown} (only --json)")
+        return cmd_doctor(context(options), bool(options["json"]),
+                          runtime.get("probes"))
     options = parse_options(rest)
     if options["help"]:
-        runtime["stdout"].write(HELP)
+        runtime["stdout"].write(BATCH_HELP if command == "batch" else HELP)
         return 0
     if options.pop("open_browser"):
         raise UsageError("--open-browser belongs to imagegen auth login")
@@ -4159,11 +4739,13 @@ def dispatch(args: list[str], runtime: dict) -> int:
 def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
     """Run the command line. Returns the exit code (see the exit-code table in --help).
 
-    `_seams` lets tests replace the opener, the clocks and sleep (keyword-only, private)."""
+    `_seams` lets tests replace the opener, the clocks and sleep, and `probes` the doctor's
+    network steps (keyword-only, private)."""
     args = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     env = dict(os.environ)
     runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": sys.stdout,
-               "stderr": sys.stderr, "seams": _seams or {}, "contexts": []}
+               "stderr": sys.stderr, "seams": dict(_seams or {}), "contexts": []}
+    runtime["probes"] = runtime["seams"].pop("probes", None)  # imagegen doctor's network steps
     json_mode = "--json" in args
     fallback = Reporter(sys.stdout, sys.stderr, Secrets(), env, json_mode=json_mode)
 
