@@ -3057,6 +3057,11 @@ def write_sidecar(path: str, meta: dict) -> str:
 
 # Reporting ##################################################################################
 
+HEARTBEAT_S = 15.0  # a plain "still working" line this often when stderr is not a terminal
+# The order phases happen in, for the live line (several images may be in different ones).
+PHASES = ("sending", "thinking", "queued", "generating", "receiving", "received", "done")
+
+
 class Reporter:
     """The only printing code: results on stdout, everything else on stderr, all redacted."""
 
@@ -3064,17 +3069,37 @@ class Reporter:
                  quiet: bool = False, json_mode: bool = False, progress: bool = True) -> None:
         self.stdout, self.stderr, self.secrets = stdout, stderr, secrets
         self.quiet, self.json_mode = quiet, json_mode
+        self.env = env
         tty = _isatty(stderr)
         dumb = env.get("TERM") == "dumb"
         self.color = tty and not dumb and not env.get("NO_COLOR")
         self.chatty = not quiet and not json_mode
         self.live = self.chatty and progress and tty and not dumb
+        # Without a live line (a pipe, a log, --no-progress, TERM=dumb): a plain line now
+        # and then, so a CI log or an agent sees the run is alive during a long generation.
+        self.heartbeat = self.chatty and not self.live
+        # stdout prints each saved path; when it is the same terminal as stderr, the
+        # "saved" note would print every path a second time.
+        self.same_terminal = tty and _isatty(stdout) and _same_file(stdout, stderr)
         self._lock = threading.Lock()
-        self._states: dict[int, tuple[str, int]] = {}
+        self._states: dict[Any, tuple[str, int]] = {}
         self._started = time.monotonic()
+        self._last_beat = self._started
         self._drawn = False
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._total = 0  # images (generate -n) or lines (batch) this run makes
+        self._finished = 0
+        self._unit = "done"
+
+    def expect(self, total: int, unit: str = "done") -> None:
+        """The live line counts `k/total <unit>` (for more than one image or line)."""
+        with self._lock:
+            self._total, self._finished, self._unit = total, 0, unit
+
+    def advance(self, count: int = 1) -> None:
+        with self._lock:
+            self._finished += count
 
     # stdout
     def result(self, line: str, keep: Iterable[str] = ()) -> None:
@@ -3096,6 +3121,12 @@ class Reporter:
         if self.chatty:
             self._err(f"imagegen: {printable(message)}", keep)
 
+    def saved(self, message: str, keep: Iterable[str] = ()) -> None:
+        """The "saved PATH (size, bytes, time)" note: not when stdout, the same terminal,
+        prints the path anyway."""
+        if not self.same_terminal:
+            self.note(message, keep)
+
     def warn(self, message: str) -> None:
         if not self.quiet:
             self._err(f"imagegen: warning: {printable(message)}")
@@ -3116,8 +3147,9 @@ class Reporter:
             self._draw()
 
     # the live line
-    def phase(self, index: int, phase: str, received: int = 0) -> None:
-        if not self.live:
+    def phase(self, index: Any, phase: str, received: int = 0) -> None:
+        """Image `index` (any key unique in this run) is in `phase`, `received` bytes in."""
+        if not self.live and not self.heartbeat:
             return
         with self._lock:
             self._states[index] = (phase, received)
@@ -3125,7 +3157,7 @@ class Reporter:
                 self._ticker = threading.Thread(target=self._tick, daemon=True)
                 self._ticker.start()
 
-    def done(self, index: int) -> None:
+    def done(self, index: Any) -> None:
         with self._lock:
             self._states.pop(index, None)
             if not self._states:
@@ -3140,20 +3172,56 @@ class Reporter:
     def _tick(self) -> None:
         while not self._stop.wait(0.25):
             with self._lock:
-                if self._states:
+                if not self._states:
+                    continue
+                if self.live:
                     self._draw()
+                elif time.monotonic() - self._last_beat >= HEARTBEAT_S:
+                    self._last_beat = time.monotonic()
+                    self._write(self.stderr, self.secrets.redact(
+                        "imagegen: still " + self._status()) + "\n")
+
+    def _status(self) -> str:
+        """ "generating · 2/6 saved · 4 in flight · 8 s · 1.2 MB" (under the lock)."""
+        elapsed = time.monotonic() - self._started
+        seen = {phase for phase, _ in self._states.values()}
+        phases = [p for p in PHASES if p in seen] + sorted(seen - set(PHASES))
+        received = sum(count for _, count in self._states.values())
+        count = len(self._states)
+        parts = ["/".join(phases)]
+        if self._total > 1:
+            parts += [f"{self._finished}/{self._total} {self._unit}", f"{count} in flight"]
+        else:
+            parts.append(f"{count} image{'s' if count > 1 else ''}")
+        parts.append(f"{elapsed:.0f} s")
+        if received:
+            parts.append(human_bytes(received))
+        return " · ".join(parts)
 
     def _draw(self) -> None:
         if not self.live or not self._states:
             return
-        elapsed = time.monotonic() - self._started
-        phases = sorted({phase for phase, _ in self._states.values()})
-        received = sum(count for _, count in self._states.values())
-        count = len(self._states)
-        line = (f"imagegen: {'/'.join(phases)} · {count} image{'s' if count > 1 else ''} · "
-                f"{elapsed:.0f} s" + (f" · {human_bytes(received)}" if received else ""))
-        self._write(self.stderr, "\r\x1b[2K" + line[:200])
+        line = "imagegen: " + self._status()
+        width = self._columns() - 1  # the last column would wrap on some terminals
+        if len(line) > width:
+            line = line[:max(width - 1, 0)] + "…"
+        # \x1b[2K clears one screen row only: the line must never wrap onto a second one
+        self._write(self.stderr, "\r\x1b[2K" + line)
         self._drawn = True
+
+    def _columns(self) -> int:
+        """The width of the terminal stderr is on (COLUMNS wins, as in shutil)."""
+        try:
+            columns = int(self.env.get("COLUMNS", ""))
+            if columns > 0:
+                return columns
+        except ValueError:
+            pass
+        try:
+            return os.get_terminal_size(self.stderr.fileno()).columns or 80
+        except (AttributeError, ValueError, OSError):
+            import shutil
+            return shutil.get_terminal_size().columns
 
     def _clear(self) -> None:
         if self._drawn:
@@ -3175,6 +3243,14 @@ def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
+        return False
+
+
+def _same_file(first: Any, second: Any) -> bool:
+    """Both streams write to one file or terminal (stdout and stderr on one tty)."""
+    try:
+        return os.path.samestat(os.fstat(first.fileno()), os.fstat(second.fileno()))
+    except (AttributeError, ValueError, OSError):
         return False
 
 
@@ -3423,8 +3499,9 @@ class Generator:
                     self.saved.append(saved)
                 info = image.info
                 shown = relative_for_display(path, self.ctx.cwd)
-                reporter.note(f"saved {shown} ({info.width}x{info.height} {info.format}, "
-                              f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
+                reporter.advance()
+                reporter.saved(f"saved {shown} ({info.width}x{info.height} {info.format}, "
+                               f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
             if len(images) < n:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
@@ -3435,7 +3512,7 @@ class Generator:
             done = sum(1 for s in self.saved if first <= s.index < first + n)
             self._fail(first + done, n - done, error)
         finally:
-            reporter.done(first)
+            reporter.done((id(self), first))  # the key: unique across a batch's generators
             for image in images:  # streamed files of images that were not saved
                 if image.spill is not None:
                     image.spill.discard()
@@ -3492,7 +3569,7 @@ class Generator:
         while True:
             headers = backend.headers(route)
             request = route.build(job, inputs, n, backend.base_url(route), headers)
-            ctx.reporter.phase(first, "sending")
+            ctx.reporter.phase((id(self), first), "sending")
             try:
                 response = ctx.transport.open(request, deadline, job.stall_timeout)
             except Unauthorized as error:
@@ -3510,7 +3587,7 @@ class Generator:
             try:
                 ctx.see_headers(response.headers)
                 def progress(phase: str, received: int) -> None:
-                    ctx.reporter.phase(first, phase, received)
+                    ctx.reporter.phase((id(self), first), phase, received)
 
                 images = route.read(response, job, ctx.transport, progress, spills=spills)
             except BaseException:
@@ -3596,6 +3673,7 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         return 0
     generator.policy.preflight(job.count)
     generator.prepare()
+    reporter.expect(job.count, "saved")
     what = f"{job.count} images" if job.count > 1 else "an image"
     reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit else "")
                   + "...")
@@ -4039,6 +4117,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
         if job.out and generator.policy.explicit and not job.force and os.path.lexists(
                 generator.policy.explicit):
             outcome = (generator.policy.explicit, [])
+            reporter.advance(job.count)
         elif stop.is_set():
             outcome = RateLimitError("not started: the usage limit was reached earlier in "
                                      "this batch")
@@ -4065,6 +4144,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     with lock:
         flush()
     numbers = [number for number, _ in lines if number in jobs]
+    reporter.expect(sum(jobs[number].count for number in numbers), "saved")
     parallel = settings.get("parallel") or min(len(numbers), 4) or 1
     try:
         run_pool([lambda number=number: run_line(number) for number in numbers], parallel, ctx)
