@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import sys
@@ -477,9 +478,21 @@ def check_size(size: str, image_model: str) -> None:
     width, height = int(match.group(1)), int(match.group(2))
     if not is_gpt_image_2(image_model):
         if size not in CLASSIC_SIZES:
+            nearest = min(CLASSIC_SIZES, key=lambda s: abs(
+                math.log(int(s.split("x")[0]) / int(s.split("x")[1])) - math.log(
+                    max(width, 1) / max(height, 1))))
             raise UsageError(f"{image_model} takes --size {', '.join(CLASSIC_SIZES)} or auto "
-                             f"(got {size})")
+                             f"(got {size}; the nearest is {nearest})")
         return
+    problems = size_problems(width, height)
+    if problems:
+        nearest = nearest_size(width, height)
+        raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems)
+                         + (f"; try {nearest[0]}x{nearest[1]}" if nearest else ""))
+
+
+def size_problems(width: int, height: int) -> list[str]:
+    """What is wrong with WxH for gpt-image-2 (empty when it is fine)."""
     problems = []
     if width % 16 or height % 16:
         problems.append("both sides must be divisible by 16")
@@ -490,9 +503,29 @@ def check_size(size: str, image_model: str) -> None:
     if max(width, height) > MAX_EDGE:
         problems.append(f"the long edge must be at most {MAX_EDGE}")
     if width * height < MIN_PIXELS:
-        problems.append(f"at least {MIN_PIXELS:,} pixels (e.g. 1024x640)")
-    if problems:
-        raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems))
+        problems.append(f"at least {MIN_PIXELS:,} pixels")
+    return problems
+
+
+def nearest_size(width: int, height: int) -> tuple[int, int] | None:
+    """The valid gpt-image-2 size closest to WxH: the sides nearest to the asked ones among
+    sizes within 2% of its aspect ratio (clamped to 1:3..3:1); a tie goes to the larger."""
+    if width <= 0 or height <= 0:
+        return None
+    ratio = min(max(width / height, 1 / 3), 3.0)
+    pixels = min(max(width * height, MIN_PIXELS), MAX_PIXELS)
+    base_w = math.sqrt(pixels * ratio)
+    base_h = base_w / ratio
+    candidates = [(w, h) for w in range(max(16, int(base_w) // 16 * 16 - 64),
+                                        int(base_w) // 16 * 16 + 81, 16)
+                  for h in range(max(16, int(base_h) // 16 * 16 - 64),
+                                 int(base_h) // 16 * 16 + 81, 16)
+                  if not size_problems(w, h)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs(math.log(c[0] / c[1] / ratio)) > 0.02,
+                                          abs(c[0] - width) + abs(c[1] - height),
+                                          -c[0] * c[1]))
 
 
 def _as_int(name: str, value: Any, low: int, high: int) -> int:
@@ -2373,6 +2406,74 @@ def load_inputs(job: Job, transport: Transport) -> Inputs:
     return Inputs(references, mask)
 
 
+def png_is_opaque(data: bytes) -> bool:
+    """True when a PNG surely has no transparent pixel: no alpha channel and no tRNS, or an
+    alpha channel that is 100% opaque. False when it has one, or when this cheap check
+    cannot tell (interlaced, a damaged file, a tRNS colour key). Reads the alpha bytes only:
+    PNG filters work byte by byte, so given a fully opaque row above, a fully opaque row has
+    exactly one filtered form, and the first row that differs has a transparent pixel."""
+    import zlib
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 33:
+        return False
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour, interlace = data[24], data[25], data[28]
+    channels = {4: 2, 6: 4}.get(colour)
+    position, idat = 8, []
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        if kind == b"tRNS":
+            return False
+        if kind == b"IDAT":
+            idat.append(data[position + 8:position + 8 + length])
+        if kind == b"IEND":
+            break
+        position += 12 + length
+    if channels is None:
+        return True  # no alpha channel, no tRNS: every pixel is opaque
+    if interlace or depth not in (8, 16) or not width or not height:
+        return False
+    size = depth // 8
+    bpp = channels * size
+    lanes = [bpp - size + k for k in range(size)]  # the alpha bytes of a pixel
+    row_bytes = 1 + width * bpp
+    inflater = zlib.decompressobj()
+    pending, rows = b"", 0
+    compressed = b"".join(idat)
+    while rows < height:
+        try:  # a megabyte at a time: a 4K mask inflates to tens of megabytes
+            more = inflater.decompress(compressed, 1 << 20)
+        except zlib.error:
+            return False
+        compressed = inflater.unconsumed_tail
+        if not more:
+            break
+        pending += more
+        offset = 0
+        while len(pending) - offset >= row_bytes and rows < height:
+            row = pending[offset:offset + row_bytes]
+            offset += row_bytes
+            kind = row[0]
+            first = rows == 0
+            rest = width - 1
+            # each alpha byte's filtered form when it and the row above are all 0xFF
+            expected = {
+                0: b"\xff" * width,
+                1: b"\xff" + b"\x00" * rest,
+                2: (b"\xff" if first else b"\x00") * width,
+                3: (b"\xff" + b"\x80" * rest) if first else (b"\x80" + b"\x00" * rest),
+                4: (b"\xff" + b"\x00" * rest) if first else b"\x00" * width,
+            }.get(kind)
+            if expected is None:
+                return False
+            for lane in lanes:
+                if row[1 + lane::bpp] != expected:
+                    return False
+            rows += 1
+        pending = pending[offset:]
+    return rows == height
+
+
 # Routes: build a request, read its answer ###################################################
 
 # `Progress`: what a route reports while it reads, a phase ("generating"...) and the bytes
@@ -2962,8 +3063,9 @@ class SavePolicy:
             existing = parent
         if not os.path.isdir(existing):
             raise OutputError(f"cannot create {self.directory}: {existing} is a file")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write to {existing}: permission denied")
+        why = _writable(existing)
+        if why is not None:
+            raise OutputError(f"cannot write to {existing}: {why}; choose a writable -o")
         if self.explicit and not self.job.force:
             for index in range(count):
                 path = self.explicit_path(index)
@@ -3088,6 +3190,7 @@ class Reporter:
         self._drawn = False
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
+        self.to_stdout = False  # -o -: the image itself goes to stdout, not its path
         self._total = 0  # images (generate -n) or lines (batch) this run makes
         self._finished = 0
         self._unit = "done"
@@ -3108,6 +3211,18 @@ class Reporter:
             self._clear()
             self._write(self.stdout, self.secrets.redact(line, keep) + "\n")
 
+    def result_bytes(self, data: bytes) -> None:
+        """An image itself on stdout (-o -), binary."""
+        with self._lock:
+            self._clear()
+            stream = getattr(self.stdout, "buffer", self.stdout)
+            try:
+                self.stdout.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            stream.write(data)
+            stream.flush()
+
     def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
         escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
         text = self.secrets.redact(json.dumps(payload, ensure_ascii=False), escaped)
@@ -3124,7 +3239,7 @@ class Reporter:
     def saved(self, message: str, keep: Iterable[str] = ()) -> None:
         """The "saved PATH (size, bytes, time)" note: not when stdout, the same terminal,
         prints the path anyway."""
-        if not self.same_terminal:
+        if not self.same_terminal and not self.to_stdout:
             self.note(message, keep)
 
     def warn(self, message: str) -> None:
@@ -3666,10 +3781,14 @@ def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> No
 
 def cmd_generate(job: Job, ctx: Context) -> int:
     reporter = ctx.reporter
+    if job.out == "-" and not job.dry_run:
+        return generate_to_stdout(job, ctx)
     inputs = load_inputs(job, ctx.transport)
+    warn_opaque_mask(job, inputs, reporter)
     generator = Generator(ctx, job)
     if job.dry_run:
-        reporter.result_json({"requests": generator.dry_requests(inputs)})
+        reporter.result_json({"requests": generator.dry_requests(inputs),
+                              "saves": planned_saves(generator.policy, job.count, ctx.cwd)})
         return 0
     generator.policy.preflight(job.count)
     generator.prepare()
@@ -3701,6 +3820,76 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         reporter.error(error.message)
         return error.exit_code
     return 0
+
+
+def warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
+    if inputs.mask is not None and inputs.mask.data and png_is_opaque(inputs.mask.data):
+        reporter.warn(f"the mask {job.mask} has no transparent pixel, so the edit may change "
+                      f"nothing: make transparent the area to repaint")
+
+
+def generate_to_stdout(job: Job, ctx: Context) -> int:
+    """-o -: the image's bytes on stdout, for a pipe (one image; never onto a terminal).
+    It is made in a private temporary folder like any other save, then copied out."""
+    import shutil
+    import tempfile
+    reporter = ctx.reporter
+    if job.count != 1:
+        raise UsageError("-o - writes one image to stdout: use -n 1, or give -o a folder")
+    if job.json or job.meta:
+        raise UsageError(f"-o - puts the image itself on stdout: it cannot go with "
+                         f"{'--json' if job.json else '--meta'}")
+    if _isatty(reporter.stdout):
+        raise UsageError("-o - writes image bytes to stdout, which is a terminal here: pipe "
+                         "it (imagegen \"...\" -o - > image.png) or give -o a path")
+    folder = tempfile.mkdtemp(prefix="imagegen-stdout-")
+    try:
+        staged = replace(job, out=folder + os.sep)
+        inputs = load_inputs(staged, ctx.transport)
+        warn_opaque_mask(job, inputs, reporter)
+        generator = Generator(ctx, staged)
+        generator.prepare()
+        reporter.note(f"asking {job.backend} for an image" + (" (an edit)" if job.is_edit
+                                                               else "") + "...")
+        reporter.to_stdout = True
+        try:
+            generator.run(inputs)
+        finally:
+            reporter.close()
+        report_quota(ctx, job.backend)
+        error = generator.first_error()
+        if error is not None or not generator.saved:
+            error = error or NoImageError("no image was made")
+            reporter.error(error.message)
+            return error.exit_code
+        item = generator.saved[0]
+        with open(item.path, "rb") as handle:
+            reporter.result_bytes(handle.read())
+        info = item.image.info
+        reporter.note(f"wrote {info.width}x{info.height} {info.format} "
+                      f"({human_bytes(item.image.nbytes)}) to stdout")
+        return 0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def planned_saves(policy: SavePolicy, count: int, cwd: str) -> list[str]:
+    """Where a real run would save each image now (for --dry-run), claiming nothing: the
+    -o names, or the first free automatic names (a PNG's extension unless asked otherwise)."""
+    if policy.job.out == "-":
+        return ["-"]  # stdout
+    if policy.explicit:
+        paths = [policy.explicit_path(index) for index in range(count)]
+    else:
+        ext = EXTENSIONS[policy.job.format]
+        paths, number = [], 1
+        while len(paths) < count and number < 100_000:
+            name = policy.slug + (f"-{number}" if number > 1 else "") + ext
+            path = os.path.join(policy.directory, name)
+            if not os.path.lexists(path):
+                paths.append(path)
+            number += 1
+    return [relative_for_display(path, cwd) for path in paths]
 
 
 def report_quota(ctx: Context, backend: str) -> None:
@@ -4052,20 +4241,31 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
             outcomes[number] = UsageError(f"line {number}: {error.message}")
     if settings.get("dry_run"):
         requests: list[dict] = []
+        saves: list[str] = []
         for number, _ in lines:
             if number in jobs:
                 job = replace(jobs[number], dry_run=True)
-                explicit = SavePolicy(job, ctx.cwd, env).explicit
+                policy = SavePolicy(job, ctx.cwd, env)
+                explicit = policy.explicit
                 if explicit and not job.force and os.path.lexists(explicit):
                     continue  # its out exists: the real run would skip it and send nothing
                 inputs = load_inputs(job, ctx.transport)
                 requests.extend(Generator(ctx, job).dry_requests(inputs))
-        reporter.result_json({"requests": requests})
+                saves.extend(path for path in planned_saves(policy, job.count, ctx.cwd)
+                             if path not in saves)  # (automatic names are claimed in turn)
+        reporter.result_json({"requests": requests, "saves": saves})
         first = next((outcomes[n] for n, _ in lines if n in outcomes), None)
         if first is not None:
             reporter.error(first.message)
             return first.exit_code
         return 0
+    without_out = [number for number in jobs if not jobs[number].out]
+    if without_out:
+        shown = ", ".join(map(str, without_out[:5])) + (", ..." if len(without_out) > 5 else "")
+        reporter.warn(f"line{'s' if len(without_out) > 1 else ''} {shown} ha"
+                      f"{'ve' if len(without_out) > 1 else 's'} no \"out\": running this batch "
+                      f"again makes {'them' if len(without_out) > 1 else 'it'} again (give each "
+                      f"line an \"out\" and a re-run skips what is done)")
     stop = threading.Event()
     lock = threading.Condition()
     printed = [0]
