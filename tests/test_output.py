@@ -248,3 +248,15 @@ def test_batch_lines_without_out_warn_once(fake, env, run):
     assert "lines 1, 3 have no \"out\": running this batch again makes them again" in warnings[0]
     (env.work / "without.jsonl").write_text('{"prompt": "x", "out": "x.png"}\n')
     assert "warning" not in run("batch", "without.jsonl").err
+
+
+def test_running_the_tests_leaves_no_cache_in_the_checkout(request):
+    # `npx skills add ./checkout` copies the folder as it is (only .git and __pycache__ are
+    # left out): pytest's and Hypothesis' caches must live elsewhere.
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    cache = Path(request.config.cache.mkdir("imagegen-probe")).resolve()
+    assert root not in cache.parents, cache
+    hypothesis = pytest.importorskip("hypothesis.configuration")
+    home = Path(hypothesis.storage_directory("examples", intent_to_write=False).path).resolve()
+    assert root not in home.parents, home
