@@ -726,9 +726,8 @@ def compact_base64(value: Any) -> Any:
 # Pixels: PNG decode, resample, encode #######################################################
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# A decoded pixel costs up to 4 bytes per row copy: 40 MP is a 160 MB raster, far above any
-# generated image (8.3 MP) and enough for a camera photo; a "bomb" of a few KB claiming
-# 100k x 100k pixels is refused before anything is inflated.
+# 40 MP decode to at most 160 MB: far above any generated image (8.3 MP), enough for a
+# camera photo; a "bomb" of a few KB claiming 100k x 100k pixels is refused before inflating.
 MAX_DECODE_PIXELS = 40_000_000
 PNG_COMPRESSION = 6  # zlib's default: within ~5% of level 9's size at a third of the time
 THUMBNAIL_SIDE = 256
@@ -1380,6 +1379,254 @@ def png_thumbnail(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes:
         raster = resample(raster, max(1, round(raster.width * scale)),
                           max(1, round(raster.height * scale)))
     return encode_png(raster)
+
+def _border_pixels(raster: Raster, band: int = 2) -> list:
+    """RGB of the pixels within `band` of the edge (every one; rows at once)."""
+    rgb = convert_raster(raster, 3) if raster.channels < 3 else raster
+    channels, width, height = rgb.channels, rgb.width, rgb.height
+    band = max(1, min(band, width // 2 or 1, height // 2 or 1))
+    pixels = []
+    for y, row in enumerate(rgb.rows):
+        if y < band or y >= height - band:
+            xs: Iterable = range(width)
+        else:
+            xs = [*range(band), *range(max(band, width - band), width)]
+        for x in xs:
+            pixels.append(tuple(row[x * channels:x * channels + 3]))
+    return pixels
+
+
+def remove_chroma_key(raster: Raster, key: tuple | None = None) -> tuple[Raster, str]:
+    """RGBA with a flat key colour (green, magenta...) made transparent; and what was done.
+
+    The key is the median of the border unless given. Pixels near the key become fully
+    transparent; pixels within two of them form the soft edge, where alpha is how far the
+    pixel has moved from the key towards the most solid colour next to it, and that colour is
+    taken back out of the key (un-premultiplied), then any key tint left is suppressed
+    (de-spill): anti-aliased borders keep their softness without a key-coloured halo.
+    PixelsError when the border is not a flat colour."""
+    border = _border_pixels(raster)
+    if key is None:
+        key = tuple(sorted(pixel[c] for pixel in border)[len(border) // 2] for c in range(3))
+    key = tuple(int(value) for value in key)
+    distances = sorted(max(abs(p[0] - key[0]), abs(p[1] - key[1]), abs(p[2] - key[2]))
+                       for p in border)
+    hex_key = "#{:02x}{:02x}{:02x}".format(*key)
+    if distances[len(distances) * 6 // 10] > 48:
+        raise PixelsError(f"the image border is not a flat colour (median {hex_key}); "
+                          "there is no chroma key to remove")
+    # what still counts as background: the border's own noise, with room for compression
+    noise = distances[len(distances) * 9 // 10]
+    tolerance = min(96, max(16, noise + 12))
+    source = raster if raster.channels == 4 else convert_raster(raster, 4)
+    width, height = source.width, source.height
+    full = (1 << (8 * width)) - 1
+    tables = []
+    for value in key:
+        table = bytearray(256)
+        for level in range(max(0, value - tolerance), min(255, value + tolerance) + 1):
+            table[level] = 1
+        tables.append(bytes(table))
+    keyed = []  # per row: an integer with byte 1 where the pixel is background
+    for row in source.rows:
+        mask = full
+        for c in range(3):
+            mask &= int.from_bytes(row[c::4].translate(tables[c]), "little")
+        keyed.append(mask)
+    spread = []  # background grown by two pixels sideways...
+    for mask in keyed:
+        grown = mask | (mask << 8) | (mask >> 8) | (mask << 16) | (mask >> 16)
+        spread.append(grown & full)
+    spill = [c for c in range(3) if key[c] >= max(key) - 16 and key[c] >= 128]
+    plain = [c for c in range(3) if c not in spill]
+    rows, edge_count, clear_count = [], 0, 0
+    for y, row in enumerate(source.rows):
+        mask = keyed[y]
+        near = 0
+        for other in spread[max(0, y - 2):y + 3]:  # ...and up and down
+            near |= other
+        mask_bytes = mask.to_bytes(width, "little")
+        clear_count += mask_bytes.count(1)
+        out = bytearray(row)
+        if row[3::4].count(255) == width:
+            out[3::4] = mask_bytes.translate(bytes([255, 0]) + bytes(254))
+        else:  # an alpha that was already there is kept where the key does not clear it
+            out[3::4] = bytes(0 if cleared else alpha
+                              for alpha, cleared in zip(row[3::4], mask_bytes))
+        for c in range(3):
+            colour = int.from_bytes(row[c::4], "little") & (full ^ (mask * 255))
+            out[c::4] = colour.to_bytes(width, "little")
+        edge = (near & ~mask & full).to_bytes(width, "little")
+        x = edge.find(1)
+        while x >= 0:
+            edge_count += 1
+            out[x * 4:x * 4 + 4] = _unmix_pixel(source, x, y, key, tolerance, noise, spill,
+                                                plain)
+            x = edge.find(1, x + 1)
+        rows.append(bytes(out))
+    total = width * height
+    return (Raster(width, height, 4, tuple(rows)),
+            f"removed the chroma key {hex_key}: {100 * clear_count / total:.0f}% transparent, "
+            f"{edge_count} soft edge pixels")
+
+
+def _unmix_pixel(source: Raster, x: int, y: int, key: tuple, tolerance: int, noise: int,
+                 spill: list, plain: list) -> bytes:
+    """One soft-edge pixel: alpha and colour from the key and the most solid neighbour."""
+    def offset_of(pixel: tuple) -> tuple:
+        return (pixel[0] - key[0], pixel[1] - key[1], pixel[2] - key[2])
+
+    here = source.pixel(x, y)
+    moved = offset_of(here)
+    distance = max(abs(v) for v in moved)
+    solid, solid_distance = moved, distance
+    for ny in range(max(0, y - 3), min(source.height, y + 4)):
+        row = source.rows[ny]
+        for nx in range(max(0, x - 3), min(source.width, x + 4)):
+            base = nx * 4
+            candidate = (row[base] - key[0], row[base + 1] - key[1], row[base + 2] - key[2])
+            candidate_distance = max(abs(v) for v in candidate)
+            if candidate_distance > solid_distance:
+                solid, solid_distance = candidate, candidate_distance
+    length = sum(v * v for v in solid)
+    mix = sum(m * s for m, s in zip(moved, solid)) / length if length else 1.0
+    mix = max(0.0, min(1.0, mix))
+    if (1.0 - mix) * solid_distance <= 2 * noise + 4:  # as solid as the noise can tell
+        mix = 1.0
+    # alpha fades to 0 on the way into the background's own noise; the colour is unmixed
+    # with the share of the subject itself, which puts it back where it was
+    alpha_byte = round(min(mix, (distance - tolerance) / max(48, tolerance)) * here[3])
+    if alpha_byte <= 0:
+        return b"\0\0\0\0"
+    colour = [min(255, max(0, round(key[c] + moved[c] / mix))) for c in range(3)]
+    if spill and plain:
+        cap = max(colour[c] for c in plain)
+        for c in spill:
+            colour[c] = min(colour[c], cap)
+    return bytes((*colour, alpha_byte))
+
+
+def has_transparency(data: bytes) -> bool:
+    """Whether the image really is see-through somewhere: for a PNG, some pixel's alpha (from
+    an alpha channel or tRNS) is below 255; for a WebP, its header says it has alpha; a JPEG
+    never. PixelsError for a PNG that cannot be read."""
+    info = sniff_image(data)
+    if info is None or info.format == "jpeg":
+        return False
+    if info.format == "webp":
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return len(data) > 20 and bool(data[20] & 0x10)
+        if chunk == b"VP8L":
+            return len(data) > 24 and bool(data[24] & 0x10)
+        return False
+    header, _ = _read_chunks(data, verify_crc=False)
+    if header.color_type in (0, 2, 3) and not header.transparency:
+        return False
+    raster = decode_png(data, verify_crc=False)
+    channels = raster.channels
+    return raster.has_alpha and any(
+        row[channels - 1::channels].count(255) != raster.width for row in raster.rows)
+
+
+KITTY_CHUNK = 4096  # the kitty protocol's limit for one escape's base64 payload
+
+
+def preview_protocol(environ: dict, is_tty: bool) -> str | None:
+    """Which inline-image protocol ("kitty", "iterm" or None) this terminal speaks, from the
+    environment alone (no query is sent). None when stdout is not a terminal, for TERM=dumb,
+    and inside tmux or screen, which swallow these escapes."""
+    term = environ.get("TERM", "")
+    if not is_tty or term == "dumb" or environ.get("TMUX") or term.startswith(("screen", "tmux")):
+        return None
+    if term == "xterm-kitty" or environ.get("KITTY_WINDOW_ID"):
+        return "kitty"
+    if environ.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm"):
+        return "iterm"
+    return None
+
+
+def kitty_sequence(png: bytes, columns: int | None = None) -> str:
+    """The kitty graphics protocol escapes that display a PNG (a=T: transmit and show,
+    f=100: PNG, q=2: no reply), its base64 in chunks of KITTY_CHUNK with m=1 on all but the
+    last; `columns` scales it to that many cells wide."""
+    payload = base64.b64encode(png).decode("ascii")
+    chunks = [payload[i:i + KITTY_CHUNK] for i in range(0, len(payload), KITTY_CHUNK)] or [""]
+    first = "a=T,f=100,q=2" + (f",c={int(columns)}" if columns else "")
+    parts = []
+    for index, chunk in enumerate(chunks):
+        more = "1" if index < len(chunks) - 1 else "0"
+        keys = (first + ",") if index == 0 else ""
+        parts.append(f"\x1b_G{keys}m={more};{chunk}\x1b\\")
+    return "".join(parts)
+
+
+def iterm_sequence(image: bytes, name: str = "", width: str = "auto") -> str:
+    """The iTerm2 inline-image escape (OSC 1337 File=inline=1, also read by WezTerm)."""
+    arguments = [f"size={len(image)}", "inline=1", "preserveAspectRatio=1", f"width={width}"]
+    if name:
+        arguments.insert(0, "name=" + base64.b64encode(name.encode("utf-8")).decode("ascii"))
+    return (f"\x1b]1337;File={';'.join(arguments)}:"
+            f"{base64.b64encode(image).decode('ascii')}\x07")
+
+
+def preview_sequence(png: bytes, protocol: str | None, name: str = "") -> str:
+    """What to write to the terminal to show png inline ('' when protocol is None)."""
+    if protocol == "kitty":
+        return kitty_sequence(png) + "\n"
+    if protocol == "iterm":
+        return iterm_sequence(png, name) + "\n"
+    return ""
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """One image of a contact sheet: its path relative to index.html, the prompt, its size,
+    and a thumbnail PNG to embed (or None to show the image itself, scaled by the browser)."""
+
+    path: str
+    prompt: str
+    width: int | None = None
+    height: int | None = None
+    thumbnail: bytes | None = None
+    note: str = ""
+
+
+def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
+    """A self-contained contact sheet (index.html): a grid of thumbnails, each linking to its
+    image, with the prompt, the size and the path. Every text is escaped; paths are URL-quoted
+    relative links."""
+    import html
+    from urllib.parse import quote
+    cards = []
+    for item in items:
+        href = quote(item.path.replace(os.sep, "/"), safe="/")
+        if item.thumbnail is not None:
+            source = "data:image/png;base64," + base64.b64encode(item.thumbnail).decode("ascii")
+        else:
+            source = href
+        size = f"{item.width}x{item.height}" if item.width and item.height else ""
+        details = "".join(f'<p class="{cls}">{html.escape(text)}</p>'
+                          for cls, text in (("size", size), ("note", item.note)) if text)
+        cards.append(
+            f'<figure><a href="{html.escape(href)}"><img src="{html.escape(source)}" '
+            f'alt="{html.escape(item.prompt)}" loading="lazy"></a>'
+            f'<figcaption><p class="prompt">{html.escape(item.prompt)}</p>{details}'
+            f'<p class="path"><a href="{html.escape(href)}">{html.escape(item.path)}</a></p>'
+            f"</figcaption></figure>")
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<style>body{font:14px system-ui,sans-serif;margin:1.5rem;background:#fafafa}"
+        "main{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:1rem}"
+        "figure{margin:0;padding:.5rem;background:#fff;border:1px solid #ddd;border-radius:6px}"
+        "img{display:block;max-width:100%;max-height:256px;margin:auto;"
+        "background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}"
+        "p{margin:.3rem 0;overflow-wrap:anywhere}.size,.path,.note{color:#666;font-size:12px}"
+        "</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n<main>\n" + "\n".join(cards)
+        + "\n</main></body></html>\n")
 
 
 # Server-sent events #########################################################################
