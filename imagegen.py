@@ -902,7 +902,7 @@ def _read_chunks(data: bytes, verify_crc: bool) -> tuple[_PNGHeader, bytes]:
         if verify_crc or critical and kind != b"IDAT":
             crc = int.from_bytes(data[end:end + 4], "big")
             if zlib.crc32(kind + body) & 0xFFFFFFFF != crc:
-                raise PixelsError(f"PNG {kind.decode('latin-1')} chunk fails its CRC check")
+                raise PixelsError(f"PNG {str(kind, 'latin-1')} chunk fails its CRC check")
         position = end + 4
         if header is None and kind != b"IHDR":
             raise PixelsError("PNG does not start with an IHDR chunk")
