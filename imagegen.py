@@ -35,6 +35,7 @@ usage: imagegen [generate] PROMPT [options]
        imagegen auth status [--json]
        imagegen auth login [--open-browser]
        imagegen batch FILE.jsonl [options]
+       imagegen mcp [--workspace DIR] | --print-config CLIENT
        imagegen --version | --help
 
 Make an image from a prompt through your ChatGPT subscription (the Codex login in
@@ -4898,6 +4899,851 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     return failures[0].exit_code if failures else 0
 
 
+# MCP server #################################################################################
+
+# The newest revision first. 2026-07-28 is stateless (a _meta envelope on every request,
+# server/discover, no initialize); the older ones open with the initialize handshake.
+MCP_MODERN_VERSIONS = ("2026-07-28",)
+MCP_HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+# Before structuredContent, outputSchema and tool titles (2025-06-18).
+MCP_PLAIN_VERSIONS = ("2025-03-26", "2024-11-05")
+MCP_META_VERSION = "io.modelcontextprotocol/protocolVersion"
+MCP_META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+MCP_HEARTBEAT_S = 2.0  # progress while an image is made; clients reset time-outs on it
+MCP_TOOL_TIMEOUT_S = 900  # what --print-config asks clients to allow: retries and -n 10 fit
+MCP_MAX_PREVIEWS = 4
+MCP_PARSE_ERROR, MCP_INVALID_REQUEST, MCP_METHOD_NOT_FOUND = -32700, -32600, -32601
+MCP_INVALID_PARAMS, MCP_INTERNAL_ERROR, MCP_UNSUPPORTED_VERSION = -32602, -32603, -32022
+MCP_INSTRUCTIONS = (
+    "Makes bitmap images (PNG, JPEG, WebP) with the user's ChatGPT subscription and saves them "
+    "in the workspace (default assets/generated/<slug>.png); results give the saved paths, "
+    "relative to the workspace. A generation takes 20 s to a few minutes. Existing files are "
+    "never replaced unless force is true. To change an existing picture use edit_image.")
+
+
+class McpProtocolError(Exception):
+    """A JSON-RPC error answer: the call itself was malformed, not the image job."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+def _mcp_string(description: str, **more: Any) -> dict:
+    return dict({"type": "string", "description": description}, **more)
+
+
+def _mcp_tool_schemas() -> list[dict]:
+    """The three tools: JSON Schema in (named as the CLI's long options) and out."""
+    image_options: dict[str, Any] = {
+        "prompt": _mcp_string("What to draw, or for an edit what to change.", minLength=1),
+        "out": _mcp_string("Where to save, relative to the workspace: a file (.png, .jpg, "
+                           ".webp) or a directory ending in /. Default: assets/generated/"
+                           "<slug>.<ext>, never replacing a file."),
+        "force": {"type": "boolean", "description": "Allow out to replace an existing file."},
+        "size": _mcp_string("auto or WIDTHxHEIGHT, e.g. 1536x1024 (gpt-image-2: sides "
+                            "divisible by 16, ratio 1:3..3:1, 655,360..8,294,400 pixels).",
+                            pattern="^(auto|[0-9]{2,5}x[0-9]{2,5})$"),
+        "quality": _mcp_string("Rendering quality.", enum=list(CHOICES["quality"])),
+        "background": _mcp_string("transparent needs png or webp.",
+                                  enum=list(CHOICES["background"])),
+        "format": _mcp_string("File format; default from out's extension, else png.",
+                              enum=list(FORMATS)),
+        "compression": {"type": "integer", "minimum": 0, "maximum": 100,
+                        "description": "jpeg and webp only."},
+        "moderation": _mcp_string("Moderation level.", enum=list(CHOICES["moderation"])),
+        "count": {"type": "integer", "minimum": 1, "maximum": 10,
+                  "description": "How many images (default 1)."},
+        "parallel": {"type": "integer", "minimum": 1, "maximum": 8,
+                     "description": "Requests in flight at once (default min(count, 4))."},
+        "images": {"type": "array", "items": {"type": "string", "minLength": 1},
+                   "maxItems": MAX_IMAGES,
+                   "description": "Reference images: paths relative to the workspace, or "
+                                  "http(s) URLs. Given, the request is an edit."},
+        "mask": _mcp_string("Edit mask: a PNG with alpha, the size of the first image."),
+        "input_fidelity": _mcp_string("How closely to keep the input images.",
+                                      enum=list(CHOICES["input_fidelity"])),
+        "action": _mcp_string("The Responses tool's action.", enum=list(CHOICES["action"])),
+        "backend": _mcp_string("Default codex (the ChatGPT login).",
+                               enum=list(CHOICES["backend"])),
+        "route": _mcp_string("codex backend only.", enum=list(CHOICES["route"])),
+        "model": _mcp_string("Host chat model for the Responses route."),
+        "image_model": _mcp_string("Image model (default gpt-image-2)."),
+        "base_url": _mcp_string("Override the backend's base URL."),
+        "config": _mcp_string("The api backend's key file."),
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
+                    "description": "Total seconds for one image (300)."},
+        "stall_timeout": {"type": "number", "minimum": 0, "maximum": 86400,
+                          "description": "Longest silence from the server, seconds (120; "
+                                         "0 = none)."},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 5,
+                    "description": "Re-sends after transient failures (2)."},
+        "meta": {"type": "boolean", "description": "Also write <image>.json beside each image."},
+    }
+    edit_options = dict(image_options, images=dict(image_options["images"], minItems=1,
+                                                   description="The image(s) to edit, "
+                                                   "first one first: paths relative to the "
+                                                   "workspace, or http(s) URLs."))
+    nullable_string = {"type": ["string", "null"]}
+    image_entry_schema = {"type": "object", "required": ["path", "bytes", "format"],
+                          "properties": {
+                              "path": {"type": "string"}, "bytes": {"type": "integer"},
+                              "format": {"type": "string"},
+                              "width": {"type": ["integer", "null"]},
+                              "height": {"type": ["integer", "null"]},
+                              "sha256": {"type": "string"}, "revised_prompt": nullable_string,
+                              "model": nullable_string, "route": nullable_string,
+                              "elapsed_s": {"type": "number"}}}
+    error_schema = {"type": "object", "required": ["kind", "message", "exit_code"],
+                    "properties": {"kind": {"type": "string"}, "message": {"type": "string"},
+                                   "exit_code": {"type": "integer"},
+                                   "retry_after_s": {"type": "number"}}}
+    image_output = {"type": "object", "required": ["ok", "images"], "properties": {
+        "ok": {"type": "boolean"}, "backend": nullable_string, "route": nullable_string,
+        "images": {"type": "array", "items": image_entry_schema}, "error": error_schema,
+        "quota": {"type": "object"}, "quota_line": {"type": "string"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "workspace": {"type": "string"}}}
+    auth_output = {"type": "object", "required": ["kind", "usable"], "properties": {
+        "auth_file": {"type": "string"}, "kind": {"type": "string"},
+        "usable": {"type": "boolean"}, "problem": {"type": "string"},
+        "warnings": {"type": "array", "items": {"type": "string"}}}}
+    writes = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False,
+              "openWorldHint": True}
+    return [
+        {"name": "generate_image", "title": "Generate an image",
+         "description": "Make image(s) from a prompt and save them in the workspace. Takes "
+                        "the imagegen CLI's options; with images it edits them (edit_image "
+                        "reads better for that). Returns the saved paths, sizes, formats, "
+                        "the revised prompt and the quota left.",
+         "inputSchema": {"type": "object", "properties": image_options,
+                         "required": ["prompt"], "additionalProperties": False},
+         "outputSchema": image_output, "annotations": dict(writes, title="Generate an image")},
+        {"name": "edit_image", "title": "Edit an image",
+         "description": "Change existing image(s) as the prompt says (optionally only where "
+                        "a mask is transparent), or use them as references for a new one; "
+                        "saves the result in the workspace, never over the input.",
+         "inputSchema": {"type": "object", "properties": edit_options,
+                         "required": ["prompt", "images"], "additionalProperties": False},
+         "outputSchema": image_output, "annotations": dict(writes, title="Edit an image")},
+        {"name": "auth_status", "title": "Login status",
+         "description": "Is there a usable ChatGPT login for image generation? Shows the "
+                        "plan, when the token expires and the last quota seen. Never a "
+                        "secret; costs no quota.",
+         "inputSchema": {"type": "object", "properties": {}, "additionalProperties": False},
+         "outputSchema": auth_output,
+         "annotations": {"title": "Login status", "readOnlyHint": True,
+                         "openWorldHint": False}},
+    ]
+
+
+_MCP_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float),
+                   "boolean": (bool,), "array": (list,), "object": (dict,)}
+
+
+def mcp_check_arguments(schema: dict, arguments: dict) -> None:
+    """Names, presence and JSON types against a tool's input schema (UsageError); the
+    values themselves are checked by make_job, with the CLI's messages."""
+    properties = schema.get("properties", {})
+    for name in arguments:
+        if name not in properties:
+            raise UsageError(f"unknown argument {printable(name)[:60]!r}; the tool takes "
+                             f"{', '.join(properties) or 'no arguments'}")
+    for name in schema.get("required", ()):
+        if arguments.get(name) is None:
+            raise UsageError(f"the argument {name!r} is required")
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        expected = properties[name].get("type")
+        ok = isinstance(value, _MCP_JSON_TYPES.get(expected, (object,)))
+        if expected in ("integer", "number") and isinstance(value, bool):
+            ok = False
+        if ok and expected == "array":
+            ok = all(isinstance(item, str) for item in value)
+            if not value and properties[name].get("minItems"):
+                raise UsageError(f"{name} needs at least one item")
+        if not ok:
+            raise UsageError(f"the argument {name!r} must be "
+                             f"{'a list of strings' if expected == 'array' else 'a ' + expected}")
+
+
+def mcp_job_options(arguments: dict, cwd: str) -> dict:
+    """Tool arguments as make_job's options: reference paths are the workspace's."""
+    options = {name: value for name, value in arguments.items() if value is not None}
+    images = options.pop("images", None)
+    if images is not None:
+        options["image"] = list(images)
+    for name in ("image", "mask", "config"):
+        value = options.get(name)
+        values = value if isinstance(value, list) else [value] if value else []
+        joined = [item if is_url(item) else os.path.join(cwd, os.path.expanduser(item))
+                  for item in values]
+        if values:
+            options[name] = joined if isinstance(value, list) else joined[0]
+    return options
+
+
+def _mcp_generate(job: Job, ctx: Context) -> dict:
+    """Make and save one tool call's images with the CLI's own pieces; returns what
+    `--json` prints ({"ok", "backend", "route", "images", "error"?, "quota"?}). The one
+    place to change when generate's outcome changes."""
+    generator: Generator | None = None
+    failure: ImagegenError | None = None
+    try:
+        inputs = load_inputs(job, ctx.transport)
+        generator = Generator(ctx, job)
+        generator.policy.preflight(job.count)
+        generator.prepare()
+        what = f"{job.count} images" if job.count > 1 else "an image"
+        ctx.reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit
+                                                                  else "") + "...")
+        generator.run(inputs)
+    except ImagegenError as error:
+        failure = error
+    finally:
+        ctx.reporter.close()
+    saved = sorted(generator.saved, key=lambda s: name_order(s.path)) if generator else []
+    if failure is None and generator is not None:
+        failure = generator.first_error()
+    report_quota(ctx, job.backend)
+    payload: dict[str, Any] = {"ok": failure is None, "backend": job.backend,
+                               "route": saved[0].route if saved else None}
+    if failure is not None:
+        payload["error"] = error_entry(failure)
+    payload["images"] = [image_entry(item, job, ctx.cwd) for item in saved]
+    if ctx.quota:
+        payload["quota"] = ctx.quota
+    return payload
+
+
+def _mcp_preview(path: str) -> bytes | None:
+    """A small PNG of the image at path (a few hundred pixels on its long side) for the
+    client to show, or None when none can be made without a dependency. Hook: None until
+    the standard-library thumbnailer lands."""
+    return None
+
+
+class McpReporter(Reporter):
+    """The Reporter of one tool call: never stdout (that is the protocol's); log lines go
+    to stderr, warnings into the result, the phases to the progress heartbeat."""
+
+    def __init__(self, stderr: Any, secrets: Secrets, env: dict) -> None:
+        super().__init__(stderr, stderr, secrets, env, progress=False)
+        self.warnings: list[str] = []
+        self.payloads: list[dict] = []
+        self.last_note = ""
+        self.phases: dict[int, tuple[str, int]] = {}
+        self.saved_count = 0
+
+    def result(self, line: str, keep: Iterable[str] = ()) -> None:
+        self._err(f"imagegen: {printable(line)}", keep)
+
+    def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
+        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
+        self.payloads.append(json.loads(self.secrets.redact(json.dumps(payload), escaped)))
+
+    def note(self, message: str, keep: Iterable[str] = ()) -> None:
+        super().note(message, keep)
+        with self._lock:
+            self.last_note = self.secrets.redact(printable(message), keep)[:200]
+            if message.startswith("saved "):
+                self.saved_count += 1
+
+    def warn(self, message: str) -> None:
+        super().warn(message)
+        with self._lock:
+            self.warnings.append(self.secrets.redact(printable(message)))
+
+    def phase(self, index: int, phase: str, received: int = 0) -> None:
+        with self._lock:
+            self.phases[index] = (phase, received)
+
+    def done(self, index: int) -> None:
+        with self._lock:
+            self.phases.pop(index, None)
+
+    def progress_line(self, elapsed: float) -> str:
+        with self._lock:
+            phases = sorted({phase for phase, _ in self.phases.values()})
+            received = sum(count for _, count in self.phases.values())
+            last = self.last_note
+        if not phases:
+            return f"{last or 'working'} · {elapsed:.0f} s"
+        return (f"{'/'.join(phases)} · {elapsed:.0f} s"
+                + (f" · {human_bytes(received)}" if received else ""))
+
+
+class _McpOpener:
+    """urllib's opener that remembers the answers it opened, so that cancelling a call
+    cuts them at once instead of waiting up to --stall-timeout for the server."""
+
+    def __init__(self) -> None:
+        self._opener: Any = None
+        self._answers: list[Any] = []
+        self._lock = threading.Lock()
+        self._cut = False
+
+    def open(self, request: Any, timeout: float | None = None) -> Any:
+        if self._opener is None:
+            import urllib.request
+            self._opener = urllib.request.build_opener(_same_origin_credentials())
+        raw = self._opener.open(request, timeout=timeout)
+        with self._lock:
+            self._answers = [a for a in self._answers if not getattr(a, "closed", False)]
+            self._answers.append(raw)
+            cut = self._cut
+        if cut:
+            self.cut()
+        return raw
+
+    def cut(self) -> None:
+        import socket
+        with self._lock:
+            self._cut = True
+            answers = list(self._answers)
+        for raw in answers:
+            sock = _socket_of(raw)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class McpCall:
+    """One tools/call in flight: its own Context (cancel event, secrets, temporary files),
+    its thread, and its progress heartbeat."""
+
+    def __init__(self, server: McpServer, request_id: Any, tool: str, arguments: dict,
+                 progress_token: Any, version: str) -> None:
+        self.server, self.request_id, self.tool = server, request_id, tool
+        self.arguments, self.progress_token, self.version = arguments, progress_token, version
+        seams = dict(server.runtime.get("seams") or {})
+        self.opener = seams.setdefault("opener", _McpOpener())
+        self.ctx = Context(server.env, server.cwd, None, server.stderr, server.stderr, **seams)
+        self.reporter = McpReporter(server.stderr, self.ctx.secrets, server.env)
+        self.ctx.reporter = self.reporter
+        self.cancelled = False
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"mcp-call-{request_id}")
+        self._progress = 0.0
+        count = arguments.get("count")
+        self._total = count if isinstance(count, int) and 1 <= count <= 10 else 1
+        self._started = time.monotonic()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self, reason: str = "") -> None:
+        """notifications/cancelled: stop at once, leave no partial file, answer nothing."""
+        self.cancelled = True
+        self.ctx.cancel.set()
+        if isinstance(self.opener, _McpOpener):
+            self.opener.cut()
+        self.ctx.remove_temporary_files()
+        self.server.log(f"call {self.request_id} cancelled" + (f" ({printable(reason)[:80]})"
+                                                                if reason else ""))
+
+    def _run(self) -> None:
+        heartbeat: threading.Thread | None = None
+        try:
+            if self.progress_token is not None and self.tool != "auth_status":
+                heartbeat = threading.Thread(target=self._beat, daemon=True)
+                heartbeat.start()
+            result = self.server.call_tool(self)
+        except Exception as error:  # a bug: an internal error result, the server lives on
+            if self.server.env.get("IMAGEGEN_DEBUG") == "1":
+                import traceback
+                traceback.print_exc()
+            crash = ImagegenError(f"internal error: {type(error).__name__}: {error} (set "
+                                  f"IMAGEGEN_DEBUG=1 for a traceback; please report it)")
+            self.reporter.error(crash.message)
+            try:
+                result = self.server.tool_result(self, {"ok": False, "backend": None,
+                                                        "route": None,
+                                                        "error": error_entry(crash),
+                                                        "images": []})
+            except Exception:
+                result = {"content": [{"type": "text", "text": "internal error"}],
+                          "isError": True}
+        finally:
+            self.finished.set()
+            if heartbeat is not None:
+                heartbeat.join()
+            if self.cancelled:
+                self.ctx.remove_temporary_files()
+        self.server.forget(self)  # first: the client may reuse the id once it has the answer
+        if not self.cancelled:
+            self.server.respond(self.request_id, result)
+
+    def _beat(self) -> None:
+        self.send_progress(None)
+        while not self.finished.wait(MCP_HEARTBEAT_S):
+            self.send_progress(None)
+
+    def set_total(self, count: int) -> None:
+        self._total = max(1, count)
+
+    def send_progress(self, message: str | None) -> None:
+        """notifications/progress: progress grows every time (the spec's rule) and stays
+        below the total until the result says it is done."""
+        if self.progress_token is None or self.finished.is_set() or self.cancelled:
+            return
+        elapsed = time.monotonic() - self._started
+        saved = min(self.reporter.saved_count, self._total)
+        ahead = (self._total - saved) * (1 - 1 / (1 + elapsed / 60))  # creeps, never done
+        value = round(max(saved + ahead, self._progress + 1e-6), 6)
+        self._progress = value
+        params = {"progressToken": self.progress_token, "progress": value,
+                  "total": self._total,
+                  "message": message or self.reporter.progress_line(elapsed)}
+        self.server.notify("notifications/progress", params)
+
+
+class McpServer:
+    """`imagegen mcp`: JSON-RPC 2.0 over stdio, one message a line; tool calls run in
+    threads, everything else is answered at once on the reading thread."""
+
+    def __init__(self, runtime: dict, cwd: str) -> None:
+        self.runtime, self.env, self.cwd = runtime, runtime["env"], cwd
+        self.stdin, self.stdout, self.stderr = (runtime["stdin"], runtime["stdout"],
+                                                runtime["stderr"])
+        self.tools = {tool["name"]: tool for tool in _mcp_tool_schemas()}
+        self.era: str | None = None  # "legacy" after initialize, "modern" after an envelope
+        self.legacy_version = MCP_HANDSHAKE_VERSIONS[0]
+        self.calls: dict[Any, McpCall] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self.secrets = Secrets()
+
+    # output
+    def send(self, message: dict) -> None:
+        line = json.dumps(message, ensure_ascii=True, separators=(",", ":")) + "\n"
+        with self._write_lock:
+            try:
+                self.stdout.write(line)
+                self.stdout.flush()
+            except (OSError, ValueError):
+                pass  # the client has gone; the reading loop ends on its own
+
+    def respond(self, request_id: Any, result: dict) -> None:
+        self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def fail(self, request_id: Any, error: McpProtocolError) -> None:
+        body: dict[str, Any] = {"code": error.code, "message": error.message}
+        if error.data is not None:
+            body["data"] = error.data
+        self.send({"jsonrpc": "2.0", "id": request_id, "error": body})
+
+    def notify(self, method: str, params: dict) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def log(self, message: str) -> None:
+        line = self.secrets.redact(f"imagegen: mcp: {printable(message)}")
+        try:
+            self.stderr.write(line + "\n")
+            self.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    # input
+    def serve(self) -> int:
+        stream = getattr(self.stdin, "buffer", self.stdin)
+        self.log(f"serving on stdio in {self.cwd} (MCP {MCP_MODERN_VERSIONS[0]}, and "
+                 f"{', '.join(MCP_HANDSHAKE_VERSIONS)} after initialize)")
+        try:
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                if isinstance(line, bytes):
+                    try:
+                        line = line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        self.fail(None, McpProtocolError(MCP_PARSE_ERROR,
+                                                         "Parse error: not UTF-8"))
+                        continue
+                if line.strip():
+                    self.handle_line(line)
+        finally:
+            self.stop_all("the client closed the connection")
+        return 0
+
+    def stop_all(self, reason: str) -> None:
+        """Cancel what is in flight (no partial file stays) and wait a little for it."""
+        with self._lock:
+            calls = list(self.calls.values())
+        for call in calls:
+            call.cancel(reason)
+        deadline = time.monotonic() + 5
+        for call in calls:
+            call.thread.join(max(0.0, deadline - time.monotonic()))
+            call.ctx.remove_temporary_files()
+
+    def forget(self, call: McpCall) -> None:
+        with self._lock:
+            if self.calls.get(call.request_id) is call:
+                del self.calls[call.request_id]
+
+    def handle_line(self, line: str) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self.fail(None, McpProtocolError(MCP_PARSE_ERROR, "Parse error: not JSON"))
+            self.log("protocol error: a line that is not JSON")
+            return
+        if isinstance(message, dict) and "method" not in message and (
+                "result" in message or "error" in message):
+            return  # an answer to a request of ours: we send none
+        request_id = message.get("id") if isinstance(message, dict) else None
+        if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+            request_id = None
+        notification = False
+        try:
+            if isinstance(message, list):
+                raise McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: batches are "
+                                       "not supported; send one message a line")
+            if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or \
+                    not isinstance(message.get("method"), str):
+                raise McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: not a JSON-RPC "
+                                       "2.0 request or notification")
+            method, params = message["method"], message.get("params")
+            notification = "id" not in message
+            if params is not None and not isinstance(params, dict):
+                raise McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: not an object")
+            if notification:
+                self.handle_notification(method, params or {})
+                return
+            if request_id is None:
+                raise McpProtocolError(MCP_INVALID_REQUEST,
+                                       "Invalid Request: id must be a string or a number")
+            result = self.handle_request(request_id, method, params or {})
+            if result is not None:
+                self.respond(request_id, result)
+        except McpProtocolError as error:
+            self.log(f"protocol error {error.code}: {error.message}")
+            if not notification:
+                self.fail(request_id, error)
+        except Exception as error:  # a bug: answer it and keep serving
+            if self.env.get("IMAGEGEN_DEBUG") == "1":
+                import traceback
+                traceback.print_exc()
+            self.log(f"internal error: {type(error).__name__}: {error}")
+            if not notification:
+                self.fail(request_id, McpProtocolError(
+                    MCP_INTERNAL_ERROR, f"Internal error: {type(error).__name__}"))
+
+    def handle_notification(self, method: str, params: dict) -> None:
+        if method == "notifications/cancelled":
+            with self._lock:
+                call = self.calls.get(params.get("requestId"))
+            if call is not None:
+                call.cancel(str(params.get("reason") or ""))
+        # notifications/initialized and anything else: nothing to do
+
+    def era_of(self, method: str, params: dict) -> str:
+        """Which protocol this request speaks; checks the 2026 envelope (protocol errors)."""
+        meta = params.get("_meta")
+        enveloped = isinstance(meta, dict) and MCP_META_VERSION in meta
+        if method == "initialize":
+            if self.era == "modern":
+                raise McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol "
+                                       "version: this connection speaks per-request _meta",
+                                       {"supported": list(MCP_MODERN_VERSIONS),
+                                        "requested": str(params.get("protocolVersion"))})
+            return "legacy"
+        if not enveloped and method != "server/discover":
+            if self.era == "modern":
+                raise McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must "
+                                       f"carry {MCP_META_VERSION} and "
+                                       f"{MCP_META_CAPABILITIES}")
+            return "legacy"
+        if self.era == "legacy":
+            raise McpProtocolError(MCP_INVALID_REQUEST, f"Invalid Request: this connection "
+                                   f"began with initialize (protocol {self.legacy_version}); "
+                                   f"per-request _meta versions belong to a new connection")
+        meta = meta if isinstance(meta, dict) else {}
+        version = meta.get(MCP_META_VERSION)
+        if not isinstance(version, str) or not isinstance(meta.get(MCP_META_CAPABILITIES),
+                                                          dict):
+            raise McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must carry "
+                                   f"{MCP_META_VERSION} and {MCP_META_CAPABILITIES}")
+        if version not in MCP_MODERN_VERSIONS:
+            raise McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
+                                   {"supported": list(MCP_MODERN_VERSIONS
+                                                      + MCP_HANDSHAKE_VERSIONS),
+                                    "requested": printable(version)[:40]})
+        return "modern"
+
+    def server_info(self) -> dict:
+        return {"name": "codex-imagegen", "title": "codex-imagegen", "version": __version__}
+
+    def handle_request(self, request_id: Any, method: str, params: dict) -> dict | None:
+        era = self.era_of(method, params)
+        if era == "modern":
+            self.era = "modern"
+        version = MCP_MODERN_VERSIONS[0] if era == "modern" else self.legacy_version
+        done = {"resultType": "complete"} if era == "modern" else {}
+        cached = dict(done, ttlMs=3_600_000, cacheScope="public") if done else {}
+        if method == "initialize":
+            asked = params.get("protocolVersion")
+            self.legacy_version = (asked if asked in MCP_HANDSHAKE_VERSIONS
+                                   else MCP_HANDSHAKE_VERSIONS[0])
+            self.era = "legacy"
+            self.log(f"initialize: protocol {self.legacy_version}")
+            return {"protocolVersion": self.legacy_version,
+                    "capabilities": {"tools": {"listChanged": False}},
+                    "serverInfo": self.server_info(), "instructions": MCP_INSTRUCTIONS}
+        if method == "server/discover":
+            return dict(cached, supportedVersions=list(MCP_MODERN_VERSIONS),
+                        capabilities={"tools": {}}, serverInfo=self.server_info(),
+                        instructions=MCP_INSTRUCTIONS)
+        if method == "ping" and era == "legacy":
+            return {}
+        if method == "tools/list":
+            structured = version not in MCP_PLAIN_VERSIONS
+            tools = [tool if structured else {k: v for k, v in tool.items()
+                                              if k not in ("outputSchema", "title")}
+                     for tool in self.tools.values()]
+            return dict(cached, tools=tools)
+        if method == "tools/call":
+            self.start_call(request_id, params, version)
+            return None
+        raise McpProtocolError(MCP_METHOD_NOT_FOUND,
+                               f"Method not found: {printable(method)[:80]}")
+
+    def start_call(self, request_id: Any, params: dict, version: str) -> None:
+        name, arguments = params.get("name"), params.get("arguments")
+        if not isinstance(name, str) or name not in self.tools:
+            raise McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: unknown tool "
+                                   f"{printable(str(name))[:60]!r}; the tools are "
+                                   f"{', '.join(self.tools)}")
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise McpProtocolError(MCP_INVALID_PARAMS,
+                                   "Invalid params: arguments must be an object")
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        token = meta.get("progressToken")
+        if not isinstance(token, (str, int)) or isinstance(token, bool):
+            token = None
+        with self._lock:
+            if request_id in self.calls:
+                raise McpProtocolError(MCP_INVALID_REQUEST,
+                                       "Invalid Request: this id is already in flight")
+            call = McpCall(self, request_id, name, arguments, token, version)
+            self.calls[request_id] = call
+        call.start()
+
+    # the tools
+    def call_tool(self, call: McpCall) -> dict:
+        ctx, reporter = call.ctx, call.reporter
+        tool = self.tools[call.tool]
+        if call.tool == "auth_status":
+            try:
+                mcp_check_arguments(tool["inputSchema"], call.arguments)
+                cmd_auth_status(ctx, True)
+            except ImagegenError as error:
+                return self.tool_result(call, {"ok": False, "error": error_entry(error),
+                                               "images": []})
+            status = reporter.payloads[-1] if reporter.payloads else {"kind": "none",
+                                                                        "usable": False}
+            return self.auth_result(call, status)
+        try:
+            mcp_check_arguments(tool["inputSchema"], call.arguments)
+            job = make_job(mcp_job_options(call.arguments, self.cwd), self.env)
+        except ImagegenError as error:
+            reporter.error(error.message)
+            return self.tool_result(call, {"ok": False, "backend": None, "route": None,
+                                           "error": error_entry(error), "images": []})
+        call.set_total(job.count)
+        payload = _mcp_generate(job, ctx)
+        if payload.get("error"):
+            reporter.error(payload["error"]["message"])
+        return self.tool_result(call, payload)
+
+    def tool_result(self, call: McpCall, payload: dict) -> dict:
+        """structuredContent (the --json object plus the quota line, warnings and the
+        workspace), a summary a model can read, and previews when there are any."""
+        ctx = call.ctx
+        structured = dict(payload)
+        if ctx.quota:
+            structured["quota_line"] = describe_quota(ctx.quota, ctx.clock())
+        structured["warnings"] = list(call.reporter.warnings)
+        structured["workspace"] = self.cwd
+        paths = [image["path"] for image in structured.get("images", ())]
+        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in paths]
+        structured = json.loads(ctx.secrets.redact(json.dumps(structured, ensure_ascii=False),
+                                                   escaped))
+        content: list[dict] = [{"type": "text", "text": self.summary(structured)}]
+        for path in paths[:MCP_MAX_PREVIEWS]:
+            preview = _mcp_preview(os.path.join(self.cwd, path))
+            if preview:
+                content.append({"type": "image", "mimeType": "image/png",
+                                "data": base64.b64encode(preview).decode("ascii")})
+        return self.finish(call, content, structured, not structured.get("ok", False))
+
+    def auth_result(self, call: McpCall, status: dict) -> dict:
+        lines = [f"login: {status.get('kind', 'none')}"
+                 + (f", plan {status['plan']}" if status.get("plan") else "")
+                 + (f", account {status['account_id']}" if status.get("account_id") else ""),
+                 f"auth file: {status.get('auth_file')}",
+                 f"usable: {'yes' if status.get('usable') else 'no'}"]
+        if status.get("access_token_expires_at"):
+            lines.append(f"access token expires: {status['access_token_expires_at']}")
+        quota = status.get("quota")
+        if isinstance(quota, dict) and quota.get("windows"):
+            lines.append(f"quota (last seen): {describe_quota(quota, call.ctx.clock())}")
+        if status.get("problem"):
+            lines.append(f"problem: {status['problem']}")
+        lines.extend(f"warning: {warning}" for warning in status.get("warnings", ()))
+        text = call.ctx.secrets.redact("\n".join(lines))
+        return self.finish(call, [{"type": "text", "text": text}], status, False)
+
+    def finish(self, call: McpCall, content: list, structured: dict, is_error: bool) -> dict:
+        result: dict[str, Any] = {"content": content, "isError": is_error}
+        if call.version not in MCP_PLAIN_VERSIONS:
+            result["structuredContent"] = structured
+        else:  # older clients read only content: give them the object as text as well
+            content.append({"type": "text", "text": json.dumps(structured, ensure_ascii=False)})
+        if call.version in MCP_MODERN_VERSIONS:
+            result["resultType"] = "complete"
+        return result
+
+    @staticmethod
+    def summary(structured: dict) -> str:
+        images, error = structured.get("images", []), structured.get("error")
+        lines = []
+        if images:
+            route = f", {structured['route']} route" if structured.get("route") else ""
+            lines.append(f"Saved {len(images)} image{'s' if len(images) > 1 else ''} "
+                         f"({structured.get('backend')}{route}), paths relative to "
+                         f"{structured.get('workspace')}:")
+            for image in images:
+                size = (f"{image['width']}x{image['height']} " if image.get("width") else "")
+                lines.append(f"- {image['path']} ({size}{image['format']}, "
+                             f"{human_bytes(image['bytes'])})")
+                if image.get("revised_prompt"):
+                    lines.append(f"  revised prompt: {image['revised_prompt']}")
+        if error:
+            lines.append(f"{'Then failed' if images else 'Failed'} ({error['kind']}, exit code "
+                         f"{error['exit_code']}): {error['message']}")
+            if error.get("retry_after_s") is not None:
+                lines.append(f"Retry after {error['retry_after_s']:g} s.")
+        for warning in structured.get("warnings", ()):
+            lines.append(f"warning: {warning}")
+        if structured.get("quota_line"):
+            lines.append(f"quota: {structured['quota_line']}")
+        return "\n".join(lines)
+
+
+MCP_CONFIG_PLACES = {
+    "codex": "~/.codex/config.toml (or .codex/config.toml in a trusted project)",
+    "claude-code": "a shell: the server starts in the project, so images go under it; for "
+                   "long calls start Claude Code with "
+                   f"MCP_TOOL_TIMEOUT={MCP_TOOL_TIMEOUT_S * 1000}",
+    "claude-desktop": "claude_desktop_config.json (Settings > Developer > Edit Config); "
+                      "--workspace is where images go",
+    "cursor": ".cursor/mcp.json in the project (or ~/.cursor/mcp.json)",
+    "vscode": ".vscode/mcp.json in the project",
+    "gemini": "~/.gemini/settings.json (or .gemini/settings.json in the project)",
+}
+
+
+def mcp_config_snippet(client: str, python: str, script: str, workspace: str) -> str:
+    """The registration snippet for one MCP client, with this file's real path: exactly
+    what goes into the file (MCP_CONFIG_PLACES says which), so it can be redirected."""
+    command = [python, script, "mcp"]
+    if client == "codex":
+        def toml(value: str) -> str:
+            return json.dumps(value, ensure_ascii=False)
+        return ("[mcp_servers.imagegen]\n"
+                f"command = {toml(python)}\n"
+                f"args = [{', '.join(toml(arg) for arg in command[1:])}]\n"
+                "startup_timeout_sec = 20\n"
+                f"tool_timeout_sec = {MCP_TOOL_TIMEOUT_S}  # an image takes minutes; the "
+                "default 60 s is too short\n")
+    if client == "claude-code":
+        import shlex
+        return (f"claude mcp add --scope user imagegen -- "
+                f"{' '.join(shlex.quote(arg) for arg in command)}\n")
+    in_project = command[1:] + ["--workspace", "${workspaceFolder}"]
+    if client == "claude-desktop":
+        document: dict[str, Any] = {"mcpServers": {"imagegen": {
+            "command": python, "args": command[1:] + ["--workspace", workspace]}}}
+    elif client == "cursor":
+        document = {"mcpServers": {"imagegen": {"command": python, "args": in_project}}}
+    elif client == "vscode":
+        document = {"servers": {"imagegen": {"type": "stdio", "command": python,
+                                             "args": in_project}}}
+    elif client == "gemini":
+        document = {"mcpServers": {"imagegen": {"command": python, "args": command[1:],
+                                                "timeout": MCP_TOOL_TIMEOUT_S * 1000}}}
+    else:
+        raise UsageError(f"--print-config takes one of {', '.join(MCP_CLIENTS)} "
+                         f"(got {printable(client)[:40]!r})")
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+MCP_CLIENTS = tuple(MCP_CONFIG_PLACES)
+MCP_HELP = f"""\
+usage: imagegen mcp [--workspace DIR]
+       imagegen mcp --print-config CLIENT
+
+Run an MCP server on stdio (JSON-RPC 2.0, one message a line) with the tools generate_image,
+edit_image and auth_status. Images are saved under the workspace (default: the current
+directory) by the same rules as the command line. Logs go to stderr.
+
+  --workspace DIR         where images are saved and relative paths start (default .)
+  --print-config CLIENT   print the registration snippet for CLIENT, with this file's path:
+                          {', '.join(MCP_CLIENTS)}
+"""
+
+
+def cmd_mcp(args: list[str], runtime: dict) -> int:
+    """`imagegen mcp [--workspace DIR] | --print-config CLIENT`."""
+    cwd, client = runtime["cwd"], None
+    rest = list(args)
+    while rest:
+        option = rest.pop(0)
+        name, _, value = option.partition("=")
+        if option in ("-h", "--help"):
+            runtime["stdout"].write(MCP_HELP)
+            return 0
+        if name not in ("--workspace", "--print-config"):
+            shown = "extra words" if not option.startswith("-") else printable(name)[:40]
+            raise UsageError(f"imagegen mcp takes no {shown} (see imagegen mcp --help)")
+        if not value:
+            if not rest:
+                raise UsageError(f"{name} needs a value (see imagegen mcp --help)")
+            value = rest.pop(0)
+        if name == "--print-config":
+            client = value
+        else:
+            cwd = os.path.abspath(os.path.join(cwd, os.path.expanduser(value)))
+            if not os.path.isdir(cwd):
+                raise UsageError(f"--workspace {value}: no such directory")
+    if client is not None:
+        client = client.lower()
+        script = os.path.abspath(__file__)
+        runtime["stdout"].write(mcp_config_snippet(client, sys.executable or "python3",
+                                                   script, cwd))
+        runtime["stderr"].write(f"imagegen: for {MCP_CONFIG_PLACES[client]}\n")
+        return 0
+    server = McpServer(runtime, cwd)
+    saved_stdout = sys.stdout
+    sys.stdout = runtime["stderr"]  # a stray print() must not corrupt the protocol stream
+    try:
+        return server.serve()
+    except KeyboardInterrupt:
+        server.stop_all("interrupted")
+        raise
+    finally:
+        sys.stdout = saved_stdout
+
+
 # CLI ########################################################################################
 
 def build_parser() -> Any:
@@ -5013,6 +5859,8 @@ def dispatch(args: list[str], runtime: dict) -> int:
     if args[0] in ("-V", "--version"):
         runtime["stdout"].write(f"imagegen {__version__}\n")
         return 0
+    if args[0] == "mcp":
+        return cmd_mcp(args[1:], runtime)
     command = args[0] if args[0] in COMMANDS else "generate"
     rest = args[1:] if args[0] in COMMANDS else args
     if command == "auth":
