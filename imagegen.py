@@ -5491,9 +5491,16 @@ def _mcp_generate(job: Job, ctx: Context) -> dict:
 
 def _mcp_preview(path: str) -> bytes | None:
     """A small PNG of the image at path (a few hundred pixels on its long side) for the
-    client to show, or None when none can be made without a dependency. Hook: None until
-    the standard-library thumbnailer lands."""
-    return None
+    client to show, or None when none can be made without a dependency (JPEG and WebP:
+    the standard-library core reads PNG only)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_RESPONSE_BYTES + 1)
+        if len(data) > MAX_RESPONSE_BYTES or not data.startswith(b"\x89PNG\r\n\x1a\n"):
+            return None
+        return png_thumbnail(data, THUMBNAIL_SIDE)
+    except (OSError, PixelsError):
+        return None
 
 
 class McpReporter(Reporter):

@@ -8,9 +8,11 @@ Two kinds of client drive it as a subprocess against the fake server:
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
+import struct
 import subprocess
 import sys
 import threading
@@ -250,7 +252,12 @@ def test_generate_with_progress_over_raw_pipes(raw, env, fake):
     assert image["revised_prompt"]
     assert result["structuredContent"]["quota_line"].startswith("5-hour window: 12.5% used")
     assert os.path.join("art", "fox.png") in result["content"][0]["text"]
-    assert all(block["type"] != "image" for block in result["content"])  # no preview yet
+    previews = [block for block in result["content"] if block["type"] == "image"]
+    assert len(previews) == 1 and previews[0]["mimeType"] == "image/png"
+    thumbnail = base64.b64decode(previews[0]["data"])
+    assert thumbnail.startswith(b"\x89PNG") and thumbnail != fake.images_sent[0]
+    width, height = struct.unpack(">II", thumbnail[16:24])
+    assert max(width, height) == 256  # a downscaled preview, never the full image
     progress = [n["params"] for n in client.notifications if n["method"] == "notifications/progress"]
     assert len(progress) >= 2, client.notifications
     assert all(p["progressToken"] == "p1" and p["total"] == 1 for p in progress)
