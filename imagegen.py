@@ -2485,10 +2485,11 @@ class ResponsesRoute:
         """The options this route leaves out, as the user gave them (for one warning)."""
         if not self.codex:
             return []
+        model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
+            else None
         return [f"--{name.replace('_', '-')} {value}" for name, value in (
             ("quality", job.quality), ("input_fidelity", job.input_fidelity),
-            ("image_model", job.image_model if job.image_model_set else None))
-            if value is not None and value != "auto"]
+            ("image_model", model)) if value is not None and value != "auto"]
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         session = new_uuid()
@@ -3621,12 +3622,15 @@ class Generator:
 
     def check_routes(self) -> None:
         """Refuse, before anything is sent, what no route of the job can deliver (exit 2),
-        and say once what the codex backend does with --size."""
+        and say once what the codex backend does with --size. (Only the codex backend's
+        routes are known to refuse things; the others' routes need prepare() first.)"""
+        if not isinstance(self.backend, CodexBackend):
+            return
         routes = self.backend.routes(self.job)
         problems = [unservable(self.job, route) for route in routes]
         if all(problems):
             raise UsageError("; ".join(dict.fromkeys(p for p in problems if p)))
-        line = aspect_line(self.job.size) if self.job.backend == "codex" else None
+        line = aspect_line(self.job.size)
         if line:
             self.ctx.reporter.note(f"{self.label}--size {self.job.size}: the codex backend "
                                    f"picks the size itself; the prompt asks for {line}")
@@ -3636,13 +3640,13 @@ class Generator:
         ignored = getattr(route, "ignored", None)
         options = ignored(self.job) if ignored else []
         with self._lock:
-            if not options or route.name in self.noted_routes:
+            if route.name in self.noted_routes:
                 return
             self.noted_routes.add(route.name)
-        where = f"the codex {route.name} route" if self.job.backend == "codex" else route.name
-        self.ctx.reporter.warn(f"{self.label}not sent on {where} (the service ignores or "
-                               f"refuses them): {', '.join(options)}")
-        if route.name == "images" and self.job.mask and self.job.backend == "codex":
+        if options:
+            self.ctx.reporter.warn(f"{self.label}not sent on the codex {route.name} route (the "
+                                   f"service ignores or refuses them): {', '.join(options)}")
+        if isinstance(route, CodexImagesRoute) and self.job.mask:
             self.ctx.reporter.warn(f"{self.label}whether the codex images route honours "
                                    f"--mask is unknown: check the result")
 

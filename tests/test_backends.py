@@ -18,8 +18,8 @@ import pytest
 from fakeserver import decode_data_url, echo_secrets, jpeg_bytes, make_secret, ok, png_bytes, text_only
 
 # Headers that belong to the Codex backend's conversation and must never reach other hosts.
-CODEX_ONLY_HEADERS = ("ChatGPT-Account-ID", "originator", "version", "session_id",
-                      "x-client-request-id", "OpenAI-Beta")
+CODEX_ONLY_HEADERS = ("ChatGPT-Account-ID", "originator", "version", "session_id", "session-id",
+                      "thread-id", "x-client-request-id", "OpenAI-Beta")
 
 
 def closed_port_url() -> str:
@@ -143,7 +143,7 @@ def test_gateway_request_shape(env, gateway, run):
     assert request.method == "POST" and request.path == "/v1/chat/completions"
     assert request.bearer == gateway.gateway_token
     agent = request.header("User-Agent") or ""
-    assert agent and not agent.startswith("Python-urllib")
+    assert agent.startswith("codex-imagegen/") and not agent.startswith("Python-urllib")
     body = request.json
     assert body["stream"] is False
     (message,) = body["messages"]
