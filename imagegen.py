@@ -4024,11 +4024,11 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
         elif status.get("usage_problem"):
             reporter.result(f"{'usage (live):':22}{status['usage_problem']}")
         if isinstance(status.get("quota"), dict) and status["quota"].get("windows"):
+            reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now, 78)}")
             seen = status["quota"].get("seen_at")
-            when = time.strftime(" (seen %Y-%m-%d %H:%M)", time.localtime(seen)) if isinstance(
-                seen, (int, float)) else ""
-            reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now, 78 - len(when))}"
-                            f"{when}")
+            if isinstance(seen, (int, float)):
+                reporter.result(f"{'quota seen:':22}"
+                                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(seen))}")
         reporter.result(f"{'usable:':22}{'yes' if status['usable'] else 'no'}")
         for warning in warnings:
             reporter.warn(warning)
