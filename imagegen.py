@@ -3440,6 +3440,19 @@ def _span(seconds: float) -> str:
 def describe_quota(quota: dict, now: float, width: int = 83) -> str:
     """One short line (at most `width` characters; the rest counted as "+N more"): the image
     limit first, e.g. "images daily: 34% used, resets in 2h 0m; codex weekly: 3% used..."."""
+    parts = quota_parts(quota, now)
+    shown: list[str] = []
+    for index, part in enumerate(parts):
+        rest = len(parts) - index - 1
+        candidate = "; ".join(shown + [part])
+        if len(candidate) + (len(f" (+{rest} more)") if rest else 0) > width and shown:
+            return "; ".join(shown) + f" (+{len(parts) - index} more)"
+        shown.append(part)
+    return "; ".join(shown)
+
+
+def quota_parts(quota: dict, now: float) -> list[str]:
+    """Each window of a quota as a few words ("images daily: 34% used, resets in 2h 0m")."""
     windows = [w for w in quota.get("windows", ()) if isinstance(w, dict)]
     several = len({w.get("limit") for w in windows}) > 1
     parts: list[str] = []
@@ -3460,14 +3473,7 @@ def describe_quota(quota: dict, now: float, width: int = 83) -> str:
             text += f", resets in {_span(resets_at - now)}"
         if text not in parts:  # two families may describe the same window
             parts.append(text)
-    shown: list[str] = []
-    for index, part in enumerate(parts):
-        rest = len(parts) - index - 1
-        candidate = "; ".join(shown + [part])
-        if len(candidate) + (len(f" (+{rest} more)") if rest else 0) > width and shown:
-            return "; ".join(shown) + f" (+{len(parts) - index} more)"
-        shown.append(part)
-    return "; ".join(shown)
+    return parts
 
 
 def usage_url(env: dict) -> str:
@@ -4020,7 +4026,8 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                     value = f"{value} (expired)"
                 reporter.result(f"{label + ':':22}{value}")
         if isinstance(status.get("usage"), dict):
-            reporter.result(f"{'usage (live):':22}{describe_quota(status['usage'], now, 78)}")
+            for number, part in enumerate(quota_parts(status["usage"], now)):
+                reporter.result(f"{'usage (live):' if number == 0 else '':22}{part}")
         elif status.get("usage_problem"):
             reporter.result(f"{'usage (live):':22}{status['usage_problem']}")
         if isinstance(status.get("quota"), dict) and status["quota"].get("windows"):
