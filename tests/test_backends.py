@@ -690,8 +690,6 @@ def test_api_sends_no_output_format_to_a_dall_e_model_unless_asked(env, fake, ru
 # the codex backend: quota, live usage, answers of the token endpoint ########################
 
 import http.client  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
 
 import imagegen  # noqa: E402
 from fakeserver import refresh_error, status  # noqa: E402
@@ -748,7 +746,7 @@ def test_a_quota_line_never_passes_100_columns():
 def test_the_run_ends_with_the_image_limit_first_in_one_short_line(env, fake, run):
     result = run("a fox", "-o", "fox.png")
     assert result.code == 0, result
-    (line,) = [l for l in result.err.splitlines() if "quota:" in l]
+    (line,) = [text for text in result.err.splitlines() if "quota:" in text]
     assert line.startswith("imagegen: quota: images daily: 34% used, resets in ")
     assert len(line) <= 100 and "0% used" not in line  # the 0-minute window is hidden
     as_json = run("a fox", "-o", "fox2.png", "--json")
@@ -762,12 +760,12 @@ def test_auth_status_reads_the_live_usage_without_spending_quota(env, fake, run)
     shown = run("auth", "status")
     assert shown.code == 0, shown
     lines = shown.out.splitlines()
-    first = next(i for i, l in enumerate(lines) if l.startswith("usage (live):"))
+    first = next(i for i, text in enumerate(lines) if text.startswith("usage (live):"))
     usage = lines[first:first + 3]  # one window a line, the image limit first
     assert "images daily: 34% used" in usage[0]
     assert usage[1].strip().startswith("codex 5-hour: 12.5% used") and usage[1].startswith(" " * 22)
     assert usage[2].strip().startswith("codex weekly: 3% used")
-    assert all(len(l) <= 100 for l in usage)
+    assert all(len(text) <= 100 for text in usage)
     (request,) = fake.requests
     assert (request.method, request.path) == ("GET", "/backend-api/wham/usage")
     assert request.bearer == fake.auth.tokens["access_token"]
@@ -793,7 +791,7 @@ def test_auth_status_says_when_it_cannot_read_the_live_usage(env, fake, run, pro
         env.write_auth(expired=True)
     shown = run("auth", "status")
     assert shown.code == 0, shown  # the login itself is usable: status exits on that
-    (line,) = [l for l in shown.out.splitlines() if l.startswith("usage (live):")]
+    (line,) = [text for text in shown.out.splitlines() if text.startswith("usage (live):")]
     assert ("expired" if problem == "expired" else "could not read it") in line, line
     as_json = run("auth", "status", "--json")
     assert "usage" not in as_json.json and as_json.json["usage_problem"]
@@ -812,5 +810,5 @@ def test_a_refresh_answer_that_ends_the_login_says_log_in_again(env, fake, run, 
     assert result.code == 3, result
     assert len(fake.requests_to("/oauth/token")) == 1  # permanent: never retried
     assert fake.requests_to("/images/generations") == []
-    (line,) = [l for l in result.err.splitlines() if "error" in l]
+    (line,) = [text for text in result.err.splitlines() if "error" in text]
     assert why in line and "log in again" in line

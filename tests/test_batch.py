@@ -487,9 +487,7 @@ def test_auth_status_with_an_old_quota_state(fake, env, run):
 
 
 def test_a_run_ends_with_one_quota_line(fake, env, run):
-    start = time.time()
     result = run("a lighthouse", "-o", "l.png")
-    end = time.time()
     assert result.code == 0, result
     lines = quota_lines(result.err)
     assert len(lines) == 1, result.err

@@ -105,7 +105,7 @@ def test_size_becomes_an_aspect_line_and_the_size_received_is_reported(env, fake
     assert fake.last_request.json["prompt"] == f"a harbour\n\nAspect ratio: {line}."
     assert fake.last_request.json["size"] == "auto"
     received = f"{shape[0]}x{shape[1]}"
-    saved = [l for l in result.err.splitlines() if "saved harbour.png" in l]
+    saved = [text for text in result.err.splitlines() if "saved harbour.png" in text]
     assert len(saved) == 1 and received in saved[0], result.err
     assert (f"{size} asked" in saved[0]) == (received != size)
     assert line in result.err  # said before the request: the backend picks the size itself
@@ -377,7 +377,7 @@ def test_a_plan_without_image_generation(env, fake, run):
     assert "plan" in result.err
     forced = run("a fox", "--route", "responses")  # the forced tool is "not found" in the tools
     assert forced.code == 3, forced
-    (line,) = [l for l in forced.err.splitlines() if "error" in l]
+    (line,) = [text for text in forced.err.splitlines() if "error" in text]
     assert "does not include image generation" in line and "Tool choice" in line
     assert fake.auth.refresh_attempts == 0
 
