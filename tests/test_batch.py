@@ -84,12 +84,6 @@ def quota_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if "quota:" in line]
 
 
-def hhmm_between(start: float, end: float, seconds: int) -> set[str]:
-    """The local HH:MM a reset `seconds` after a moment between start and end can show."""
-    return {time.strftime("%H:%M", time.localtime(moment + seconds))
-            for moment in (int(start), int(end) + 1)}
-
-
 def leftovers(folder: Path) -> list[str]:
     """Temporary or partial files left in a folder tree."""
     return [str(p) for p in folder.rglob("*") if p.name.startswith(".") or p.suffix in (".tmp", ".part")]
