@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import sys
@@ -32,9 +33,10 @@ __version__ = "0.1.0"
 
 HELP = """\
 usage: imagegen [generate] PROMPT [options]
-       imagegen auth status [--json]
-       imagegen auth login [--open-browser]
+       imagegen auth status [--json] | login [--open-browser] | logout [--force]
        imagegen batch FILE.jsonl [options]
+       imagegen doctor [--json]       is everything ready? one line a check, with the fix
+       imagegen mcp [--workspace DIR] | --print-config CLIENT
        imagegen --version | --help
 
 Make an image from a prompt through your ChatGPT subscription (the Codex login in
@@ -46,13 +48,15 @@ prompt (exactly one):
   --prompt-file FILE        read the prompt from FILE (- = stdin)
 
 output:
-  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>
+  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>;
+                            - writes the image to stdout (a pipe, one image)
   --force                   allow -o to replace an existing file
   --meta                    also write <image>.json with the prompt, models and sizes
   -q, --quiet               stdout: saved paths only; stderr: errors only
   --json                    stdout: one JSON object
   --no-progress             no live progress line
-  --dry-run                 print the request(s) that would be sent; no network, no login needed
+  --dry-run                 print the request(s) that would be sent and where each image would
+                            be saved; no network, no login needed
 
 image:
   --size auto|WxH           (auto) gpt-image-2: sides divisible by 16, ratio 1:3..3:1,
@@ -94,6 +98,30 @@ exit codes:
   2 usage: bad arguments      6 no image: refusal or a text-only answer
   3 auth: log in again        7 output: cannot or will not write the path
   130 interrupted
+"""
+
+AUTH_HELP = """\
+usage: imagegen auth status [--json]        is there a usable login? (never prints a secret)
+       imagegen auth login [--open-browser] ChatGPT device-code login; writes auth.json as
+                                            Codex does (shared with Codex)
+       imagegen auth logout [--force]       forget what this tool keeps (its quota cache);
+                                            --force also removes the ChatGPT login from
+                                            auth.json, after a copy in auth.json.bak, which
+                                            logs Codex out too
+
+exit codes: 0 done (status: the login is usable), 2 usage, 3 no usable login, 5 network
+"""
+
+BATCH_HELP = """\
+usage: imagegen batch FILE.jsonl [options]     (FILE = - reads stdin)
+
+One JSON object a line: {"prompt": "...", "out": "icons/home.png", "size": "1024x1024"}.
+Keys: prompt (required), out, and any generate option by its long name (image as a list).
+The command-line options (see imagegen --help) are the defaults for every line; relative
+paths count from the current directory. A line whose out exists is skipped, so the same
+command resumes an interrupted batch; a line without out is made again on every run.
+--parallel N lines in flight (1..8); --json one object a line; --dry-run sends nothing.
+stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
 """
 
 # Constants ##################################################################################
@@ -468,9 +496,21 @@ def check_size(size: str, image_model: str) -> None:
     width, height = int(match.group(1)), int(match.group(2))
     if not is_gpt_image_2(image_model):
         if size not in CLASSIC_SIZES:
+            nearest = min(CLASSIC_SIZES, key=lambda s: abs(
+                math.log(int(s.split("x")[0]) / int(s.split("x")[1])) - math.log(
+                    max(width, 1) / max(height, 1))))
             raise UsageError(f"{image_model} takes --size {', '.join(CLASSIC_SIZES)} or auto "
-                             f"(got {size})")
+                             f"(got {size}; the nearest is {nearest})")
         return
+    problems = size_problems(width, height)
+    if problems:
+        nearest = nearest_size(width, height)
+        raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems)
+                         + (f"; try {nearest[0]}x{nearest[1]}" if nearest else ""))
+
+
+def size_problems(width: int, height: int) -> list[str]:
+    """What is wrong with WxH for gpt-image-2 (empty when it is fine)."""
     problems = []
     if width % 16 or height % 16:
         problems.append("both sides must be divisible by 16")
@@ -481,9 +521,29 @@ def check_size(size: str, image_model: str) -> None:
     if max(width, height) > MAX_EDGE:
         problems.append(f"the long edge must be at most {MAX_EDGE}")
     if width * height < MIN_PIXELS:
-        problems.append(f"at least {MIN_PIXELS:,} pixels (e.g. 1024x640)")
-    if problems:
-        raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems))
+        problems.append(f"at least {MIN_PIXELS:,} pixels")
+    return problems
+
+
+def nearest_size(width: int, height: int) -> tuple[int, int] | None:
+    """The valid gpt-image-2 size closest to WxH: the sides nearest to the asked ones among
+    sizes within 2% of its aspect ratio (clamped to 1:3..3:1); a tie goes to the larger."""
+    if width <= 0 or height <= 0:
+        return None
+    ratio = min(max(width / height, 1 / 3), 3.0)
+    pixels = min(max(width * height, MIN_PIXELS), MAX_PIXELS)
+    base_w = math.sqrt(pixels * ratio)
+    base_h = base_w / ratio
+    candidates = [(w, h) for w in range(max(16, int(base_w) // 16 * 16 - 64),
+                                        int(base_w) // 16 * 16 + 81, 16)
+                  for h in range(max(16, int(base_h) // 16 * 16 - 64),
+                                 int(base_h) // 16 * 16 + 81, 16)
+                  if not size_problems(w, h)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs(math.log(c[0] / c[1] / ratio)) > 0.02,
+                                          abs(c[0] - width) + abs(c[1] - height),
+                                          -c[0] * c[1]))
 
 
 def _as_int(name: str, value: Any, low: int, high: int) -> int:
@@ -2406,6 +2466,74 @@ def load_inputs(job: Job, transport: Transport) -> Inputs:
     return Inputs(references, mask)
 
 
+def png_is_opaque(data: bytes) -> bool:
+    """True when a PNG surely has no transparent pixel: no alpha channel and no tRNS, or an
+    alpha channel that is 100% opaque. False when it has one, or when this cheap check
+    cannot tell (interlaced, a damaged file, a tRNS colour key). Reads the alpha bytes only:
+    PNG filters work byte by byte, so given a fully opaque row above, a fully opaque row has
+    exactly one filtered form, and the first row that differs has a transparent pixel."""
+    import zlib
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 33:
+        return False
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour, interlace = data[24], data[25], data[28]
+    channels = {4: 2, 6: 4}.get(colour)
+    position, idat = 8, []
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        if kind == b"tRNS":
+            return False
+        if kind == b"IDAT":
+            idat.append(data[position + 8:position + 8 + length])
+        if kind == b"IEND":
+            break
+        position += 12 + length
+    if channels is None:
+        return True  # no alpha channel, no tRNS: every pixel is opaque
+    if interlace or depth not in (8, 16) or not width or not height:
+        return False
+    size = depth // 8
+    bpp = channels * size
+    lanes = [bpp - size + k for k in range(size)]  # the alpha bytes of a pixel
+    row_bytes = 1 + width * bpp
+    inflater = zlib.decompressobj()
+    pending, rows = b"", 0
+    compressed = b"".join(idat)
+    while rows < height:
+        try:  # a megabyte at a time: a 4K mask inflates to tens of megabytes
+            more = inflater.decompress(compressed, 1 << 20)
+        except zlib.error:
+            return False
+        compressed = inflater.unconsumed_tail
+        if not more:
+            break
+        pending += more
+        offset = 0
+        while len(pending) - offset >= row_bytes and rows < height:
+            row = pending[offset:offset + row_bytes]
+            offset += row_bytes
+            kind = row[0]
+            first = rows == 0
+            rest = width - 1
+            # each alpha byte's filtered form when it and the row above are all 0xFF
+            expected = {
+                0: b"\xff" * width,
+                1: b"\xff" + b"\x00" * rest,
+                2: (b"\xff" if first else b"\x00") * width,
+                3: (b"\xff" + b"\x80" * rest) if first else (b"\x80" + b"\x00" * rest),
+                4: (b"\xff" + b"\x00" * rest) if first else b"\x00" * width,
+            }.get(kind)
+            if expected is None:
+                return False
+            for lane in lanes:
+                if row[1 + lane::bpp] != expected:
+                    return False
+            rows += 1
+        pending = pending[offset:]
+    return rows == height
+
+
 # Routes: build a request, read its answer ###################################################
 
 # `Progress`: what a route reports while it reads, a phase ("generating"...) and the bytes
@@ -3079,8 +3207,9 @@ class SavePolicy:
             existing = parent
         if not os.path.isdir(existing):
             raise OutputError(f"cannot create {self.directory}: {existing} is a file")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write to {existing}: permission denied")
+        why = _writable(existing)
+        if why is not None:
+            raise OutputError(f"cannot write to {existing}: {why}; choose a writable -o")
         if self.explicit and not self.job.force:
             for index in range(count):
                 path = self.explicit_path(index)
@@ -3174,6 +3303,11 @@ def write_sidecar(path: str, meta: dict) -> str:
 
 # Reporting ##################################################################################
 
+HEARTBEAT_S = 15.0  # a plain "still working" line this often when stderr is not a terminal
+# The order phases happen in, for the live line (several images may be in different ones).
+PHASES = ("sending", "thinking", "queued", "generating", "receiving", "received", "done")
+
+
 class Reporter:
     """The only printing code: results on stdout, everything else on stderr, all redacted."""
 
@@ -3181,17 +3315,38 @@ class Reporter:
                  quiet: bool = False, json_mode: bool = False, progress: bool = True) -> None:
         self.stdout, self.stderr, self.secrets = stdout, stderr, secrets
         self.quiet, self.json_mode = quiet, json_mode
+        self.env = env
         tty = _isatty(stderr)
         dumb = env.get("TERM") == "dumb"
         self.color = tty and not dumb and not env.get("NO_COLOR")
         self.chatty = not quiet and not json_mode
         self.live = self.chatty and progress and tty and not dumb
+        # Without a live line (a pipe, a log, --no-progress, TERM=dumb): a plain line now
+        # and then, so a CI log or an agent sees the run is alive during a long generation.
+        self.heartbeat = self.chatty and not self.live
+        # stdout prints each saved path; when it is the same terminal as stderr, the
+        # "saved" note would print every path a second time.
+        self.same_terminal = tty and _isatty(stdout) and _same_file(stdout, stderr)
         self._lock = threading.Lock()
-        self._states: dict[int, tuple[str, int]] = {}
+        self._states: dict[Any, tuple[str, int]] = {}
         self._started = time.monotonic()
+        self._last_beat = self._started
         self._drawn = False
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
+        self.to_stdout = False  # -o -: the image itself goes to stdout, not its path
+        self._total = 0  # images (generate -n) or lines (batch) this run makes
+        self._finished = 0
+        self._unit = "done"
+
+    def expect(self, total: int, unit: str = "done") -> None:
+        """The live line counts `k/total <unit>` (for more than one image or line)."""
+        with self._lock:
+            self._total, self._finished, self._unit = total, 0, unit
+
+    def advance(self, count: int = 1) -> None:
+        with self._lock:
+            self._finished += count
 
     # stdout
     def result(self, line: str, keep: Iterable[str] = ()) -> None:
@@ -3199,6 +3354,18 @@ class Reporter:
         with self._lock:
             self._clear()
             self._write(self.stdout, self.secrets.redact(line, keep) + "\n")
+
+    def result_bytes(self, data: bytes) -> None:
+        """An image itself on stdout (-o -), binary."""
+        with self._lock:
+            self._clear()
+            stream = getattr(self.stdout, "buffer", self.stdout)
+            try:
+                self.stdout.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            stream.write(data)
+            stream.flush()
 
     def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
         escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
@@ -3212,6 +3379,12 @@ class Reporter:
         """A plain progress line: not with --quiet or --json."""
         if self.chatty:
             self._err(f"imagegen: {printable(message)}", keep)
+
+    def saved(self, message: str, keep: Iterable[str] = ()) -> None:
+        """The "saved PATH (size, bytes, time)" note: not when stdout, the same terminal,
+        prints the path anyway."""
+        if not self.same_terminal and not self.to_stdout:
+            self.note(message, keep)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
@@ -3233,8 +3406,9 @@ class Reporter:
             self._draw()
 
     # the live line
-    def phase(self, index: int, phase: str, received: int = 0) -> None:
-        if not self.live:
+    def phase(self, index: Any, phase: str, received: int = 0) -> None:
+        """Image `index` (any key unique in this run) is in `phase`, `received` bytes in."""
+        if not self.live and not self.heartbeat:
             return
         with self._lock:
             self._states[index] = (phase, received)
@@ -3242,7 +3416,7 @@ class Reporter:
                 self._ticker = threading.Thread(target=self._tick, daemon=True)
                 self._ticker.start()
 
-    def done(self, index: int) -> None:
+    def done(self, index: Any) -> None:
         with self._lock:
             self._states.pop(index, None)
             if not self._states:
@@ -3257,20 +3431,56 @@ class Reporter:
     def _tick(self) -> None:
         while not self._stop.wait(0.25):
             with self._lock:
-                if self._states:
+                if not self._states:
+                    continue
+                if self.live:
                     self._draw()
+                elif time.monotonic() - self._last_beat >= HEARTBEAT_S:
+                    self._last_beat = time.monotonic()
+                    self._write(self.stderr, self.secrets.redact(
+                        "imagegen: still " + self._status()) + "\n")
+
+    def _status(self) -> str:
+        """ "generating · 2/6 saved · 4 in flight · 8 s · 1.2 MB" (under the lock)."""
+        elapsed = time.monotonic() - self._started
+        seen = {phase for phase, _ in self._states.values()}
+        phases = [p for p in PHASES if p in seen] + sorted(seen - set(PHASES))
+        received = sum(count for _, count in self._states.values())
+        count = len(self._states)
+        parts = ["/".join(phases)]
+        if self._total > 1:
+            parts += [f"{self._finished}/{self._total} {self._unit}", f"{count} in flight"]
+        else:
+            parts.append(f"{count} image{'s' if count > 1 else ''}")
+        parts.append(f"{elapsed:.0f} s")
+        if received:
+            parts.append(human_bytes(received))
+        return " · ".join(parts)
 
     def _draw(self) -> None:
         if not self.live or not self._states:
             return
-        elapsed = time.monotonic() - self._started
-        phases = sorted({phase for phase, _ in self._states.values()})
-        received = sum(count for _, count in self._states.values())
-        count = len(self._states)
-        line = (f"imagegen: {'/'.join(phases)} · {count} image{'s' if count > 1 else ''} · "
-                f"{elapsed:.0f} s" + (f" · {human_bytes(received)}" if received else ""))
-        self._write(self.stderr, "\r\x1b[2K" + line[:200])
+        line = "imagegen: " + self._status()
+        width = self._columns() - 1  # the last column would wrap on some terminals
+        if len(line) > width:
+            line = line[:max(width - 1, 0)] + "…"
+        # \x1b[2K clears one screen row only: the line must never wrap onto a second one
+        self._write(self.stderr, "\r\x1b[2K" + line)
         self._drawn = True
+
+    def _columns(self) -> int:
+        """The width of the terminal stderr is on (COLUMNS wins, as in shutil)."""
+        try:
+            columns = int(self.env.get("COLUMNS", ""))
+            if columns > 0:
+                return columns
+        except ValueError:
+            pass
+        try:
+            return os.get_terminal_size(self.stderr.fileno()).columns or 80
+        except (AttributeError, ValueError, OSError):
+            import shutil
+            return shutil.get_terminal_size().columns
 
     def _clear(self) -> None:
         if self._drawn:
@@ -3292,6 +3502,14 @@ def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
+        return False
+
+
+def _same_file(first: Any, second: Any) -> bool:
+    """Both streams write to one file or terminal (stdout and stderr on one tty)."""
+    try:
+        return os.path.samestat(os.fstat(first.fileno()), os.fstat(second.fileno()))
+    except (AttributeError, ValueError, OSError):
         return False
 
 
@@ -3474,27 +3692,6 @@ def quota_parts(quota: dict, now: float) -> list[str]:
         if text not in parts:  # two families may describe the same window
             parts.append(text)
     return parts
-
-
-def usage_url(env: dict) -> str:
-    """GET {chatgpt base}/wham/usage: the codex base without its /codex."""
-    base = (env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL).rstrip("/")
-    return (base[:-len("/codex")] if base.endswith("/codex") else base) + "/wham/usage"
-
-
-def fetch_usage(ctx: Any, login: ChatGPTLogin, timeout: float = 15.0) -> dict:
-    """The live usage of the account (costs no quota), as quota_from_headers shapes it.
-    Raises the mapped ImagegenError when the server cannot be reached or says no."""
-    headers = {"Authorization": f"Bearer {login.access_token}", "originator": ORIGINATOR,
-               "User-Agent": user_agent(), "Accept": "application/json"}
-    if login.account_id:
-        headers["ChatGPT-Account-ID"] = login.account_id
-    request = HttpRequest("GET", usage_url(ctx.env), headers)
-    payload, _ = ctx.transport.fetch_json(request, ctx.transport.clock() + timeout, timeout)
-    quota = quota_from_usage(payload, ctx.clock())
-    if quota is None:
-        raise BackendError("the usage answer holds no rate limits")
-    return quota
 
 
 def quota_state_path(env: dict) -> str:
@@ -3716,8 +3913,9 @@ class Generator:
                 received = f"{info.width}x{info.height}"
                 asked = f", {job.size} asked" if job.size and job.size not in (
                     "auto", received) else ""
-                reporter.note(f"saved {shown} ({received} {info.format}{asked}, "
-                              f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
+                reporter.advance()
+                reporter.saved(f"saved {shown} ({received} {info.format}{asked}, "
+                               f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
             if len(images) < n:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
@@ -3728,7 +3926,7 @@ class Generator:
             done = sum(1 for s in self.saved if first <= s.index < first + n)
             self._fail(first + done, n - done, error)
         finally:
-            reporter.done(first)
+            reporter.done((id(self), first))  # the key: unique across a batch's generators
             for image in images:  # streamed files of images that were not saved
                 if image.spill is not None:
                     image.spill.discard()
@@ -3803,7 +4001,7 @@ class Generator:
         while True:
             headers = backend.headers(route)
             request = route.build(job, inputs, n, backend.base_url(route), headers)
-            ctx.reporter.phase(first, "sending")
+            ctx.reporter.phase((id(self), first), "sending")
             try:
                 response = ctx.transport.open(request, deadline, job.stall_timeout)
             except Unauthorized as error:
@@ -3821,7 +4019,7 @@ class Generator:
             try:
                 ctx.see_headers(response.headers)
                 def progress(phase: str, received: int) -> None:
-                    ctx.reporter.phase(first, phase, received)
+                    ctx.reporter.phase((id(self), first), phase, received)
 
                 images = route.read(response, job, ctx.transport, progress, spills=spills)
             except BaseException:
@@ -3900,13 +4098,18 @@ def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> No
 
 def cmd_generate(job: Job, ctx: Context) -> int:
     reporter = ctx.reporter
+    if job.out == "-" and not job.dry_run:
+        return generate_to_stdout(job, ctx)
     inputs = load_inputs(job, ctx.transport)
+    warn_opaque_mask(job, inputs, reporter)
     generator = Generator(ctx, job)
     if job.dry_run:
-        reporter.result_json({"requests": generator.dry_requests(inputs)})
+        reporter.result_json({"requests": generator.dry_requests(inputs),
+                              "saves": planned_saves(generator.policy, job.count, ctx.cwd)})
         return 0
     generator.policy.preflight(job.count)
     generator.prepare()
+    reporter.expect(job.count, "saved")
     what = f"{job.count} images" if job.count > 1 else "an image"
     reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit else "")
                   + "...")
@@ -3934,6 +4137,76 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         reporter.error(error.message)
         return error.exit_code
     return 0
+
+
+def warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
+    if inputs.mask is not None and inputs.mask.data and png_is_opaque(inputs.mask.data):
+        reporter.warn(f"the mask {job.mask} has no transparent pixel, so the edit may change "
+                      f"nothing: make transparent the area to repaint")
+
+
+def generate_to_stdout(job: Job, ctx: Context) -> int:
+    """-o -: the image's bytes on stdout, for a pipe (one image; never onto a terminal).
+    It is made in a private temporary folder like any other save, then copied out."""
+    import shutil
+    import tempfile
+    reporter = ctx.reporter
+    if job.count != 1:
+        raise UsageError("-o - writes one image to stdout: use -n 1, or give -o a folder")
+    if job.json or job.meta:
+        raise UsageError(f"-o - puts the image itself on stdout: it cannot go with "
+                         f"{'--json' if job.json else '--meta'}")
+    if _isatty(reporter.stdout):
+        raise UsageError("-o - writes image bytes to stdout, which is a terminal here: pipe "
+                         "it (imagegen \"...\" -o - > image.png) or give -o a path")
+    folder = tempfile.mkdtemp(prefix="imagegen-stdout-")
+    try:
+        staged = replace(job, out=folder + os.sep)
+        inputs = load_inputs(staged, ctx.transport)
+        warn_opaque_mask(job, inputs, reporter)
+        generator = Generator(ctx, staged)
+        generator.prepare()
+        reporter.note(f"asking {job.backend} for an image" + (" (an edit)" if job.is_edit
+                                                               else "") + "...")
+        reporter.to_stdout = True
+        try:
+            generator.run(inputs)
+        finally:
+            reporter.close()
+        report_quota(ctx, job.backend)
+        error = generator.first_error()
+        if error is not None or not generator.saved:
+            error = error or NoImageError("no image was made")
+            reporter.error(error.message)
+            return error.exit_code
+        item = generator.saved[0]
+        with open(item.path, "rb") as handle:
+            reporter.result_bytes(handle.read())
+        info = item.image.info
+        reporter.note(f"wrote {info.width}x{info.height} {info.format} "
+                      f"({human_bytes(item.image.nbytes)}) to stdout")
+        return 0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def planned_saves(policy: SavePolicy, count: int, cwd: str) -> list[str]:
+    """Where a real run would save each image now (for --dry-run), claiming nothing: the
+    -o names, or the first free automatic names (a PNG's extension unless asked otherwise)."""
+    if policy.job.out == "-":
+        return ["-"]  # stdout
+    if policy.explicit:
+        paths = [policy.explicit_path(index) for index in range(count)]
+    else:
+        ext = EXTENSIONS[policy.job.format]
+        paths, number = [], 1
+        while len(paths) < count and number < 100_000:
+            name = policy.slug + (f"-{number}" if number > 1 else "") + ext
+            path = os.path.join(policy.directory, name)
+            if not os.path.lexists(path):
+                paths.append(path)
+            number += 1
+    return [relative_for_display(path, cwd) for path in paths]
 
 
 def report_quota(ctx: Context, backend: str) -> None:
@@ -4050,11 +4323,15 @@ def _live_usage(ctx: Context, login: ChatGPTLogin, expired: bool) -> dict:
     if expired:
         return {"usage_problem": "not asked: the access token has expired (the next image "
                                  "request refreshes it)"}
+    base = ctx.env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL
     try:
-        return {"usage": fetch_usage(ctx, login)}
+        quota = quota_from_usage(fetch_usage(ctx, login, base), ctx.clock())
     except ImagegenError as error:
-        return {"usage_problem": f"could not read it from {usage_url(ctx.env)}: "
+        return {"usage_problem": f"could not read it from {chatgpt_base_url(base)}/wham/usage: "
                                  f"{error.message[:200]}"}
+    if quota is None:
+        return {"usage_problem": "the wham/usage answer holds no rate limits"}
+    return {"usage": quota}
 
 
 def form_request(url: str, fields: dict, headers: dict) -> HttpRequest:
@@ -4189,6 +4466,72 @@ def write_login(env: dict, tokens: dict, now: float) -> str:
     return path
 
 
+def cmd_auth_logout(ctx: Context, force: bool) -> int:
+    """Forget what this tool keeps. auth.json is Codex's login as much as ours (auth login
+    writes it in Codex's format, for both): only --force removes the ChatGPT login from it,
+    after a copy in auth.json.bak, and keeps an API key that is also there."""
+    env, reporter = ctx.env, ctx.reporter
+    path = auth_file_path(env)
+    removed = []
+    cache = quota_state_path(env)
+    try:
+        os.unlink(cache)
+        removed.append(cache)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise AuthError(f"cannot remove {cache}: {exc.strerror}") from None
+    if not force:
+        for item in removed:
+            reporter.result(f"removed {item}")
+        if os.path.exists(path):
+            reporter.say(f"kept {path}: it is Codex's login too (shared); `codex logout` or "
+                         f"`imagegen auth logout --force` removes it, and logs out both")
+        else:
+            reporter.say("no login to remove")
+        return 0
+    with AuthLocks(path, sleep=ctx.sleep):
+        try:
+            with open(path, "rb") as handle:
+                old = handle.read()
+        except FileNotFoundError:
+            old = None
+        except OSError as exc:
+            raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+        data: Any = None
+        if old is not None:
+            try:
+                data = json.loads(old)
+            except ValueError:
+                pass
+        if isinstance(data, dict) and not isinstance(data.get("tokens"), dict):
+            old = None  # an API key only: no ChatGPT login to remove
+        if old is not None:
+            try:
+                write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
+            except OSError as exc:
+                raise AuthError(f"cannot back up {path}: {exc.strerror}; nothing was "
+                                f"changed") from None
+            try:
+                if isinstance(data, dict) and data.get("OPENAI_API_KEY"):
+                    # An API key Codex also keeps here: not a ChatGPT login, so it stays.
+                    kept = {key: value for key, value in data.items()
+                            if key not in ("tokens", "last_refresh", "agent_identity")}
+                    kept["auth_mode"] = "apikey"
+                    write_file_atomic(path, json.dumps(kept, indent=2).encode("utf-8"),
+                                      0o600, prefix=".auth-")
+                else:
+                    os.unlink(path)
+            except OSError as exc:
+                raise AuthError(f"cannot change {path}: {exc.strerror}") from None
+            removed.append(f"the ChatGPT login in {path} (a copy is in {path}.bak)")
+    for item in removed:
+        reporter.result(f"removed {item}")
+    if not removed:
+        reporter.say("no login to remove")
+    return 0
+
+
 # batch ######################################################################################
 
 def read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
@@ -4239,20 +4582,31 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
             outcomes[number] = UsageError(f"line {number}: {error.message}")
     if settings.get("dry_run"):
         requests: list[dict] = []
+        saves: list[str] = []
         for number, _ in lines:
             if number in jobs:
                 job = replace(jobs[number], dry_run=True)
-                explicit = SavePolicy(job, ctx.cwd, env).explicit
+                policy = SavePolicy(job, ctx.cwd, env)
+                explicit = policy.explicit
                 if explicit and not job.force and os.path.lexists(explicit):
                     continue  # its out exists: the real run would skip it and send nothing
                 inputs = load_inputs(job, ctx.transport)
                 requests.extend(Generator(ctx, job).dry_requests(inputs))
-        reporter.result_json({"requests": requests})
+                saves.extend(path for path in planned_saves(policy, job.count, ctx.cwd)
+                             if path not in saves)  # (automatic names are claimed in turn)
+        reporter.result_json({"requests": requests, "saves": saves})
         first = next((outcomes[n] for n, _ in lines if n in outcomes), None)
         if first is not None:
             reporter.error(first.message)
             return first.exit_code
         return 0
+    without_out = [number for number in jobs if not jobs[number].out]
+    if without_out:
+        shown = ", ".join(map(str, without_out[:5])) + (", ..." if len(without_out) > 5 else "")
+        reporter.warn(f"line{'s' if len(without_out) > 1 else ''} {shown} ha"
+                      f"{'ve' if len(without_out) > 1 else 's'} no \"out\": running this batch "
+                      f"again makes {'them' if len(without_out) > 1 else 'it'} again (give each "
+                      f"line an \"out\" and a re-run skips what is done)")
     stop = threading.Event()
     lock = threading.Condition()
     printed = [0]
@@ -4304,6 +4658,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
         if job.out and generator.policy.explicit and not job.force and os.path.lexists(
                 generator.policy.explicit):
             outcome = (generator.policy.explicit, [])
+            reporter.advance(job.count)
         elif stop.is_set():
             outcome = RateLimitError("not started: the usage limit was reached earlier in "
                                      "this batch")
@@ -4330,6 +4685,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     with lock:
         flush()
     numbers = [number for number, _ in lines if number in jobs]
+    reporter.expect(sum(jobs[number].count for number in numbers), "saved")
     parallel = settings.get("parallel") or min(len(numbers), 4) or 1
     try:
         run_pool([lambda number=number: run_line(number) for number in numbers], parallel, ctx)
@@ -4347,6 +4703,1310 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     reporter.note(f"batch: {done} done, {skipped} skipped, {len(failures)} failed in "
                   f"{ctx.monotonic() - started:.1f} s")
     return failures[0].exit_code if failures else 0
+
+
+# MCP server #################################################################################
+
+# The newest revision first. 2026-07-28 is stateless (a _meta envelope on every request,
+# server/discover, no initialize); the older ones open with the initialize handshake.
+MCP_MODERN_VERSIONS = ("2026-07-28",)
+MCP_HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+# Before structuredContent, outputSchema and tool titles (2025-06-18).
+MCP_PLAIN_VERSIONS = ("2025-03-26", "2024-11-05")
+MCP_META_VERSION = "io.modelcontextprotocol/protocolVersion"
+MCP_META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+MCP_HEARTBEAT_S = 2.0  # progress while an image is made; clients reset time-outs on it
+MCP_TOOL_TIMEOUT_S = 900  # what --print-config asks clients to allow: retries and -n 10 fit
+MCP_MAX_PREVIEWS = 4
+MCP_PARSE_ERROR, MCP_INVALID_REQUEST, MCP_METHOD_NOT_FOUND = -32700, -32600, -32601
+MCP_INVALID_PARAMS, MCP_INTERNAL_ERROR, MCP_UNSUPPORTED_VERSION = -32602, -32603, -32022
+MCP_INSTRUCTIONS = (
+    "Makes bitmap images (PNG, JPEG, WebP) with the user's ChatGPT subscription and saves them "
+    "in the workspace (default assets/generated/<slug>.png); results give the saved paths, "
+    "relative to the workspace. A generation takes 20 s to a few minutes. Existing files are "
+    "never replaced unless force is true. To change an existing picture use edit_image.")
+
+
+class McpProtocolError(Exception):
+    """A JSON-RPC error answer: the call itself was malformed, not the image job."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+def _mcp_string(description: str, **more: Any) -> dict:
+    return dict({"type": "string", "description": description}, **more)
+
+
+def _mcp_tool_schemas() -> list[dict]:
+    """The three tools: JSON Schema in (named as the CLI's long options) and out."""
+    image_options: dict[str, Any] = {
+        "prompt": _mcp_string("What to draw, or for an edit what to change.", minLength=1),
+        "out": _mcp_string("Where to save, relative to the workspace: a file (.png, .jpg, "
+                           ".webp) or a directory ending in /. Default: assets/generated/"
+                           "<slug>.<ext>, never replacing a file."),
+        "force": {"type": "boolean", "description": "Allow out to replace an existing file."},
+        "size": _mcp_string("auto or WIDTHxHEIGHT, e.g. 1536x1024 (gpt-image-2: sides "
+                            "divisible by 16, ratio 1:3..3:1, 655,360..8,294,400 pixels).",
+                            pattern="^(auto|[0-9]{2,5}x[0-9]{2,5})$"),
+        "quality": _mcp_string("Rendering quality.", enum=list(CHOICES["quality"])),
+        "background": _mcp_string("transparent needs png or webp.",
+                                  enum=list(CHOICES["background"])),
+        "format": _mcp_string("File format; default from out's extension, else png.",
+                              enum=list(FORMATS)),
+        "compression": {"type": "integer", "minimum": 0, "maximum": 100,
+                        "description": "jpeg and webp only."},
+        "moderation": _mcp_string("Moderation level.", enum=list(CHOICES["moderation"])),
+        "count": {"type": "integer", "minimum": 1, "maximum": 10,
+                  "description": "How many images (default 1)."},
+        "parallel": {"type": "integer", "minimum": 1, "maximum": 8,
+                     "description": "Requests in flight at once (default min(count, 4))."},
+        "images": {"type": "array", "items": {"type": "string", "minLength": 1},
+                   "maxItems": MAX_IMAGES,
+                   "description": "Reference images: paths relative to the workspace, or "
+                                  "http(s) URLs. Given, the request is an edit."},
+        "mask": _mcp_string("Edit mask: a PNG with alpha, the size of the first image."),
+        "input_fidelity": _mcp_string("How closely to keep the input images.",
+                                      enum=list(CHOICES["input_fidelity"])),
+        "action": _mcp_string("The Responses tool's action.", enum=list(CHOICES["action"])),
+        "backend": _mcp_string("Default codex (the ChatGPT login).",
+                               enum=list(CHOICES["backend"])),
+        "route": _mcp_string("codex backend only.", enum=list(CHOICES["route"])),
+        "model": _mcp_string("Host chat model for the Responses route."),
+        "image_model": _mcp_string("Image model (default gpt-image-2)."),
+        "base_url": _mcp_string("Override the backend's base URL."),
+        "config": _mcp_string("The api backend's key file."),
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
+                    "description": "Total seconds for one image (300)."},
+        "stall_timeout": {"type": "number", "minimum": 0, "maximum": 86400,
+                          "description": "Longest silence from the server, seconds (120; "
+                                         "0 = none)."},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 5,
+                    "description": "Re-sends after transient failures (2)."},
+        "meta": {"type": "boolean", "description": "Also write <image>.json beside each image."},
+    }
+    edit_options = dict(image_options, images=dict(image_options["images"], minItems=1,
+                                                   description="The image(s) to edit, "
+                                                   "first one first: paths relative to the "
+                                                   "workspace, or http(s) URLs."))
+    nullable_string = {"type": ["string", "null"]}
+    image_entry_schema = {"type": "object", "required": ["path", "bytes", "format"],
+                          "properties": {
+                              "path": {"type": "string"}, "bytes": {"type": "integer"},
+                              "format": {"type": "string"},
+                              "width": {"type": ["integer", "null"]},
+                              "height": {"type": ["integer", "null"]},
+                              "sha256": {"type": "string"}, "revised_prompt": nullable_string,
+                              "model": nullable_string, "route": nullable_string,
+                              "elapsed_s": {"type": "number"}}}
+    error_schema = {"type": "object", "required": ["kind", "message", "exit_code"],
+                    "properties": {"kind": {"type": "string"}, "message": {"type": "string"},
+                                   "exit_code": {"type": "integer"},
+                                   "retry_after_s": {"type": "number"}}}
+    image_output = {"type": "object", "required": ["ok", "images"], "properties": {
+        "ok": {"type": "boolean"}, "backend": nullable_string, "route": nullable_string,
+        "images": {"type": "array", "items": image_entry_schema}, "error": error_schema,
+        "quota": {"type": "object"}, "quota_line": {"type": "string"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "workspace": {"type": "string"}}}
+    auth_output = {"type": "object", "required": ["kind", "usable"], "properties": {
+        "auth_file": {"type": "string"}, "kind": {"type": "string"},
+        "usable": {"type": "boolean"}, "problem": {"type": "string"},
+        "warnings": {"type": "array", "items": {"type": "string"}}}}
+    writes = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False,
+              "openWorldHint": True}
+    return [
+        {"name": "generate_image", "title": "Generate an image",
+         "description": "Make image(s) from a prompt and save them in the workspace. Takes "
+                        "the imagegen CLI's options; with images it edits them (edit_image "
+                        "reads better for that). Returns the saved paths, sizes, formats, "
+                        "the revised prompt and the quota left.",
+         "inputSchema": {"type": "object", "properties": image_options,
+                         "required": ["prompt"], "additionalProperties": False},
+         "outputSchema": image_output, "annotations": dict(writes, title="Generate an image")},
+        {"name": "edit_image", "title": "Edit an image",
+         "description": "Change existing image(s) as the prompt says (optionally only where "
+                        "a mask is transparent), or use them as references for a new one; "
+                        "saves the result in the workspace, never over the input.",
+         "inputSchema": {"type": "object", "properties": edit_options,
+                         "required": ["prompt", "images"], "additionalProperties": False},
+         "outputSchema": image_output, "annotations": dict(writes, title="Edit an image")},
+        {"name": "auth_status", "title": "Login status",
+         "description": "Is there a usable ChatGPT login for image generation? Shows the "
+                        "plan, when the token expires and the last quota seen. Never a "
+                        "secret; costs no quota.",
+         "inputSchema": {"type": "object", "properties": {}, "additionalProperties": False},
+         "outputSchema": auth_output,
+         "annotations": {"title": "Login status", "readOnlyHint": True,
+                         "openWorldHint": False}},
+    ]
+
+
+_MCP_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float),
+                   "boolean": (bool,), "array": (list,), "object": (dict,)}
+
+
+def mcp_check_arguments(schema: dict, arguments: dict) -> None:
+    """Names, presence and JSON types against a tool's input schema (UsageError); the
+    values themselves are checked by make_job, with the CLI's messages."""
+    properties = schema.get("properties", {})
+    for name in arguments:
+        if name not in properties:
+            raise UsageError(f"unknown argument {printable(name)[:60]!r}; the tool takes "
+                             f"{', '.join(properties) or 'no arguments'}")
+    for name in schema.get("required", ()):
+        if arguments.get(name) is None:
+            raise UsageError(f"the argument {name!r} is required")
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        expected = properties[name].get("type")
+        ok = isinstance(value, _MCP_JSON_TYPES.get(expected, (object,)))
+        if expected in ("integer", "number") and isinstance(value, bool):
+            ok = False
+        if ok and expected == "array":
+            ok = all(isinstance(item, str) for item in value)
+            if not value and properties[name].get("minItems"):
+                raise UsageError(f"{name} needs at least one item")
+        if not ok:
+            raise UsageError(f"the argument {name!r} must be "
+                             f"{'a list of strings' if expected == 'array' else 'a ' + expected}")
+
+
+def mcp_job_options(arguments: dict, cwd: str) -> dict:
+    """Tool arguments as make_job's options: reference paths are the workspace's."""
+    options = {name: value for name, value in arguments.items() if value is not None}
+    images = options.pop("images", None)
+    if images is not None:
+        options["image"] = list(images)
+    for name in ("image", "mask", "config"):
+        value = options.get(name)
+        values = value if isinstance(value, list) else [value] if value else []
+        joined = [item if is_url(item) else os.path.join(cwd, os.path.expanduser(item))
+                  for item in values]
+        if values:
+            options[name] = joined if isinstance(value, list) else joined[0]
+    return options
+
+
+def _mcp_generate(job: Job, ctx: Context) -> dict:
+    """Make and save one tool call's images with the CLI's own pieces; returns what
+    `--json` prints ({"ok", "backend", "route", "images", "error"?, "quota"?}). The one
+    place to change when generate's outcome changes."""
+    generator: Generator | None = None
+    failure: ImagegenError | None = None
+    try:
+        inputs = load_inputs(job, ctx.transport)
+        generator = Generator(ctx, job)
+        generator.policy.preflight(job.count)
+        generator.prepare()
+        what = f"{job.count} images" if job.count > 1 else "an image"
+        ctx.reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit
+                                                                  else "") + "...")
+        generator.run(inputs)
+    except ImagegenError as error:
+        failure = error
+    finally:
+        ctx.reporter.close()
+    saved = sorted(generator.saved, key=lambda s: name_order(s.path)) if generator else []
+    if failure is None and generator is not None:
+        failure = generator.first_error()
+    report_quota(ctx, job.backend)
+    payload: dict[str, Any] = {"ok": failure is None, "backend": job.backend,
+                               "route": saved[0].route if saved else None}
+    if failure is not None:
+        payload["error"] = error_entry(failure)
+    payload["images"] = [image_entry(item, job, ctx.cwd) for item in saved]
+    if ctx.quota:
+        payload["quota"] = ctx.quota
+    return payload
+
+
+def _mcp_preview(path: str) -> bytes | None:
+    """A small PNG of the image at path (a few hundred pixels on its long side) for the
+    client to show, or None when none can be made without a dependency. Hook: None until
+    the standard-library thumbnailer lands."""
+    return None
+
+
+class McpReporter(Reporter):
+    """The Reporter of one tool call: never stdout (that is the protocol's); log lines go
+    to stderr, warnings into the result, the phases to the progress heartbeat."""
+
+    def __init__(self, stderr: Any, secrets: Secrets, env: dict) -> None:
+        super().__init__(stderr, stderr, secrets, env, progress=False)
+        self.warnings: list[str] = []
+        self.payloads: list[dict] = []
+        self.last_note = ""
+        self.phases: dict[int, tuple[str, int]] = {}
+        self.saved_count = 0
+
+    def result(self, line: str, keep: Iterable[str] = ()) -> None:
+        self._err(f"imagegen: {printable(line)}", keep)
+
+    def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
+        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
+        self.payloads.append(json.loads(self.secrets.redact(json.dumps(payload), escaped)))
+
+    def note(self, message: str, keep: Iterable[str] = ()) -> None:
+        super().note(message, keep)
+        with self._lock:
+            self.last_note = self.secrets.redact(printable(message), keep)[:200]
+            if message.startswith("saved "):
+                self.saved_count += 1
+
+    def warn(self, message: str) -> None:
+        super().warn(message)
+        with self._lock:
+            self.warnings.append(self.secrets.redact(printable(message)))
+
+    def phase(self, index: int, phase: str, received: int = 0) -> None:
+        with self._lock:
+            self.phases[index] = (phase, received)
+
+    def done(self, index: int) -> None:
+        with self._lock:
+            self.phases.pop(index, None)
+
+    def progress_line(self, elapsed: float) -> str:
+        with self._lock:
+            phases = sorted({phase for phase, _ in self.phases.values()})
+            received = sum(count for _, count in self.phases.values())
+            last = self.last_note
+        if not phases:
+            return f"{last or 'working'} · {elapsed:.0f} s"
+        return (f"{'/'.join(phases)} · {elapsed:.0f} s"
+                + (f" · {human_bytes(received)}" if received else ""))
+
+
+class _McpOpener:
+    """urllib's opener that remembers the answers it opened, so that cancelling a call
+    cuts them at once instead of waiting up to --stall-timeout for the server."""
+
+    def __init__(self) -> None:
+        self._opener: Any = None
+        self._answers: list[Any] = []
+        self._lock = threading.Lock()
+        self._cut = False
+
+    def open(self, request: Any, timeout: float | None = None) -> Any:
+        if self._opener is None:
+            import urllib.request
+            self._opener = urllib.request.build_opener(_same_origin_credentials())
+        raw = self._opener.open(request, timeout=timeout)
+        with self._lock:
+            self._answers = [a for a in self._answers if not getattr(a, "closed", False)]
+            self._answers.append(raw)
+            cut = self._cut
+        if cut:
+            self.cut()
+        return raw
+
+    def cut(self) -> None:
+        import socket
+        with self._lock:
+            self._cut = True
+            answers = list(self._answers)
+        for raw in answers:
+            sock = _socket_of(raw)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class McpCall:
+    """One tools/call in flight: its own Context (cancel event, secrets, temporary files),
+    its thread, and its progress heartbeat."""
+
+    def __init__(self, server: McpServer, request_id: Any, tool: str, arguments: dict,
+                 progress_token: Any, version: str) -> None:
+        self.server, self.request_id, self.tool = server, request_id, tool
+        self.arguments, self.progress_token, self.version = arguments, progress_token, version
+        seams = dict(server.runtime.get("seams") or {})
+        self.opener = seams.setdefault("opener", _McpOpener())
+        self.ctx = Context(server.env, server.cwd, None, server.stderr, server.stderr, **seams)
+        self.reporter = McpReporter(server.stderr, self.ctx.secrets, server.env)
+        self.ctx.reporter = self.reporter
+        self.cancelled = False
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"mcp-call-{request_id}")
+        self._progress = 0.0
+        count = arguments.get("count")
+        self._total = count if isinstance(count, int) and 1 <= count <= 10 else 1
+        self._started = time.monotonic()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self, reason: str = "") -> None:
+        """notifications/cancelled: stop at once, leave no partial file, answer nothing."""
+        self.cancelled = True
+        self.ctx.cancel.set()
+        if isinstance(self.opener, _McpOpener):
+            self.opener.cut()
+        self.ctx.remove_temporary_files()
+        self.server.log(f"call {self.request_id} cancelled" + (f" ({printable(reason)[:80]})"
+                                                                if reason else ""))
+
+    def _run(self) -> None:
+        heartbeat: threading.Thread | None = None
+        try:
+            if self.progress_token is not None and self.tool != "auth_status":
+                heartbeat = threading.Thread(target=self._beat, daemon=True)
+                heartbeat.start()
+            result = self.server.call_tool(self)
+        except Exception as error:  # a bug: an internal error result, the server lives on
+            if self.server.env.get("IMAGEGEN_DEBUG") == "1":
+                import traceback
+                traceback.print_exc()
+            crash = ImagegenError(f"internal error: {type(error).__name__}: {error} (set "
+                                  f"IMAGEGEN_DEBUG=1 for a traceback; please report it)")
+            self.reporter.error(crash.message)
+            try:
+                result = self.server.tool_result(self, {"ok": False, "backend": None,
+                                                        "route": None,
+                                                        "error": error_entry(crash),
+                                                        "images": []})
+            except Exception:
+                result = {"content": [{"type": "text", "text": "internal error"}],
+                          "isError": True}
+        finally:
+            self.finished.set()
+            if heartbeat is not None:
+                heartbeat.join()
+            if self.cancelled:
+                self.ctx.remove_temporary_files()
+        self.server.forget(self)  # first: the client may reuse the id once it has the answer
+        if not self.cancelled:
+            self.server.respond(self.request_id, result)
+
+    def _beat(self) -> None:
+        self.send_progress(None)
+        while not self.finished.wait(MCP_HEARTBEAT_S):
+            self.send_progress(None)
+
+    def set_total(self, count: int) -> None:
+        self._total = max(1, count)
+
+    def send_progress(self, message: str | None) -> None:
+        """notifications/progress: progress grows every time (the spec's rule) and stays
+        below the total until the result says it is done."""
+        if self.progress_token is None or self.finished.is_set() or self.cancelled:
+            return
+        elapsed = time.monotonic() - self._started
+        saved = min(self.reporter.saved_count, self._total)
+        ahead = (self._total - saved) * (1 - 1 / (1 + elapsed / 60))  # creeps, never done
+        value = round(max(saved + ahead, self._progress + 1e-6), 6)
+        self._progress = value
+        params = {"progressToken": self.progress_token, "progress": value,
+                  "total": self._total,
+                  "message": message or self.reporter.progress_line(elapsed)}
+        self.server.notify("notifications/progress", params)
+
+
+class McpServer:
+    """`imagegen mcp`: JSON-RPC 2.0 over stdio, one message a line; tool calls run in
+    threads, everything else is answered at once on the reading thread."""
+
+    def __init__(self, runtime: dict, cwd: str) -> None:
+        self.runtime, self.env, self.cwd = runtime, runtime["env"], cwd
+        self.stdin, self.stdout, self.stderr = (runtime["stdin"], runtime["stdout"],
+                                                runtime["stderr"])
+        self.tools = {tool["name"]: tool for tool in _mcp_tool_schemas()}
+        self.era: str | None = None  # "legacy" after initialize, "modern" after an envelope
+        self.legacy_version = MCP_HANDSHAKE_VERSIONS[0]
+        self.calls: dict[Any, McpCall] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self.secrets = Secrets()
+
+    # output
+    def send(self, message: dict) -> None:
+        line = json.dumps(message, ensure_ascii=True, separators=(",", ":")) + "\n"
+        with self._write_lock:
+            try:
+                self.stdout.write(line)
+                self.stdout.flush()
+            except (OSError, ValueError):
+                pass  # the client has gone; the reading loop ends on its own
+
+    def respond(self, request_id: Any, result: dict) -> None:
+        self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def fail(self, request_id: Any, error: McpProtocolError) -> None:
+        body: dict[str, Any] = {"code": error.code, "message": error.message}
+        if error.data is not None:
+            body["data"] = error.data
+        self.send({"jsonrpc": "2.0", "id": request_id, "error": body})
+
+    def notify(self, method: str, params: dict) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def log(self, message: str) -> None:
+        line = self.secrets.redact(f"imagegen: mcp: {printable(message)}")
+        try:
+            self.stderr.write(line + "\n")
+            self.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    # input
+    def serve(self) -> int:
+        stream = getattr(self.stdin, "buffer", self.stdin)
+        self.log(f"serving on stdio in {self.cwd} (MCP {MCP_MODERN_VERSIONS[0]}, and "
+                 f"{', '.join(MCP_HANDSHAKE_VERSIONS)} after initialize)")
+        try:
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                if isinstance(line, bytes):
+                    try:
+                        line = line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        self.fail(None, McpProtocolError(MCP_PARSE_ERROR,
+                                                         "Parse error: not UTF-8"))
+                        continue
+                if line.strip():
+                    self.handle_line(line)
+        finally:
+            self.stop_all("the client closed the connection")
+        return 0
+
+    def stop_all(self, reason: str) -> None:
+        """Cancel what is in flight (no partial file stays) and wait a little for it."""
+        with self._lock:
+            calls = list(self.calls.values())
+        for call in calls:
+            call.cancel(reason)
+        deadline = time.monotonic() + 5
+        for call in calls:
+            call.thread.join(max(0.0, deadline - time.monotonic()))
+            call.ctx.remove_temporary_files()
+
+    def forget(self, call: McpCall) -> None:
+        with self._lock:
+            if self.calls.get(call.request_id) is call:
+                del self.calls[call.request_id]
+
+    def handle_line(self, line: str) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self.fail(None, McpProtocolError(MCP_PARSE_ERROR, "Parse error: not JSON"))
+            self.log("protocol error: a line that is not JSON")
+            return
+        if isinstance(message, dict) and "method" not in message and (
+                "result" in message or "error" in message):
+            return  # an answer to a request of ours: we send none
+        request_id = message.get("id") if isinstance(message, dict) else None
+        if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+            request_id = None
+        notification = False
+        try:
+            if isinstance(message, list):
+                raise McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: batches are "
+                                       "not supported; send one message a line")
+            if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or \
+                    not isinstance(message.get("method"), str):
+                raise McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: not a JSON-RPC "
+                                       "2.0 request or notification")
+            method, params = message["method"], message.get("params")
+            notification = "id" not in message
+            if params is not None and not isinstance(params, dict):
+                raise McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: not an object")
+            if notification:
+                self.handle_notification(method, params or {})
+                return
+            if request_id is None:
+                raise McpProtocolError(MCP_INVALID_REQUEST,
+                                       "Invalid Request: id must be a string or a number")
+            result = self.handle_request(request_id, method, params or {})
+            if result is not None:
+                self.respond(request_id, result)
+        except McpProtocolError as error:
+            self.log(f"protocol error {error.code}: {error.message}")
+            if not notification:
+                self.fail(request_id, error)
+        except Exception as error:  # a bug: answer it and keep serving
+            if self.env.get("IMAGEGEN_DEBUG") == "1":
+                import traceback
+                traceback.print_exc()
+            self.log(f"internal error: {type(error).__name__}: {error}")
+            if not notification:
+                self.fail(request_id, McpProtocolError(
+                    MCP_INTERNAL_ERROR, f"Internal error: {type(error).__name__}"))
+
+    def handle_notification(self, method: str, params: dict) -> None:
+        if method == "notifications/cancelled":
+            with self._lock:
+                call = self.calls.get(params.get("requestId"))
+            if call is not None:
+                call.cancel(str(params.get("reason") or ""))
+        # notifications/initialized and anything else: nothing to do
+
+    def era_of(self, method: str, params: dict) -> str:
+        """Which protocol this request speaks; checks the 2026 envelope (protocol errors)."""
+        meta = params.get("_meta")
+        enveloped = isinstance(meta, dict) and MCP_META_VERSION in meta
+        if method == "initialize":
+            if self.era == "modern":
+                raise McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol "
+                                       "version: this connection speaks per-request _meta",
+                                       {"supported": list(MCP_MODERN_VERSIONS),
+                                        "requested": str(params.get("protocolVersion"))})
+            return "legacy"
+        if not enveloped and method != "server/discover":
+            if self.era == "modern":
+                raise McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must "
+                                       f"carry {MCP_META_VERSION} and "
+                                       f"{MCP_META_CAPABILITIES}")
+            return "legacy"
+        if self.era == "legacy":
+            raise McpProtocolError(MCP_INVALID_REQUEST, f"Invalid Request: this connection "
+                                   f"began with initialize (protocol {self.legacy_version}); "
+                                   f"per-request _meta versions belong to a new connection")
+        meta = meta if isinstance(meta, dict) else {}
+        version = meta.get(MCP_META_VERSION)
+        if not isinstance(version, str) or not isinstance(meta.get(MCP_META_CAPABILITIES),
+                                                          dict):
+            raise McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must carry "
+                                   f"{MCP_META_VERSION} and {MCP_META_CAPABILITIES}")
+        if version not in MCP_MODERN_VERSIONS:
+            raise McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
+                                   {"supported": list(MCP_MODERN_VERSIONS
+                                                      + MCP_HANDSHAKE_VERSIONS),
+                                    "requested": printable(version)[:40]})
+        return "modern"
+
+    def server_info(self) -> dict:
+        return {"name": "codex-imagegen", "title": "codex-imagegen", "version": __version__}
+
+    def handle_request(self, request_id: Any, method: str, params: dict) -> dict | None:
+        era = self.era_of(method, params)
+        if era == "modern":
+            self.era = "modern"
+        version = MCP_MODERN_VERSIONS[0] if era == "modern" else self.legacy_version
+        done = {"resultType": "complete"} if era == "modern" else {}
+        cached = dict(done, ttlMs=3_600_000, cacheScope="public") if done else {}
+        if method == "initialize":
+            asked = params.get("protocolVersion")
+            self.legacy_version = (asked if asked in MCP_HANDSHAKE_VERSIONS
+                                   else MCP_HANDSHAKE_VERSIONS[0])
+            self.era = "legacy"
+            self.log(f"initialize: protocol {self.legacy_version}")
+            return {"protocolVersion": self.legacy_version,
+                    "capabilities": {"tools": {"listChanged": False}},
+                    "serverInfo": self.server_info(), "instructions": MCP_INSTRUCTIONS}
+        if method == "server/discover":
+            return dict(cached, supportedVersions=list(MCP_MODERN_VERSIONS),
+                        capabilities={"tools": {}}, serverInfo=self.server_info(),
+                        instructions=MCP_INSTRUCTIONS)
+        if method == "ping" and era == "legacy":
+            return {}
+        if method == "tools/list":
+            structured = version not in MCP_PLAIN_VERSIONS
+            tools = [tool if structured else {k: v for k, v in tool.items()
+                                              if k not in ("outputSchema", "title")}
+                     for tool in self.tools.values()]
+            return dict(cached, tools=tools)
+        if method == "tools/call":
+            self.start_call(request_id, params, version)
+            return None
+        raise McpProtocolError(MCP_METHOD_NOT_FOUND,
+                               f"Method not found: {printable(method)[:80]}")
+
+    def start_call(self, request_id: Any, params: dict, version: str) -> None:
+        name, arguments = params.get("name"), params.get("arguments")
+        if not isinstance(name, str) or name not in self.tools:
+            raise McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: unknown tool "
+                                   f"{printable(str(name))[:60]!r}; the tools are "
+                                   f"{', '.join(self.tools)}")
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise McpProtocolError(MCP_INVALID_PARAMS,
+                                   "Invalid params: arguments must be an object")
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        token = meta.get("progressToken")
+        if not isinstance(token, (str, int)) or isinstance(token, bool):
+            token = None
+        with self._lock:
+            if request_id in self.calls:
+                raise McpProtocolError(MCP_INVALID_REQUEST,
+                                       "Invalid Request: this id is already in flight")
+            call = McpCall(self, request_id, name, arguments, token, version)
+            self.calls[request_id] = call
+        call.start()
+
+    # the tools
+    def call_tool(self, call: McpCall) -> dict:
+        ctx, reporter = call.ctx, call.reporter
+        tool = self.tools[call.tool]
+        if call.tool == "auth_status":
+            try:
+                mcp_check_arguments(tool["inputSchema"], call.arguments)
+                cmd_auth_status(ctx, True)
+            except ImagegenError as error:
+                return self.tool_result(call, {"ok": False, "error": error_entry(error),
+                                               "images": []})
+            status = reporter.payloads[-1] if reporter.payloads else {"kind": "none",
+                                                                        "usable": False}
+            return self.auth_result(call, status)
+        try:
+            mcp_check_arguments(tool["inputSchema"], call.arguments)
+            job = make_job(mcp_job_options(call.arguments, self.cwd), self.env)
+        except ImagegenError as error:
+            reporter.error(error.message)
+            return self.tool_result(call, {"ok": False, "backend": None, "route": None,
+                                           "error": error_entry(error), "images": []})
+        call.set_total(job.count)
+        payload = _mcp_generate(job, ctx)
+        if payload.get("error"):
+            reporter.error(payload["error"]["message"])
+        return self.tool_result(call, payload)
+
+    def tool_result(self, call: McpCall, payload: dict) -> dict:
+        """structuredContent (the --json object plus the quota line, warnings and the
+        workspace), a summary a model can read, and previews when there are any."""
+        ctx = call.ctx
+        structured = dict(payload)
+        if ctx.quota:
+            structured["quota_line"] = describe_quota(ctx.quota, ctx.clock())
+        structured["warnings"] = list(call.reporter.warnings)
+        structured["workspace"] = self.cwd
+        paths = [image["path"] for image in structured.get("images", ())]
+        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in paths]
+        structured = json.loads(ctx.secrets.redact(json.dumps(structured, ensure_ascii=False),
+                                                   escaped))
+        content: list[dict] = [{"type": "text", "text": self.summary(structured)}]
+        for path in paths[:MCP_MAX_PREVIEWS]:
+            preview = _mcp_preview(os.path.join(self.cwd, path))
+            if preview:
+                content.append({"type": "image", "mimeType": "image/png",
+                                "data": base64.b64encode(preview).decode("ascii")})
+        return self.finish(call, content, structured, not structured.get("ok", False))
+
+    def auth_result(self, call: McpCall, status: dict) -> dict:
+        lines = [f"login: {status.get('kind', 'none')}"
+                 + (f", plan {status['plan']}" if status.get("plan") else "")
+                 + (f", account {status['account_id']}" if status.get("account_id") else ""),
+                 f"auth file: {status.get('auth_file')}",
+                 f"usable: {'yes' if status.get('usable') else 'no'}"]
+        if status.get("access_token_expires_at"):
+            lines.append(f"access token expires: {status['access_token_expires_at']}")
+        quota = status.get("quota")
+        if isinstance(quota, dict) and quota.get("windows"):
+            lines.append(f"quota (last seen): {describe_quota(quota, call.ctx.clock())}")
+        if status.get("problem"):
+            lines.append(f"problem: {status['problem']}")
+        lines.extend(f"warning: {warning}" for warning in status.get("warnings", ()))
+        text = call.ctx.secrets.redact("\n".join(lines))
+        return self.finish(call, [{"type": "text", "text": text}], status, False)
+
+    def finish(self, call: McpCall, content: list, structured: dict, is_error: bool) -> dict:
+        result: dict[str, Any] = {"content": content, "isError": is_error}
+        if call.version not in MCP_PLAIN_VERSIONS:
+            result["structuredContent"] = structured
+        else:  # older clients read only content: give them the object as text as well
+            content.append({"type": "text", "text": json.dumps(structured, ensure_ascii=False)})
+        if call.version in MCP_MODERN_VERSIONS:
+            result["resultType"] = "complete"
+        return result
+
+    @staticmethod
+    def summary(structured: dict) -> str:
+        images, error = structured.get("images", []), structured.get("error")
+        lines = []
+        if images:
+            route = f", {structured['route']} route" if structured.get("route") else ""
+            lines.append(f"Saved {len(images)} image{'s' if len(images) > 1 else ''} "
+                         f"({structured.get('backend')}{route}), paths relative to "
+                         f"{structured.get('workspace')}:")
+            for image in images:
+                size = (f"{image['width']}x{image['height']} " if image.get("width") else "")
+                lines.append(f"- {image['path']} ({size}{image['format']}, "
+                             f"{human_bytes(image['bytes'])})")
+                if image.get("revised_prompt"):
+                    lines.append(f"  revised prompt: {image['revised_prompt']}")
+        if error:
+            lines.append(f"{'Then failed' if images else 'Failed'} ({error['kind']}, exit code "
+                         f"{error['exit_code']}): {error['message']}")
+            if error.get("retry_after_s") is not None:
+                lines.append(f"Retry after {error['retry_after_s']:g} s.")
+        for warning in structured.get("warnings", ()):
+            lines.append(f"warning: {warning}")
+        if structured.get("quota_line"):
+            lines.append(f"quota: {structured['quota_line']}")
+        return "\n".join(lines)
+
+
+MCP_CONFIG_PLACES = {
+    "codex": "~/.codex/config.toml (or .codex/config.toml in a trusted project)",
+    "claude-code": "a shell: the server starts in the project, so images go under it; for "
+                   "long calls start Claude Code with "
+                   f"MCP_TOOL_TIMEOUT={MCP_TOOL_TIMEOUT_S * 1000}",
+    "claude-desktop": "claude_desktop_config.json (Settings > Developer > Edit Config); "
+                      "--workspace is where images go",
+    "cursor": ".cursor/mcp.json in the project (or ~/.cursor/mcp.json)",
+    "vscode": ".vscode/mcp.json in the project",
+    "gemini": "~/.gemini/settings.json (or .gemini/settings.json in the project)",
+}
+
+
+def mcp_config_snippet(client: str, python: str, script: str, workspace: str) -> str:
+    """The registration snippet for one MCP client, with this file's real path: exactly
+    what goes into the file (MCP_CONFIG_PLACES says which), so it can be redirected."""
+    command = [python, script, "mcp"]
+    if client == "codex":
+        def toml(value: str) -> str:
+            return json.dumps(value, ensure_ascii=False)
+        return ("[mcp_servers.imagegen]\n"
+                f"command = {toml(python)}\n"
+                f"args = [{', '.join(toml(arg) for arg in command[1:])}]\n"
+                "startup_timeout_sec = 20\n"
+                f"tool_timeout_sec = {MCP_TOOL_TIMEOUT_S}  # an image takes minutes; the "
+                "default 60 s is too short\n")
+    if client == "claude-code":
+        import shlex
+        return (f"claude mcp add --scope user imagegen -- "
+                f"{' '.join(shlex.quote(arg) for arg in command)}\n")
+    in_project = command[1:] + ["--workspace", "${workspaceFolder}"]
+    if client == "claude-desktop":
+        document: dict[str, Any] = {"mcpServers": {"imagegen": {
+            "command": python, "args": command[1:] + ["--workspace", workspace]}}}
+    elif client == "cursor":
+        document = {"mcpServers": {"imagegen": {"command": python, "args": in_project}}}
+    elif client == "vscode":
+        document = {"servers": {"imagegen": {"type": "stdio", "command": python,
+                                             "args": in_project}}}
+    elif client == "gemini":
+        document = {"mcpServers": {"imagegen": {"command": python, "args": command[1:],
+                                                "timeout": MCP_TOOL_TIMEOUT_S * 1000}}}
+    else:
+        raise UsageError(f"--print-config takes one of {', '.join(MCP_CLIENTS)} "
+                         f"(got {printable(client)[:40]!r})")
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+MCP_CLIENTS = tuple(MCP_CONFIG_PLACES)
+MCP_HELP = f"""\
+usage: imagegen mcp [--workspace DIR]
+       imagegen mcp --print-config CLIENT
+
+Run an MCP server on stdio (JSON-RPC 2.0, one message a line) with the tools generate_image,
+edit_image and auth_status. Images are saved under the workspace (default: the current
+directory) by the same rules as the command line. Logs go to stderr.
+
+  --workspace DIR         where images are saved and relative paths start (default .)
+  --print-config CLIENT   print the registration snippet for CLIENT, with this file's path:
+                          {', '.join(MCP_CLIENTS)}
+"""
+
+
+def cmd_mcp(args: list[str], runtime: dict) -> int:
+    """`imagegen mcp [--workspace DIR] | --print-config CLIENT`."""
+    cwd, client = runtime["cwd"], None
+    rest = list(args)
+    while rest:
+        option = rest.pop(0)
+        name, _, value = option.partition("=")
+        if option in ("-h", "--help"):
+            runtime["stdout"].write(MCP_HELP)
+            return 0
+        if name not in ("--workspace", "--print-config"):
+            shown = "extra words" if not option.startswith("-") else printable(name)[:40]
+            raise UsageError(f"imagegen mcp takes no {shown} (see imagegen mcp --help)")
+        if not value:
+            if not rest:
+                raise UsageError(f"{name} needs a value (see imagegen mcp --help)")
+            value = rest.pop(0)
+        if name == "--print-config":
+            client = value
+        else:
+            cwd = os.path.abspath(os.path.join(cwd, os.path.expanduser(value)))
+            if not os.path.isdir(cwd):
+                raise UsageError(f"--workspace {value}: no such directory")
+    if client is not None:
+        client = client.lower()
+        script = os.path.abspath(__file__)
+        runtime["stdout"].write(mcp_config_snippet(client, sys.executable or "python3",
+                                                   script, cwd))
+        runtime["stderr"].write(f"imagegen: for {MCP_CONFIG_PLACES[client]}\n")
+        return 0
+    server = McpServer(runtime, cwd)
+    saved_stdout = sys.stdout
+    sys.stdout = runtime["stderr"]  # a stray print() must not corrupt the protocol stream
+    try:
+        return server.serve()
+    except KeyboardInterrupt:
+        server.stop_all("interrupted")
+        raise
+    finally:
+        sys.stdout = saved_stdout
+
+
+# Doctor #####################################################################################
+
+DOCTOR_NETWORK_TIMEOUT_S = 10.0  # each of name lookup, connect and handshake
+# What Pillow adds when it is importable (the tool itself needs only the standard library).
+PILLOW_ADDS = "optional: imagegen needs only the standard library; the tests decode with it"
+
+
+class Probes:
+    """The network steps of `imagegen doctor`, one method each, so a test can replace one
+    (a resolver that fails, say) and point the rest at its own server."""
+
+    def resolve(self, host: str, port: int, timeout: float) -> list[tuple]:
+        """getaddrinfo bounded by timeout (it has none of its own): the socket addresses."""
+        import socket
+        found: list = []
+        failure: list[BaseException] = []
+
+        def lookup() -> None:
+            try:
+                found.extend(info[4] for info in socket.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM))
+            except BaseException as exc:  # handed to the caller
+                failure.append(exc)
+
+        worker = threading.Thread(target=lookup, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise socket.timeout(f"no answer within {timeout:g} s")
+        if failure:
+            raise failure[0]
+        return found
+
+    def connect(self, address: tuple, timeout: float) -> Any:
+        import socket
+        return socket.create_connection(address[:2], timeout=timeout)
+
+    def handshake(self, sock: Any, host: str, timeout: float) -> Any:
+        """TLS as the transport does it: the default context (so SSL_CERT_FILE counts)."""
+        import ssl
+        sock.settimeout(timeout)
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+
+
+@dataclass
+class Check:
+    """One line of the doctor's report. status: ok, warn, fail (the default backend is not
+    ready: kind auth or network), or "-" (not used, nothing to do)."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+    kind: str | None = None  # "auth" or "network" when a failure blocks the backend
+    timings_ms: dict | None = None
+
+    def as_dict(self) -> dict:
+        entry: dict[str, Any] = {"name": self.name, "status": self.status,
+                                 "detail": self.detail}
+        if self.fix:
+            entry["fix"] = self.fix
+        if self.timings_ms:
+            entry["timings_ms"] = self.timings_ms
+        return entry
+
+    def line(self) -> str:
+        text = f"{self.status:5} {self.name:12} {self.detail}"
+        return text + (f"; fix: {self.fix}" if self.fix else "")
+
+
+def _severity(backend: str, default_backend: str) -> str:
+    """A problem blocks the default backend (fail) or only another one (warn)."""
+    return "fail" if backend == default_backend else "warn"
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(round(seconds * 1000)))
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy urllib would use for url (HTTPS_PROXY and NO_PROXY, as the transport)."""
+    import urllib.parse
+    import urllib.request
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], float],
+                   bad: str, fix: str) -> Check:
+    """Name lookup, TCP and (for https) TLS to url's host, each timed; through the proxy
+    the transport would use. `bad` is the status when it fails (fail or warn)."""
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return Check(name, bad, f"{url} has no valid port", fix, "network")
+    proxy = _proxy_for(url)
+    target_host, target_port, via = host, port, ""
+    if proxy:
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        try:
+            target_host = proxy_parts.hostname or ""
+            target_port = proxy_parts.port or 80
+        except ValueError:
+            return Check(name, bad, f"the proxy for {host} is not a valid URL", fix, "network")
+        via = f" via proxy {target_host}:{target_port}"
+    where = f"{host}:{port}{via}"
+    timings: dict[str, int] = {}
+    step = "DNS"
+    sock = None
+    try:
+        started = monotonic()
+        addresses = probes.resolve(target_host, target_port, DOCTOR_NETWORK_TIMEOUT_S)
+        timings["dns"] = _ms(monotonic() - started)
+        if not addresses:
+            raise OSError("no address")
+        step, started = "TCP", monotonic()
+        sock = probes.connect(addresses[0], DOCTOR_NETWORK_TIMEOUT_S)
+        timings["tcp"] = _ms(monotonic() - started)
+        if proxy and parts.scheme == "https":
+            step, started = "proxy CONNECT", monotonic()
+            _proxy_connect(sock, host, port)
+            timings["connect"] = _ms(monotonic() - started)
+        tls = ""
+        if parts.scheme == "https":
+            step, started = "TLS", monotonic()
+            sock = probes.handshake(sock, host, DOCTOR_NETWORK_TIMEOUT_S)
+            timings["tls"] = _ms(monotonic() - started)
+            version = sock.version() if hasattr(sock, "version") else None
+            tls = f", TLS {timings['tls']} ms" + (f" ({version})" if version else "")
+        detail = (f"{where}: DNS {timings['dns']} ms, TCP {timings['tcp']} ms" + tls
+                  + ("" if parts.scheme == "https" else " (plain http: no TLS)"))
+        return Check(name, "ok", detail, timings_ms=timings)
+    except Exception as exc:
+        return Check(name, bad, f"{where}: {step} failed: {_network_reason(exc, step)}",
+                     _network_fix(exc, step, fix), "network", timings or None)
+    finally:
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _proxy_connect(sock: Any, host: str, port: int) -> None:
+    """Open an HTTPS tunnel through an HTTP proxy (what urllib does for https URLs)."""
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("ascii"))
+    answer = b""
+    while b"\r\n\r\n" not in answer and len(answer) < 65536:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    status = answer.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+    if not re.match(r"HTTP/\d(\.\d)? 2\d\d", status):
+        raise OSError(f"the proxy answered {status.strip() or 'nothing'!r}")
+
+
+def _network_reason(exc: BaseException, step: str) -> str:
+    import socket
+    import ssl
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(exc):
+        return f"the certificate is not trusted ({getattr(exc, 'verify_message', None) or exc})"
+    if isinstance(exc, socket.gaierror):
+        return "the name does not resolve (no network or DNS)"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _network_fix(exc: BaseException, step: str, fix: str) -> str:
+    import ssl
+    if isinstance(exc, ssl.SSLError) or step == "TLS":
+        return ("behind a corporate proxy or TLS inspection, set SSL_CERT_FILE to its CA "
+                "bundle")
+    if step == "DNS":
+        return "check the network (a sandbox without network access?) or HTTPS_PROXY"
+    return fix
+
+
+def chatgpt_base_url(codex_base: str) -> str:
+    """The ChatGPT backend (wham/*) beside the Codex backend: the base without `/codex`."""
+    base = codex_base.rstrip("/")
+    return base[:-len("/codex")] if base.endswith("/codex") else base
+
+
+def fetch_usage(ctx: Context, login: ChatGPTLogin, codex_base: str) -> dict:
+    """GET {chatgpt base}/wham/usage: live usage; costs no image quota."""
+    headers = {"Authorization": f"Bearer {login.access_token}",
+               "User-Agent": user_agent(codex_version(ctx.env)), "Accept": "*/*"}
+    if login.account_id:
+        headers["ChatGPT-Account-ID"] = login.account_id
+    request = HttpRequest("GET", chatgpt_base_url(codex_base) + "/wham/usage", headers)
+    answer, _ = ctx.transport.fetch_json(request, ctx.monotonic() + 30, 30)
+    if not isinstance(answer, dict):
+        raise BackendError("the wham/usage answer is not a JSON object")
+    return answer
+
+
+def describe_usage(usage: dict, now: float) -> str:
+    """ "plan plus; 5-hour window 12% used (resets ...); ..." from a wham/usage answer."""
+    parts = [f"plan {usage['plan_type']}"] if isinstance(usage.get("plan_type"), str) else []
+
+    def windows(limits: Any, label: str) -> None:
+        if not isinstance(limits, dict):
+            return
+        for key in ("primary_window", "secondary_window"):
+            window = limits.get(key)
+            if not isinstance(window, dict) or not isinstance(
+                    window.get("used_percent"), (int, float)):
+                continue
+            seconds = window.get("limit_window_seconds")
+            span = ("window" if not isinstance(seconds, int) or seconds <= 0
+                    else f"{seconds // 86400}d" if seconds % 86400 == 0
+                    else f"{seconds // 3600}h" if seconds % 3600 == 0
+                    else f"{seconds // 60}m")
+            text = f"{label}{span} {window['used_percent']:g}%"
+            resets_at = window.get("reset_at")
+            if isinstance(resets_at, (int, float)):
+                reset = describe_reset(resets_at, now).replace("resets at ", "resets ")
+                text += f", {reset}" if reset else ""
+            parts.append(text)
+
+    named = len(parts)
+    windows(usage.get("rate_limit"), "")
+    for extra in usage.get("additional_rate_limits") or ():
+        if isinstance(extra, dict):
+            name = extra.get("limit_name") or extra.get("metered_feature") or "other"
+            windows(extra.get("rate_limit"), f"{name} ")
+    if len(parts) == named:
+        parts.append("no usage windows reported")
+    return "; ".join(parts)
+
+
+def _writable(directory: str) -> str | None:
+    """None when directory can be written to, else why not (read-only file system,
+    permission denied, missing)."""
+    if not os.path.isdir(directory):
+        return "does not exist"
+    try:
+        if os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 1):
+            return "read-only file system"
+    except (AttributeError, OSError):
+        pass  # no statvfs (Windows)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "permission denied"
+    return None
+
+
+def doctor_checks(ctx: Context, probes: Probes) -> tuple[list[Check], str]:
+    """Every check, in the order shown, and the default backend's name."""
+    env, now = ctx.env, ctx.clock()
+    default = env.get("IMAGEGEN_BACKEND") or "codex"
+    checks: list[Check] = []
+    add = checks.append
+    version = sys.version.split()[0]
+    add(Check("python", "ok" if sys.version_info >= (3, 9) else "fail",
+              f"{version} ({sys.executable or 'python'})",
+              None if sys.version_info >= (3, 9) else "use Python 3.9 or newer"))
+    if default not in CHOICES["backend"]:
+        add(Check("backend", "fail", f"IMAGEGEN_BACKEND={default!r} is not a backend",
+                  f"use one of {', '.join(CHOICES['backend'])}", "auth"))
+
+    # the ChatGPT login (codex backend)
+    bad = _severity("codex", default)
+    path = auth_file_path(env)
+    login: ChatGPTLogin | None = None
+    try:
+        data = read_auth_json(path, env)
+    except AuthError as error:
+        hint = keyring_hint(env)
+        add(Check("auth file", bad, error.message if hint else f"{path}: none",
+                  None if hint else "run `imagegen auth login` (or `codex login`)", "auth"))
+        data = None
+    if data is not None:
+        kind = login_kind(data)
+        mode = ""
+        try:
+            mode = f", mode {os.stat(path).st_mode & 0o777:04o}"
+        except OSError:
+            pass
+        try:
+            login = chatgpt_login(data, path)
+        except AuthError as error:
+            add(Check("auth file", bad, f"{path}: {kind} login{mode}: {error.message}",
+                      "run `imagegen auth login` (or `codex login`)", "auth"))
+        else:
+            ctx.secrets.add(*login.secrets())
+            expires = access_expiry(login)
+            expiry = ""
+            if expires is not None:
+                left = describe_reset(expires, now).replace("resets at", "expires")
+                expiry = f", access token {left}" if expires > now else ", access token expired"
+            status, fix = "ok", None
+            if needs_refresh(login, now) and not login.refresh_token:
+                status, fix = bad, "run `imagegen auth login` (or `codex login`)"
+                expiry += " and no refresh token"
+            elif needs_refresh(login, now):
+                expiry += " (refreshed on the next request)"
+            if readable_by_others(path) and status == "ok":
+                status, fix = "warn", f"chmod 600 {path}"
+            hint = keyring_hint(env)
+            if hint and status == "ok":
+                status = "warn"
+                fix = ("Codex's config.toml keeps new logins in the OS keyring, so this file "
+                       "may go stale: set cli_auth_credentials_store = \"file\"")
+            add(Check("auth file", status, f"{path}: {kind} login{mode}{expiry}", fix,
+                      "auth" if status == "fail" else None))
+
+    # the Codex home must be writable: a refresh rotates the refresh token and saves it
+    directory = os.path.dirname(path)
+    why = _writable(directory)
+    refresh_soon = login is not None and needs_refresh(login, now + 3600)
+    if why is None:
+        add(Check("codex home", "ok", f"{directory} is writable (refreshed logins can be "
+                                      f"saved)"))
+    else:
+        add(Check("codex home", bad if refresh_soon else "warn",
+                  f"{directory}: {why}; a login refresh could not be saved",
+                  f"make {directory} writable (in a sandbox, allow writes to it)",
+                  "auth" if refresh_soon else None))
+
+    # the network
+    codex_base = (env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL).rstrip("/")
+    auth_base = (env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
+    token_url = env.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE") or auth_base + "/oauth/token"
+    codex_net = doctor_network("codex host", codex_base, probes, ctx.monotonic, bad,
+                               "check the network, HTTPS_PROXY and NO_PROXY")
+    add(codex_net)
+    add(doctor_network("auth host", token_url, probes, ctx.monotonic,
+                       bad if refresh_soon else "warn",
+                       "check the network, HTTPS_PROXY and NO_PROXY"))
+
+    # live usage: costs no image quota
+    if login is None:
+        add(Check("usage", "-", "not checked: no ChatGPT login"))
+    elif needs_refresh(login, now):
+        add(Check("usage", "-", "not checked: the access token needs a refresh first (the "
+                                "doctor changes nothing)"))
+    elif codex_net.status != "ok":
+        add(Check("usage", "-", "not checked: the codex host cannot be reached"))
+    else:
+        try:
+            usage = fetch_usage(ctx, login, codex_base)
+        except ImagegenError as error:
+            refused = getattr(error, "status", None) in (401, 403) or isinstance(
+                error, AuthError)
+            add(Check("usage", bad if refused else "warn", f"wham/usage: {error.message}",
+                      "run `imagegen auth login` (or `codex login`)" if refused else None,
+                      "auth" if refused else None))
+        else:
+            add(Check("usage", "ok", describe_usage(usage, now)))
+
+    # the other backends
+    probe_ctx = Context(env, ctx.cwd, ctx.stdin, ctx.reporter.stdout, ctx.reporter.stderr,
+                        quiet=True, monotonic=ctx.monotonic, clock=ctx.clock)
+    probe_job = Job(prompt="doctor", dry_run=True)
+    gateway = GatewayBackend(probe_ctx, probe_job)
+    gateway.prepare(probe_job)
+    ctx.secrets.add(gateway.token if gateway.token != DEFAULT_GATEWAY_TOKEN else None)
+    checked = doctor_network("gateway", gateway.base, probes, ctx.monotonic,
+                             _severity("gateway", default), f"start it: {GATEWAY_START_HINT}")
+    if checked.status != "ok" and default != "gateway":
+        checked = Check("gateway", "-", f"{checked.detail} (needed only for --backend "
+                                        f"gateway)")
+    add(checked)
+
+    api = ApiBackend(probe_ctx, probe_job)
+    try:
+        api.prepare(probe_job)
+    except UsageError as error:
+        add(Check("api key", _severity("api", default), error.message,
+                  "fix the config file (a JSON object with api_key and base_url)",
+                  "auth"))
+    else:
+        ctx.secrets.add(api.key)
+        config_path, _ = api.config_path(probe_job)
+        source = ("IMAGEGEN_API_KEY" if api.key and api.key == env.get("IMAGEGEN_API_KEY")
+                  else config_path)
+        if not api.key:
+            status = _severity("api", default) if default == "api" else "-"
+            add(Check("api key", status, "none configured (needed only for --backend api)",
+                      "set IMAGEGEN_API_KEY or write ~/.config/codex-imagegen/config.json"
+                      if status != "-" else None, "auth" if status == "fail" else None))
+        elif source == config_path and config_path and readable_by_others(config_path):
+            mode = os.stat(config_path).st_mode & 0o777
+            add(Check("api key", "warn", f"in {config_path}, mode {mode:04o}: other users can "
+                                         f"read it", f"chmod 600 {config_path}"))
+        else:
+            mode = ""
+            if source == config_path and config_path:
+                mode = f", mode {os.stat(config_path).st_mode & 0o777:04o}"
+            add(Check("api key", "ok", f"from {source}{mode}; base {api.base}"))
+        if default == "api" and api.key:
+            add(doctor_network("api host", api.base, probes, ctx.monotonic, "fail",
+                               "check the network, HTTPS_PROXY and NO_PROXY"))
+
+    if default == "responses":
+        responses = ResponsesBackend(probe_ctx, probe_job)
+        try:
+            responses.prepare(probe_job)
+        except ImagegenError as error:
+            add(Check("provider", "fail", error.message, "fix model_provider in config.toml",
+                      "auth"))
+        else:
+            ctx.secrets.add(responses.key)
+            if responses.key:
+                add(Check("provider", "ok", f"{responses.provider} at {responses.base}"))
+                add(doctor_network("provider", responses.base, probes, ctx.monotonic, "fail",
+                                   "check the network, HTTPS_PROXY and NO_PROXY"))
+            else:
+                add(Check("provider", "fail", f"no API key for provider "
+                          f"\"{responses.provider}\"", "set its env_key variable", "auth"))
+
+    # the rest of the machine
+    try:
+        import PIL
+        add(Check("pillow", "ok", f"{getattr(PIL, '__version__', '?')} importable "
+                                  f"({PILLOW_ADDS})"))
+    except ImportError:
+        add(Check("pillow", "-", f"not installed ({PILLOW_ADDS})"))
+    why = _writable(ctx.cwd)
+    if why is None:
+        add(Check("directory", "ok", f"{ctx.cwd} is writable (images go to "
+                                     f"assets/generated/ unless -o says otherwise)"))
+    else:
+        add(Check("directory", "warn", f"{ctx.cwd}: {why}",
+                  "run from your project, or give -o a writable path"))
+    return checks, default
+
+
+def cmd_doctor(ctx: Context, json_mode: bool, probes: Probes | None = None) -> int:
+    """`imagegen doctor`: one line a check; exit 0 when the default backend is ready, 3 when
+    its login or key is not, 5 when the network is not. Changes nothing; prints no secret."""
+    checks, default = doctor_checks(ctx, probes or Probes())
+    failed = next((check for check in checks if check.status == "fail"), None)
+    code = 0 if failed is None else (AuthError.exit_code if failed.kind == "auth"
+                                     else BackendError.exit_code)
+    if json_mode:
+        ctx.reporter.result_json({"ok": failed is None, "backend": default,
+                                  "exit_code": code, "checks": [c.as_dict() for c in checks]})
+        return code
+    for check in checks:
+        ctx.reporter.result(printable(check.line()))
+    ctx.reporter.result(f"the {default} backend is ready" if failed is None else
+                        f"the {default} backend is not ready: see the fail line"
+                        + ("s" if sum(c.status == "fail" for c in checks) > 1 else "")
+                        + " above")
+    return code
 
 
 # CLI ########################################################################################
@@ -4408,10 +6068,19 @@ def parse_options(args: list[str]) -> dict:
         raise UsageError("secrets are never taken from the command line: use CODEX_HOME/"
                          "auth.json, IMAGEGEN_API_KEY, CODEX_API_TOKEN or a config file")
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]} (see imagegen --help)")
+        known = [option for action in parser._actions for option in action.option_strings]
+        raise UsageError(f"unknown option {unknown[0]}" + (did_you_mean(unknown[0], known)
+                                                           or " (see imagegen --help)"))
     if extras:
         raise UsageError("give the prompt as one quoted argument")
     return vars(namespace)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ "; did you mean --size?" for a near miss, else ""."""
+    import difflib
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | None:
@@ -4442,7 +6111,8 @@ def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | 
         raise UsageError(f"--prompt-file {source} is not UTF-8 text") from None
 
 
-COMMANDS = ("generate", "auth", "batch")
+COMMANDS = ("generate", "auth", "batch", "doctor")
+AUTH_COMMANDS = ("status", "login", "logout")
 JOB_FLAGS = ("force", "quiet", "json", "dry_run", "meta")
 
 
@@ -4464,17 +6134,24 @@ def dispatch(args: list[str], runtime: dict) -> int:
     if args[0] in ("-V", "--version"):
         runtime["stdout"].write(f"imagegen {__version__}\n")
         return 0
+    if args[0] == "mcp":
+        return cmd_mcp(args[1:], runtime)
     command = args[0] if args[0] in COMMANDS else "generate"
     rest = args[1:] if args[0] in COMMANDS else args
     if command == "auth":
-        if not rest or rest[0] not in ("status", "login"):
-            raise UsageError("imagegen auth status [--json] | imagegen auth login "
-                             "[--open-browser]")
+        if not rest:
+            raise UsageError("imagegen auth status | login | logout (see imagegen auth --help)")
+        if rest[0] in ("-h", "--help", "help"):
+            runtime["stdout"].write(AUTH_HELP)
+            return 0
+        if rest[0] not in AUTH_COMMANDS:
+            raise UsageError(f"unknown auth command {rest[0]!r} ({', '.join(AUTH_COMMANDS)})"
+                             + did_you_mean(rest[0], AUTH_COMMANDS))
         options = parse_options(rest[1:])
         if options["help"]:
-            runtime["stdout"].write(HELP)
+            runtime["stdout"].write(AUTH_HELP)
             return 0
-        allowed = {"json"} if rest[0] == "status" else {"open_browser"}
+        allowed = {"status": {"json"}, "login": {"open_browser"}, "logout": {"force"}}[rest[0]]
         used = [name for name, value in options.items()
                 if value not in (None, [], False) and name not in allowed | {"help"}]
         if used:
@@ -4483,10 +6160,24 @@ def dispatch(args: list[str], runtime: dict) -> int:
         ctx = context(options)
         if rest[0] == "status":
             return cmd_auth_status(ctx, bool(options["json"]))
+        if rest[0] == "logout":
+            return cmd_auth_logout(ctx, bool(options["force"]))
         return cmd_auth_login(ctx, bool(options["open_browser"]))
+    if command == "doctor":
+        options = parse_options(rest)
+        if options["help"]:
+            runtime["stdout"].write(HELP)
+            return 0
+        used = [name for name, value in options.items()
+                if value not in (None, [], False) and name not in ("json", "help")]
+        if used:
+            shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
+            raise UsageError(f"imagegen doctor takes no {shown} (only --json)")
+        return cmd_doctor(context(options), bool(options["json"]),
+                          runtime.get("probes"))
     options = parse_options(rest)
     if options["help"]:
-        runtime["stdout"].write(HELP)
+        runtime["stdout"].write(BATCH_HELP if command == "batch" else HELP)
         return 0
     if options.pop("open_browser"):
         raise UsageError("--open-browser belongs to imagegen auth login")
@@ -4516,11 +6207,13 @@ def dispatch(args: list[str], runtime: dict) -> int:
 def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
     """Run the command line. Returns the exit code (see the exit-code table in --help).
 
-    `_seams` lets tests replace the opener, the clocks and sleep (keyword-only, private)."""
+    `_seams` lets tests replace the opener, the clocks and sleep, and `probes` the doctor's
+    network steps (keyword-only, private)."""
     args = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     env = dict(os.environ)
     runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": sys.stdout,
-               "stderr": sys.stderr, "seams": _seams or {}, "contexts": []}
+               "stderr": sys.stderr, "seams": dict(_seams or {}), "contexts": []}
+    runtime["probes"] = runtime["seams"].pop("probes", None)  # imagegen doctor's network steps
     json_mode = "--json" in args
     fallback = Reporter(sys.stdout, sys.stderr, Secrets(), env, json_mode=json_mode)
 

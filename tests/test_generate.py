@@ -659,7 +659,8 @@ def test_dry_run_without_credentials(fake, env, run):
     assert result.code == 0, result
     assert fake.requests == []
     payload = result.json
-    assert set(payload) == {"requests"}
+    assert set(payload) == {"requests", "saves"}
+    assert payload["saves"] == [DEFAULT_PATH]
     assert len(payload["requests"]) == 1
     request = payload["requests"][0]
     assert set(request) == {"method", "url", "headers", "body"}
@@ -694,7 +695,7 @@ def test_dry_run_json_flag_still_one_object(fake, env, run):
     env.auth_file.unlink()
     result = run(PROMPT, "--dry-run", "--json")
     assert result.code == 0, result
-    assert set(result.json) == {"requests"}
+    assert set(result.json) == {"requests", "saves"}
     assert fake.requests == []
 
 
