@@ -135,7 +135,16 @@ DEFAULT_GATEWAY_TOKEN = "devtoken"  # agent-cli-to-api's local default
 GATEWAY_START_HINT = "CODEX_ENABLE_IMAGE_GEN=1 uv run agent-cli-to-api codex"
 DEFAULT_MODEL = "gpt-5.5"
 DEFAULT_IMAGE_MODEL = "gpt-image-2"
-ORIGINATOR = "codex_cli_rs"
+# Who is asking, on every request to OpenAI hosts: OpenAI asked third-party tools to name
+# themselves instead of claiming to be the Codex CLI, and an honest originator is served alike.
+ORIGINATOR = "codex-imagegen"
+# What Codex itself names on the images route; the service ignores the model (measured).
+CODEX_IMAGE_MODEL = "gpt-image-2"
+# The canvas shapes the codex backend makes, chosen by an aspect line in the prompt (it
+# ignores `size`): (word, width ratio, height ratio), measured 1254x1254, 1536x1024,
+# 1024x1536, 1672x941 and 941x1672.
+CODEX_ASPECTS = (("square", 1, 1), ("landscape", 3, 2), ("portrait", 2, 3),
+                 ("landscape", 16, 9), ("portrait", 9, 16))
 # `version` headers that are too old get "requires a newer version of Codex", and
 # version.json may lag: never send less than a release known to work.
 CODEX_VERSION_FLOOR = "0.169.0"
@@ -172,6 +181,14 @@ RETRY_AFTER_CAP_S = 60.0
 CONTENT_POLICY_CODES = {
     "image_content_policy_violation", "content_policy_violation", "moderation_blocked",
     "content_filter", "safety_violation", "cyber_policy", "image_generation_user_error",
+    "image_generation_user_error_moderation", "misalignment_policy_violation", "bio_policy",
+}
+# A token endpoint's words for "this login is over" (any status): refreshing again cannot help.
+LOGIN_OVER_CODES = {
+    "invalid_grant": "the login was revoked or has expired",
+    "refresh_token_expired": "your refresh token has expired",
+    "refresh_token_reused": "your refresh token was already used",
+    "refresh_token_invalidated": "your refresh token was revoked",
 }
 QUOTA_CODES = {"usage_limit_reached", "usage_not_included", "insufficient_quota"}
 IMAGE_ERROR_CODES = {
@@ -227,8 +244,8 @@ class Interrupted(ImagegenError):
 
 
 class Unauthorized(AuthError):
-    """HTTP 401, or 403 with a JSON body: the caller may refresh the login once and send
-    again; one that survives the refresh is exit 3."""
+    """HTTP 401: the caller may refresh the login once and send again; one that survives
+    the refresh is exit 3. (A 403 is never cured by a refresh: Codex does not try.)"""
 
 
 # Redaction ##################################################################################
@@ -2102,11 +2119,39 @@ def _error_fields(payload: Any) -> tuple[str, str]:
     return str(code), str(message)
 
 
+def is_refusal(code: str, message: str) -> bool:
+    """A content-policy refusal (exit 6): final, never retried nor sent elsewhere."""
+    lowered = f"{code} {message}".lower()
+    return code in CONTENT_POLICY_CODES or any(words in lowered for words in (
+        "content policy", "safety system", "usage policy", "usage policies"))
+
+
+def route_refusal(code: str, message: str, text: str) -> ImagegenError | None:
+    """An answer saying the route cannot do what was asked (not the prompt, not the login):
+    route auto may try the other route, and a forced route is a usage error with the fix.
+    `text` is the server's words as they should be shown."""
+    lowered = message.lower()
+    if code == "invalid_input_fidelity_model" or (
+            "input_fidelity" in lowered and "not support" in lowered):
+        return UsageError(f"this route's image model does not take --input-fidelity ({text}): "
+                          f"leave the option out", fallback=True)
+    if "transparent background is not supported" in lowered:
+        return UsageError(f"this route cannot make a transparent background ({text}): use "
+                          f"--route images (or --route auto) on the codex backend, or "
+                          f"--backend api", fallback=True)
+    if "tool choice 'image_generation' not found" in lowered:
+        return AuthError(f"your ChatGPT plan or workspace does not include image generation "
+                         f"in Codex (the server said: {text}); the Free plan does not")
+    return None
+
+
 def failure_error(code: str, message: str, where: str) -> ImagegenError:
     """Map a failure the model or server reported inside an answer to the contract's kinds."""
     text = f"{message} ({code})" if code and code not in message else (message or code)
-    lowered = f"{code} {message}".lower()
-    if code in CONTENT_POLICY_CODES or "content policy" in lowered or "safety system" in lowered:
+    refused_here = route_refusal(code, message, text)
+    if refused_here is not None:
+        return refused_here
+    if is_refusal(code, message):
         return NoImageError(f"the request was refused by the content policy: {text}")
     if code in QUOTA_CODES:
         return RateLimitError(f"usage limit reached: {text}")
@@ -2314,9 +2359,12 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
     code, message = _error_fields(payload) if is_json else ("", "")
     error = payload.get("error") if is_json and isinstance(payload.get("error"), dict) else {}
     kind = str(error.get("type") or "")
-    diagnostics = ", ".join(f"{name} {headers.get(name)}" for name in ("x-request-id", "cf-ray")
-                            if headers is not None and headers.get(name))
-    suffix = f" [{diagnostics}]" if diagnostics else ""
+    shown_ids: list[str] = []
+    for name in ("x-codex-imagegen-request-id", "x-oai-request-id", "x-request-id", "cf-ray"):
+        value = headers.get(name) if headers is not None else None
+        if value and not any(value in seen for seen in shown_ids):  # the same id, once
+            shown_ids.append(f"{name} {value}")
+    suffix = f" [{', '.join(shown_ids)}]" if shown_ids else ""
     if not is_json:
         looks_html = re.search(r"(?i)<\s*(!doctype|html|head|body|title)\b", text) is not None
         if looks_html:
@@ -2352,22 +2400,32 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
         # The token endpoint says why in the code, not the message (refresh_token_expired...).
         refused.server_code = code  # type: ignore[attr-defined]
         return refused
+    if code in LOGIN_OVER_CODES:  # a token endpoint's final word, at any status
+        said = f"{code}: {message[:200]}" if message and message != code else code
+        return AuthError(f"{LOGIN_OVER_CODES[code]} ({said}): log in again with `imagegen auth "
+                         f"login` (or `codex login`)")
     if status == 403:
         if not is_json:
             return BackendError(
                 f"HTTP 403 with {message} instead of an API answer: a proxy, firewall or CDN "
                 f"blocked the request (check HTTPS_PROXY, VPN or network){suffix}")
-        # The contract's exit 3 is "a 401/403 that survives one refresh": a JSON 403 earns
-        # the same single refresh as a 401 (an HTML 403 is a proxy's page, not the backend's).
-        return Unauthorized(f"the server refused access (HTTP 403): "
-                            f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+        if is_refusal(code, message):
+            return NoImageError(f"the request was refused by the content policy (HTTP 403): "
+                                f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+        # Not the login: a plan, workspace or region refusal. Codex never refreshes after a
+        # 403, and spending the rotating refresh token here could only hurt.
+        return AuthError(f"the server refused access (HTTP 403): "
+                         f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+    refused_here = route_refusal(code, message, detail[:MAX_ERROR_CHARS])
+    if refused_here is not None and status < 500:
+        return refused_here
     lowered = detail.lower()
     if "newer version of codex" in lowered or "requires a newer version" in lowered:
         sent = f" (this tool sent the header `version: {version_sent}`)" if version_sent else ""
         return BackendError(f"the server says the client is too old: it requires a newer "
                             f"version of Codex{sent}; update Codex so ~/.codex/version.json "
                             f"is current, or update imagegen{suffix}")
-    if code in CONTENT_POLICY_CODES or "content policy" in lowered or "safety system" in lowered:
+    if is_refusal(code, message):
         return NoImageError(f"the request was refused by the content policy: "
                             f"{detail[:MAX_ERROR_CHARS]}")
     if status >= 500:
@@ -2886,7 +2944,9 @@ def codex_version(env: dict) -> str:
     return best
 
 
-def user_agent(version: str) -> str:
+def user_agent(*_ignored: Any) -> str:
+    """`codex-imagegen/<version> (<os> <os version>; <arch>)`: this tool, by its own name.
+    The Codex version some callers pass goes in the `version` header, never in here."""
     if hasattr(os, "uname") and sys.platform.startswith("linux"):
         # What platform would report on Linux, without importing it.
         system, release, machine = "Linux", os.uname().release, os.uname().machine
@@ -2895,8 +2955,7 @@ def user_agent(version: str) -> str:
         system = {"Darwin": "Mac OS"}.get(platform.system(), platform.system() or "Unknown")
         release = platform.mac_ver()[0] if system == "Mac OS" else platform.release()
         machine = platform.machine()
-    return (f"{ORIGINATOR}/{version} ({system} {release}; {machine or 'unknown'}) "
-            f"codex-imagegen/{__version__}")
+    return f"{ORIGINATOR}/{__version__} ({system} {release}; {machine or 'unknown'})"
 
 
 class CodexAuth:
@@ -3388,15 +3447,53 @@ def png_is_opaque(data: bytes) -> bool:
 Progress = Callable[[str, int], None]
 
 
-def _tool_options(job: Job, inputs: Inputs) -> dict:
+def aspect_line(size: str | None) -> str | None:
+    """The codex backend's canvas nearest to WxH, as words for the prompt ("landscape 16:9");
+    None for auto. The service ignores `size` and follows such a line instead (measured)."""
+    match = re.fullmatch(r"(\d+)x(\d+)", size or "")
+    if not match or not int(match.group(1)) or not int(match.group(2)):
+        return None
+    import math
+    asked = math.log(int(match.group(1)) / int(match.group(2)))
+    word, wide, high = min(CODEX_ASPECTS, key=lambda a: abs(math.log(a[1] / a[2]) - asked))
+    return f"{word} {wide}:{high}"
+
+
+def codex_prompt(job: Job) -> str:
+    """The prompt as the codex backend gets it: with the aspect line when --size is WxH."""
+    line = aspect_line(job.size)
+    return f"{job.prompt}\n\nAspect ratio: {line}." if line else job.prompt
+
+
+def undeliverable_format(job: Job, route: Any) -> str | None:
+    """Why `route` cannot give the file format asked for, with the fix; None when it can.
+    Asked before anything is sent: a PNG under a .jpg or .webp name is never the answer."""
+    formats = getattr(route, "formats", None)
+    if not formats or job.format in formats:
+        return None
+    return (f"the codex images route only delivers PNG and {job.format} was asked: save as "
+            f".png (or --format png), or use --backend api for {job.format}")
+
+
+def unservable(job: Job, route: Any) -> str | None:
+    """Why `route` cannot serve `job` at all (known before sending), or None."""
+    refuses = getattr(route, "refuses", None)
+    return undeliverable_format(job, route) or (refuses(job) if refuses else None)
+
+
+def _tool_options(job: Job, inputs: Inputs, codex: bool = False) -> dict:
+    """The image_generation tool. On the codex backend the server rewrites size, quality and
+    the model to its own, and rejects input_fidelity and other models: those stay out."""
     tool: dict[str, Any] = {"type": "image_generation", "output_format": job.format}
-    for key, value in (("size", job.size), ("quality", job.quality),
+    for key, value in (("size", None if codex else job.size),
+                       ("quality", None if codex else job.quality),
                        ("background", job.background), ("output_compression", job.compression),
-                       ("moderation", job.moderation), ("input_fidelity", job.input_fidelity),
+                       ("moderation", job.moderation),
+                       ("input_fidelity", None if codex else job.input_fidelity),
                        ("action", job.action)):
         if value is not None:
             tool[key] = value
-    if job.image_model_set:
+    if job.image_model_set and not codex:
         tool["model"] = job.image_model
     if inputs.mask is not None:
         tool["input_image_mask"] = {"image_url": inputs.mask.data_url()}
@@ -3404,29 +3501,54 @@ def _tool_options(job: Job, inputs: Inputs) -> dict:
 
 
 class ResponsesRoute:
-    """POST {base}/responses with the image_generation tool; the answer is an SSE stream."""
+    """POST {base}/responses with the image_generation tool; the answer is an SSE stream.
+    `codex`: the Codex backend's flavour (forced tool, session headers, aspect line)."""
 
     name = "responses"
+
+    def __init__(self, codex: bool = False) -> None:
+        self.codex = codex
+
+    def refuses(self, job: Job) -> str | None:
+        if self.codex and job.background == "transparent":
+            return ("the codex Responses route cannot make a transparent background (the "
+                    "service refuses it): use --route images or --route auto")
+        return None
+
+    def ignored(self, job: Job) -> list[str]:
+        """The options this route leaves out, as the user gave them (for one warning)."""
+        if not self.codex:
+            return []
+        model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
+            else None
+        return [f"--{name.replace('_', '-')} {value}" for name, value in (
+            ("quality", job.quality), ("input_fidelity", job.input_fidelity),
+            ("image_model", model)) if value is not None and value != "auto"]
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         session = new_uuid()
         content: list[dict] = [{"type": "input_image", "image_url": ref.data_url(),
                                 "detail": "high"} for ref in inputs.references]
-        content.append({"type": "input_text", "text": job.prompt})
+        content.append({"type": "input_text",
+                        "text": codex_prompt(job) if self.codex else job.prompt})
         body = {
             "model": job.model,
             "instructions": INSTRUCTIONS,
             "input": [{"type": "message", "role": "user", "content": content}],
-            "tools": [_tool_options(job, inputs)],
-            "tool_choice": "auto",
+            "tools": [_tool_options(job, inputs, self.codex)],
+            # Forced on the codex backend, where entitled plans take it (a plan without image
+            # generation gets "Tool choice 'image_generation' not found"); other providers
+            # may not know the form.
+            "tool_choice": {"type": "image_generation"} if self.codex else "auto",
             "parallel_tool_calls": False,
             "store": False,
             "stream": True,
             "prompt_cache_key": session,
         }
         headers = dict(headers, Accept="text/event-stream")
-        if "originator" in headers:  # the Codex backend's conversation headers
-            headers.update({"session_id": session, "x-client-request-id": session})
+        if self.codex:  # hyphens: proxies drop underscore headers (Codex changed in 2026-05)
+            headers.update({"session-id": session, "thread-id": session,
+                            "x-client-request-id": session})
         return json_request("POST", f"{base}/responses", headers, body, route=self.name)
 
     def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
@@ -3480,32 +3602,41 @@ class ResponsesRoute:
 
 
 class CodexImagesRoute:
-    """POST {base}/images/generations or /images/edits on the Codex backend (JSON)."""
+    """POST {base}/images/generations or /images/edits on the Codex backend (JSON), with
+    the body Codex sends. Measured: only the prompt, the background and the images change
+    the result; one PNG of about 1.5 MP comes back, shaped by the prompt's aspect line."""
 
     name = "images"
+    formats = ("png",)
+
+    def refuses(self, job: Job) -> str | None:
+        if len(job.images) > MAX_IMAGES_CODEX_ROUTE:
+            return (f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference images "
+                    f"(got {len(job.images)})")
+        return None
+
+    def ignored(self, job: Job) -> list[str]:
+        """The options the service ignores here, as the user gave them (for one warning)."""
+        model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
+            else None
+        return [f"--{name.replace('_', '-')} {value}" for name, value in (
+            ("quality", job.quality), ("compression", job.compression),
+            ("moderation", job.moderation), ("input_fidelity", job.input_fidelity),
+            ("image_model", model)) if value is not None and value != "auto"]
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         if len(inputs.references) > MAX_IMAGES_CODEX_ROUTE:
             raise UsageError(f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference "
                              f"images (got {len(inputs.references)})")
-        body: dict[str, Any] = {"prompt": job.prompt, "model": job.image_model,
-                                "background": job.background or "auto",
-                                "quality": job.quality or "auto", "size": job.size or "auto"}
-        if job.format_set and job.format != "png":
-            body["output_format"] = job.format
-        for key, value in (("output_compression", job.compression),
-                           ("moderation", job.moderation),
-                           ("input_fidelity", job.input_fidelity)):
-            if value is not None:
-                body[key] = value
-        if n > 1:
-            body["n"] = n
+        body: dict[str, Any] = {}
         endpoint = "generations"
         if inputs.references:
             endpoint = "edits"
             body["images"] = [{"image_url": ref.data_url()} for ref in inputs.references]
-            if inputs.mask is not None:
-                body["mask"] = {"image_url": inputs.mask.data_url()}
+        body.update({"prompt": codex_prompt(job), "background": job.background or "auto",
+                     "model": CODEX_IMAGE_MODEL, "quality": "auto", "size": "auto"})
+        if inputs.mask is not None:  # whether the service honours it is unknown (a warning)
+            body["mask"] = {"image_url": inputs.mask.data_url()}
         headers = dict(headers, Accept="application/json")
         return json_request("POST", f"{base}/images/{endpoint}", headers, body, route=self.name)
 
@@ -3722,13 +3853,17 @@ class CodexBackend(Backend):
         self.login = self.auth.current()
 
     def routes(self, job: Job) -> list:
+        images, responses = CodexImagesRoute(), ResponsesRoute(codex=True)
         if job.route == "responses":
-            return [ResponsesRoute()]
-        if job.route == "images" or job.background == "transparent":
-            return [CodexImagesRoute()]
-        if len(job.images) > MAX_IMAGES_CODEX_ROUTE:
-            return [ResponsesRoute()]
-        return [ResponsesRoute(), CodexImagesRoute()]
+            return [responses]
+        if job.route == "images":
+            return [images]
+        # auto: the images route first, as Codex itself does; the Responses route where the
+        # images route cannot serve the request (JPEG or WebP, more than 5 images, a mask,
+        # whose effect there is unknown) or refused it at no cost.
+        order = [responses, images] if job.mask else [images, responses]
+        usable = [route for route in order if unservable(job, route) is None]
+        return usable or order  # none: Generator.check_routes says why, before sending
 
     def base_url(self, route: Any) -> str:
         base = self.base_override or self.ctx.env.get("IMAGEGEN_CODEX_BASE_URL") \
@@ -3738,12 +3873,21 @@ class CodexBackend(Backend):
     def headers(self, route: Any, dry_run: bool = False) -> dict:
         login = self.login if dry_run else self.auth.current()
         token = login.access_token if login else "***"
+        # `version` stays: the backend gates models on it (a stale one gets "requires a
+        # newer version of Codex"). Nothing else of Codex's own headers is sent.
         headers = {"Authorization": f"Bearer {token}", "originator": ORIGINATOR,
-                   "User-Agent": user_agent(self.version), "version": self.version}
+                   "User-Agent": user_agent(), "version": self.version}
         account = login.account_id if login else None
         if account:
             headers["ChatGPT-Account-ID"] = account
         return headers
+
+    def explain(self, error: ImagegenError) -> None:
+        if isinstance(error, AuthError) and getattr(error, "status", None) == 403 \
+                and "plan or workspace" not in error.message:
+            error.message += ("; your ChatGPT plan or workspace may not include image "
+                              "generation in Codex (the Free plan does not, and a workspace "
+                              "admin can turn it off); logging in again will not change that")
 
     def recover(self, headers: dict) -> bool:
         rejected = headers.get("Authorization", "").partition(" ")[2]
@@ -3753,8 +3897,7 @@ class CodexBackend(Backend):
 
 
 def bearer_headers(token: str | None) -> dict:
-    return {"Authorization": f"Bearer {token or '***'}",
-            "User-Agent": f"codex-imagegen/{__version__}"}
+    return {"Authorization": f"Bearer {token or '***'}", "User-Agent": user_agent()}
 
 
 def read_text_file(path: str) -> str | None:
@@ -4287,29 +4430,115 @@ def printable(text: str) -> str:
 
 # Quota ######################################################################################
 
-def quota_from_headers(headers: Any) -> dict | None:
-    """The Codex rate-limit headers (x-codex-primary-*, x-codex-secondary-*) as a dict."""
+_QUOTA_FAMILY_RE = re.compile(r"(?i)^x-([a-z0-9][a-z0-9-]*?)-(primary|secondary)-used-percent$")
+
+
+def _quota_number(value: Any) -> float | None:
+    """A header's or JSON field's number; None when absent, unreadable, inf or NaN (which
+    strict JSON, in --json and the state file, cannot carry)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if -1e15 < number < 1e15 else None
+
+
+def is_image_limit(limit: str | None) -> bool:
+    """The limit that image requests spend (image_gen, imagegen_premium): shown first."""
+    return bool(limit) and "image" in str(limit).lower()
+
+
+def _quota_window(limit: str, name: str, used: Any, minutes: Any, resets_at: Any,
+                  reset_after: Any, now: float) -> dict | None:
+    used_percent = _quota_number(used)
+    if used_percent is None:
+        return None
+    minutes_number = _quota_number(minutes)
+    if minutes_number is not None and int(minutes_number) == 0:
+        return None  # a window of 0 minutes is no window (the images route sends one)
+    at = _quota_number(resets_at)
+    if at is None and _quota_number(reset_after) is not None:
+        at = now + _quota_number(reset_after)  # type: ignore[operator]
+    return {"limit": limit, "name": name, "used_percent": used_percent,
+            "window_minutes": int(minutes_number) if minutes_number is not None else None,
+            "resets_at": int(at) if at is not None else None}
+
+
+def _quota(windows: list[dict], active: Any, plan: Any) -> dict | None:
+    if not windows:
+        return None
+    # the image limit first, then the rest as the server listed them
+    windows.sort(key=lambda window: not is_image_limit(window["limit"]))
+    quota: dict[str, Any] = {"windows": windows}
+    if isinstance(active, str) and active:
+        quota["active_limit"] = active
+    if isinstance(plan, str) and plan:
+        quota["plan_type"] = plan
+    return quota
+
+
+def quota_from_headers(headers: Any, now: float | None = None) -> dict | None:
+    """Every rate-limit family in an answer's headers: x-codex-{primary,secondary}-*, and any
+    x-<limit>-{primary,secondary}-* (x-image-gen-*, named by x-<limit>-limit-name), with
+    x-codex-active-limit and x-codex-plan-type. Windows of 0 minutes are left out."""
     if headers is None:
         return None
+    now = time.time() if now is None else now
+    try:
+        named = {str(key).lower(): str(value) for key, value in headers.items()}
+    except (AttributeError, TypeError, ValueError):
+        return None
+    families = []
+    for key in named:
+        match = _QUOTA_FAMILY_RE.match(key)
+        if match and match.group(1) not in families:
+            families.append(match.group(1))
+    families.sort(key=lambda family: family != "codex")
+    active = named.get("x-codex-active-limit")
+    limits = {family: named.get(f"x-{family}-limit-name") or family.replace("-", "_")
+              for family in families}
+    if "codex" in limits and active and active not in limits.values():
+        limits["codex"] = active  # the default family describes the limit in force
     windows = []
-    for family in ("primary", "secondary"):
-        used = headers.get(f"x-codex-{family}-used-percent")
-        if used is None:
-            continue
-        try:
-            window: dict[str, Any] = {"name": family, "used_percent": float(used)}
-        except ValueError:
-            continue
-        if not -1e9 < window["used_percent"] < 1e9:  # inf and NaN would break the JSON out
-            continue
-        for key, header in (("window_minutes", "window-minutes"), ("resets_at", "reset-at")):
-            value = headers.get(f"x-codex-{family}-{header}")
-            try:
-                window[key] = int(float(value)) if value is not None else None
-            except (ValueError, OverflowError):
-                window[key] = None
-        windows.append(window)
-    return {"windows": windows} if windows else None
+    for family in families:
+        for which in ("primary", "secondary"):
+            prefix = f"x-{family}-{which}-"
+            window = _quota_window(limits[family], which, named.get(prefix + "used-percent"),
+                                   named.get(prefix + "window-minutes"),
+                                   named.get(prefix + "reset-at"),
+                                   named.get(prefix + "reset-after-seconds"), now)
+            if window is not None:
+                windows.append(window)
+    return _quota(windows, active, named.get("x-codex-plan-type"))
+
+
+def quota_from_usage(payload: Any, now: float) -> dict | None:
+    """The answer of GET {chatgpt}/wham/usage in the shape quota_from_headers gives:
+    rate_limit (the Codex limit) and additional_rate_limits[] (image_gen ...)."""
+    if not isinstance(payload, dict):
+        return None
+    windows: list[dict] = []
+
+    def read(limit: str, rate_limit: Any) -> None:
+        if not isinstance(rate_limit, dict):
+            return
+        for which in ("primary", "secondary"):
+            window = rate_limit.get(f"{which}_window")
+            if not isinstance(window, dict):
+                continue
+            seconds = _quota_number(window.get("limit_window_seconds"))
+            found = _quota_window(limit, which, window.get("used_percent"),
+                                  None if seconds is None else seconds // 60,
+                                  window.get("reset_at"), window.get("reset_after_seconds"), now)
+            if found is not None:
+                windows.append(found)
+
+    read("codex", payload.get("rate_limit"))
+    for extra in _listed(payload.get("additional_rate_limits")):
+        if isinstance(extra, dict):
+            name = extra.get("limit_name") or extra.get("metered_feature")
+            read(str(name) if name else "other", extra.get("rate_limit"))
+    return _quota(windows, None, payload.get("plan_type"))
 
 
 def window_label(minutes: int | None, name: str) -> str:
@@ -4324,19 +4553,51 @@ def window_label(minutes: int | None, name: str) -> str:
     return f"{minutes}-minute window"
 
 
-def describe_quota(quota: dict, now: float) -> str:
-    parts = []
-    for window in quota.get("windows", ()):
-        text = (f"{window_label(window.get('window_minutes'), window['name'])}: "
-                f"{window['used_percent']:g}% used")
+def _span(seconds: float) -> str:
+    left = max(0, int(seconds))
+    hours, minutes = divmod(left // 60, 60)
+    days, day_hours = divmod(hours, 24)
+    return (f"{days}d {day_hours}h" if days >= 2 else f"{hours}h {minutes}m" if hours
+            else f"{max(minutes, 1)}m" if left >= 60 else f"{left}s")
+
+
+def describe_quota(quota: dict, now: float, width: int = 83) -> str:
+    """One short line (at most `width` characters; the rest counted as "+N more"): the image
+    limit first, e.g. "images daily: 34% used, resets in 2h 0m; codex weekly: 3% used..."."""
+    parts = quota_parts(quota, now)
+    shown: list[str] = []
+    for index, part in enumerate(parts):
+        rest = len(parts) - index - 1
+        candidate = "; ".join(shown + [part])
+        if len(candidate) + (len(f" (+{rest} more)") if rest else 0) > width and shown:
+            return "; ".join(shown) + f" (+{len(parts) - index} more)"
+        shown.append(part)
+    return "; ".join(shown)
+
+
+def quota_parts(quota: dict, now: float) -> list[str]:
+    """Each window of a quota as a few words ("images daily: 34% used, resets in 2h 0m")."""
+    windows = [w for w in quota.get("windows", ()) if isinstance(w, dict)]
+    several = len({w.get("limit") for w in windows}) > 1
+    parts: list[str] = []
+    for window in windows:
+        label = window_label(window.get("window_minutes"), window.get("name", "")).replace(
+            " window", "")
+        if several:
+            limit = window.get("limit")
+            owner = "images" if is_image_limit(limit) else "codex" if limit in (
+                "codex", quota.get("active_limit")) else str(limit)
+            label = f"{owner} {label}"
+        text = f"{label}: {window.get('used_percent', 0):g}% used"
         resets_at = window.get("resets_at")
         if isinstance(resets_at, (int, float)) and resets_at <= now:
             # `auth status` shows values kept from an earlier run: don't say "resets in 0s"
-            parts.append(f"{text} when last seen, has reset since")
-            continue
-        reset = describe_reset(resets_at, now)
-        parts.append(f"{text}, {reset}" if reset else text)
-    return "; ".join(parts)
+            text += " when last seen, has reset since"
+        elif isinstance(resets_at, (int, float)):
+            text += f", resets in {_span(resets_at - now)}"
+        if text not in parts:  # two families may describe the same window
+            parts.append(text)
+    return parts
 
 
 def quota_state_path(env: dict) -> str:
@@ -4465,15 +4726,48 @@ class Generator:
         self.stop_starting = threading.Event()
         self.prepared = False
         self.rejected_routes: set[str] = set()  # once a route gave no image, skip it after
+        self.noted_routes: set[str] = set()  # routes whose ignored options were warned about
         self._lock = threading.Lock()
+
+    def check_routes(self) -> None:
+        """Refuse, before anything is sent, what no route of the job can deliver (exit 2),
+        and say once what the codex backend does with --size. (Only the codex backend's
+        routes are known to refuse things; the others' routes need prepare() first.)"""
+        if not isinstance(self.backend, CodexBackend):
+            return
+        routes = self.backend.routes(self.job)
+        problems = [unservable(self.job, route) for route in routes]
+        if all(problems):
+            raise UsageError("; ".join(dict.fromkeys(p for p in problems if p)))
+        line = aspect_line(self.job.size)
+        if line:
+            self.ctx.reporter.note(f"{self.label}--size {self.job.size}: the codex backend "
+                                   f"picks the size itself; the prompt asks for {line}")
+
+    def note_route(self, route: Any) -> None:
+        """One warning a route: the options it leaves out."""
+        ignored = getattr(route, "ignored", None)
+        options = ignored(self.job) if ignored else []
+        with self._lock:
+            if route.name in self.noted_routes:
+                return
+            self.noted_routes.add(route.name)
+        if options:
+            self.ctx.reporter.warn(f"{self.label}not sent on the codex {route.name} route (the "
+                                   f"service ignores or refuses them): {', '.join(options)}")
+        if isinstance(route, CodexImagesRoute) and self.job.mask:
+            self.ctx.reporter.warn(f"{self.label}whether the codex images route honours "
+                                   f"--mask is unknown: check the result")
 
     # dry run
     def dry_requests(self, inputs: Inputs) -> list[dict]:
+        self.check_routes()
         self.backend.prepare(self.job)
         requests = [HttpRequest("GET", source, {}).for_display()
                     for source in self.job.images + ((self.job.mask,) if self.job.mask else ())
                     if is_url(source)]
         route = self.backend.routes(self.job)[0]
+        self.note_route(route)
         if isinstance(self.backend, CodexBackend) and self.backend.login is not None \
                 and needs_refresh(self.backend.login, self.ctx.clock()):
             requests.append(json_request("POST", self.backend.auth.token_url(), {}, {
@@ -4487,8 +4781,9 @@ class Generator:
 
     # the real thing
     def prepare(self) -> None:
-        """Find the credentials once (AuthError when there are none)."""
+        """Check the routes, find the credentials once (AuthError when there are none)."""
         if not self.prepared:
+            self.check_routes()
             self.backend.prepare(self.job)
             self.prepared = True
 
@@ -4521,8 +4816,11 @@ class Generator:
                     self.saved.append(saved)
                 info = image.info
                 shown = relative_for_display(path, self.ctx.cwd)
+                received = f"{info.width}x{info.height}"
+                asked = f", {job.size} asked" if job.size and job.size not in (
+                    "auto", received) else ""
                 reporter.advance()
-                reporter.saved(f"saved {shown} ({info.width}x{info.height} {info.format}, "
+                reporter.saved(f"saved {shown} ({received} {info.format}{asked}, "
                                f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
             if len(images) < n:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
@@ -4548,11 +4846,15 @@ class Generator:
         if len(routes) > 1:
             routes = [r for r in routes if r.name not in self.rejected_routes] or routes[-1:]
         deadline = self.ctx.monotonic() + self.job.timeout
+        answered: ImagegenError | None = None  # a model's text answer on an earlier route
         for position, route in enumerate(routes):
+            self.note_route(route)
             try:
                 return self._with_retries(route, inputs, first, n, deadline), route.name
             except ImagegenError as error:
                 if error.fallback and position + 1 < len(routes):
+                    if isinstance(error, NoImageError) and answered is None:
+                        answered = error
                     with self._lock:
                         first_switch = route.name not in self.rejected_routes
                         self.rejected_routes.add(route.name)
@@ -4561,8 +4863,22 @@ class Generator:
                             f"the {route.name} route gave no image ({error.message[:160]}); "
                             f"switching to the {routes[position + 1].name} route")
                     continue
+                if answered is not None and answered is not error:
+                    raise self._with_earlier_answer(error, answered, route.name) from None
                 raise
         raise BackendError("no route left")  # not reached
+
+    @staticmethod
+    def _with_earlier_answer(error: ImagegenError, answered: ImagegenError,
+                             route: str) -> ImagegenError:
+        """The last route's failure must not hide what the model said on an earlier one: a
+        route problem gives way to the model's answer (exit 6); any other failure keeps its
+        kind and carries the answer in its message."""
+        if error.fallback:
+            answered.message += f"; then the {route} route failed too: {error.message}"
+            return answered
+        error.message += f"; before that, {answered.message}"
+        return error
 
     def _with_retries(self, route: Any, inputs: Inputs, first: int, n: int,
                       deadline: float) -> list[RawImage]:
@@ -4866,6 +5182,7 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                                "run `imagegen auth login`")
                 else:
                     status["usable"] = True
+                status.update(_live_usage(ctx, login, expired))
     try:
         with open(quota_state_path(env), encoding="utf-8") as handle:
             status["quota"] = json.load(handle)
@@ -4887,17 +5204,40 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                 if key == "access_token_expires_at" and status.get("access_token_expired"):
                     value = f"{value} (expired)"
                 reporter.result(f"{label + ':':22}{value}")
+        if isinstance(status.get("usage"), dict):
+            for number, part in enumerate(quota_parts(status["usage"], now)):
+                reporter.result(f"{'usage (live):' if number == 0 else '':22}{part}")
+        elif status.get("usage_problem"):
+            reporter.result(f"{'usage (live):':22}{status['usage_problem']}")
         if isinstance(status.get("quota"), dict) and status["quota"].get("windows"):
+            reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now, 78)}")
             seen = status["quota"].get("seen_at")
-            when = time.strftime(" (seen %Y-%m-%d %H:%M)", time.localtime(seen)) if isinstance(
-                seen, (int, float)) else ""
-            reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now)}{when}")
+            if isinstance(seen, (int, float)):
+                reporter.result(f"{'quota seen:':22}"
+                                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(seen))}")
         reporter.result(f"{'usable:':22}{'yes' if status['usable'] else 'no'}")
         for warning in warnings:
             reporter.warn(warning)
         if problem:
             reporter.error(problem)
     return 0 if status["usable"] else AuthError.exit_code
+
+
+def _live_usage(ctx: Context, login: ChatGPTLogin, expired: bool) -> dict:
+    """{"usage": quota} from wham/usage, or {"usage_problem": why not} (never a refresh:
+    status only looks)."""
+    if expired:
+        return {"usage_problem": "not asked: the access token has expired (the next image "
+                                 "request refreshes it)"}
+    base = ctx.env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL
+    try:
+        quota = quota_from_usage(fetch_usage(ctx, login, base), ctx.clock())
+    except ImagegenError as error:
+        return {"usage_problem": f"could not read it from {chatgpt_base_url(base)}/wham/usage: "
+                                 f"{error.message[:200]}"}
+    if quota is None:
+        return {"usage_problem": "the wham/usage answer holds no rate limits"}
+    return {"usage": quota}
 
 
 def form_request(url: str, fields: dict, headers: dict) -> HttpRequest:

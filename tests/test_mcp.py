@@ -248,9 +248,9 @@ def test_generate_with_progress_over_raw_pipes(raw, env, fake):
     assert image["path"] == os.path.join("art", "fox.png")
     assert (env.work / "art" / "fox.png").read_bytes() == fake.images_sent[0]
     assert image["bytes"] == len(fake.images_sent[0])
-    assert (image["width"], image["height"]) == (1024, 1024)
-    assert image["revised_prompt"]
-    assert result["structuredContent"]["quota_line"].startswith("5-hour window: 12.5% used")
+    assert (image["width"], image["height"]) == (1254, 1254)  # the codex images route's square
+    assert "revised_prompt" in image  # None there: the images route revises nothing
+    assert result["structuredContent"]["quota_line"].startswith("images daily: 34% used")
     assert os.path.join("art", "fox.png") in result["content"][0]["text"]
     previews = [block for block in result["content"] if block["type"] == "image"]
     assert len(previews) == 1 and previews[0]["mimeType"] == "image/png"
