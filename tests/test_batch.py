@@ -236,7 +236,9 @@ def test_line_options_override_the_command_line_defaults(fake, env, run):
         {"prompt": "plain", "out": "plain.png"},
         {"prompt": "high", "out": "high.png", "moderation": "auto"},
         {"prompt": "wide", "out": "wide", "size": "1536x1024", "format": "webp"},
-        {"prompt": "photo", "out": "photo", "output_format": "jpeg", "compression": 40},
+        # fit none: the JPEG as the server sends it (a resize would ask for a PNG to convert)
+        {"prompt": "photo", "out": "photo", "output_format": "jpeg", "compression": 40,
+         "fit": "none"},
         {"prompt": "edit", "out": "edit.png", "image": ["refs/a.png", "refs/b.png"]},
         {"prompt": "pair", "out": "pair.png", "count": 2},
     ])
@@ -264,7 +266,8 @@ def test_line_options_override_the_command_line_defaults(fake, env, run):
     assert sent["edit"][0].input_images() == [ref_a, ref_b]
     assert all(not r.input_images() for p, rs in sent.items() if p != "edit" for r in rs)
     assert image_info((env.work / "wide.webp").read_bytes())[:3] == ("webp", 1536, 1024)
-    assert image_info((env.work / "photo.jpg").read_bytes())[0] == "jpeg"
+    assert image_info((env.work / "photo.jpg").read_bytes()) == ("jpeg", 1254, 1254)
+    assert image_info((env.work / "plain.png").read_bytes())[:3] == ("png", 1024, 1024)  # cover
 
 
 def test_batch_from_stdin(fake, env, run):
@@ -583,12 +586,13 @@ def _parse_time(text: str) -> float:
 def test_meta_writes_a_sidecar_beside_the_image(fake, env, run):
     fake.answer_size = (1024, 1024)  # the server ignores the size asked
     start = time.time()
-    result = run("a red fox in the snow", "-o", "fox.png", "--size", "1536x1024", "--meta")
+    result = run("a red fox in the snow", "-o", "fox.png", "--size", "1536x1024", "--meta",
+                 "--fit", "none")
     end = time.time()
     assert result.code == 0, result
     assert result.lines == ["fox.png"]  # the sidecar is not a result
     image = (env.work / "fox.png").read_bytes()
-    assert image == fake.images_sent[0]  # never modified
+    assert image == fake.images_sent[0]  # never modified (--fit none)
     meta = json.loads((env.work / "fox.png.json").read_text(encoding="utf-8"))
     assert meta["prompt"] == "a red fox in the snow"
     # the fake echoes the prompt as sent: with the aspect line the codex backend gets for --size
