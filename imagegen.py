@@ -4664,6 +4664,13 @@ class Reporter:
         if not self.same_terminal and not self.to_stdout:
             self.note(message, keep)
 
+    def preview(self, sequence: str) -> None:
+        """An inline image for the terminal on stderr (--preview): escapes made here from an
+        image's bytes, so written as they are (redaction could only damage the base64)."""
+        with self._lock:
+            self._clear()
+            self._write(self.stderr, sequence)
+
     def warn(self, message: str) -> None:
         if not self.quiet:
             self._err(f"imagegen: warning: {printable(message)}")
@@ -5438,10 +5445,28 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         for item in saved:
             shown = relative_for_display(item.path, ctx.cwd)
             reporter.result(shown, keep=(shown,))
+    if job.preview:
+        show_previews(ctx, [item.path for item in saved])
     if error is not None:
         reporter.error(error.message)
         return error.exit_code
     return 0
+
+
+def show_previews(ctx: Context, paths: list[str]) -> None:
+    """--preview: each saved image inline on stderr, when stderr is a terminal that shows
+    images (kitty's graphics protocol, iTerm2's or WezTerm's inline images); else nothing."""
+    protocol = preview_protocol(ctx.env, _isatty(ctx.reporter.stderr))
+    if protocol is None:
+        return
+    for path in paths:
+        image = preview_image(path, protocol)
+        shown = relative_for_display(path, ctx.cwd)
+        if image is None:
+            ctx.reporter.note(f"no preview of {shown}: this terminal shows PNG only, and "
+                              f"making one from it needs Pillow ({PILLOW_FIX})", keep=(shown,))
+            continue
+        ctx.reporter.preview(preview_sequence(image, protocol, os.path.basename(path)))
 
 
 def warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
@@ -5998,6 +6023,8 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
         reporter.close()
     with lock:
         flush()
+    if settings.get("gallery"):
+        write_gallery(ctx, gallery_shots(lines, jobs, outcomes, partial))
     failures = [outcomes[n] for n, _ in lines if isinstance(outcomes.get(n), ImagegenError)]
     skipped = sum(1 for n, _ in lines if isinstance(outcomes.get(n), tuple) and outcomes[n][0])
     done = len(lines) - len(failures) - skipped
@@ -6008,6 +6035,78 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     reporter.note(f"batch: {done} done, {skipped} skipped, {len(failures)} failed in "
                   f"{ctx.monotonic() - started:.1f} s")
     return failures[0].exit_code if failures else 0
+
+
+def gallery_shots(lines: list, jobs: dict, outcomes: dict, partial: dict) -> list[tuple]:
+    """(prompt, path, note) of every image a batch saved or found already there, in input
+    order, for --gallery."""
+    shots = []
+    for number, _ in lines:
+        outcome = outcomes.get(number)
+        if isinstance(outcome, tuple) and outcome[0]:
+            shots.append((jobs[number].prompt, outcome[0], "already there"))
+            continue
+        saved = outcome[1] if isinstance(outcome, tuple) else partial.get(number, [])
+        for item in saved:
+            fitted = item.finish is not None and item.finish.fitted
+            shots.append((jobs[number].prompt, item.path,
+                          f"received {item.finish.received}" if fitted else ""))
+    return shots
+
+
+GALLERY_TITLE = "imagegen gallery"
+
+
+def write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
+    """batch --gallery: index.html in the outputs' common folder inside the workspace (the
+    workspace itself when they have none there), a contact sheet with a thumbnail, the
+    prompt, the size and the path of each. An index.html this tool did not write is left
+    alone. Says where on stderr (also with --json: stdout holds only the lines' results)."""
+    reporter = ctx.reporter
+    if not shots:
+        reporter.note("no gallery: the batch saved no image")
+        return None
+    folders = [os.path.dirname(os.path.abspath(path)) for _, path, _ in shots]
+    try:
+        directory = os.path.commonpath(folders)
+    except ValueError:  # different drives
+        directory = ctx.cwd
+    if not is_inside(directory, ctx.cwd):
+        directory = ctx.cwd
+    index = os.path.join(directory, "index.html")
+    shown = relative_for_display(index, ctx.cwd)
+    try:
+        with open(index, encoding="utf-8", errors="replace") as handle:
+            theirs = f"<title>{GALLERY_TITLE}" not in handle.read(4096)
+    except OSError:
+        theirs = False
+    if theirs:
+        reporter.warn(f"no gallery: {shown} exists and was not written by imagegen")
+        return None
+    items = []
+    for prompt, path, note in shots:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_RESPONSE_BYTES + 1)
+        except OSError:
+            continue
+        info = sniff_image(data)
+        items.append(GalleryItem(os.path.relpath(path, directory), prompt,
+                                 info.width if info else None, info.height if info else None,
+                                 thumbnail_png(data) if len(data) <= MAX_RESPONSE_BYTES
+                                 else None, note))
+    try:
+        write_file_atomic(index, gallery_html(items, GALLERY_TITLE).encode("utf-8"), 0o644,
+                          prefix=".imagegen-")
+    except OSError as exc:
+        reporter.warn(f"could not write {shown}: {exc.strerror}")
+        return None
+    line = f"gallery of {len(items)} image{'s' if len(items) != 1 else ''}: {shown}"
+    if reporter.json_mode and not reporter.quiet:
+        reporter.say(line)
+    else:
+        reporter.note(line, keep=(shown,))
+    return index
 
 
 # MCP server #################################################################################
@@ -6090,6 +6189,9 @@ def _mcp_tool_schemas() -> list[dict]:
         "retries": {"type": "integer", "minimum": 0, "maximum": 5,
                     "description": "Re-sends after transient failures (2)."},
         "meta": {"type": "boolean", "description": "Also write <image>.json beside each image."},
+        "fit": _mcp_string("With size WxH the saved image is exactly WxH: cover (scale, crop "
+                           "the centre; default), contain (fit inside, padded), none (as it "
+                           "came).", enum=list(CHOICES["fit"])),
     }
     edit_options = dict(image_options, images=dict(image_options["images"], minItems=1,
                                                    description="The image(s) to edit, "
@@ -6104,7 +6206,9 @@ def _mcp_tool_schemas() -> list[dict]:
                               "height": {"type": ["integer", "null"]},
                               "sha256": {"type": "string"}, "revised_prompt": nullable_string,
                               "model": nullable_string, "route": nullable_string,
-                              "elapsed_s": {"type": "number"}}}
+                              "elapsed_s": {"type": "number"}, "received": nullable_string,
+                              "fitted": nullable_string, "converted": nullable_string,
+                              "transparency": nullable_string}}
     error_schema = {"type": "object", "required": ["kind", "message", "exit_code"],
                     "properties": {"kind": {"type": "string"}, "message": {"type": "string"},
                                    "exit_code": {"type": "integer"},
@@ -6230,16 +6334,15 @@ def _mcp_generate(job: Job, ctx: Context) -> dict:
 
 def _mcp_preview(path: str) -> bytes | None:
     """A small PNG of the image at path (a few hundred pixels on its long side) for the
-    client to show, or None when none can be made without a dependency (JPEG and WebP:
-    the standard-library core reads PNG only)."""
+    client to show, or None when none can be made (a JPEG or WebP without Pillow)."""
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_RESPONSE_BYTES + 1)
-        if len(data) > MAX_RESPONSE_BYTES or not data.startswith(b"\x89PNG\r\n\x1a\n"):
-            return None
-        return png_thumbnail(data, THUMBNAIL_SIDE)
-    except (OSError, PixelsError):
+    except OSError:
         return None
+    if len(data) > MAX_RESPONSE_BYTES:
+        return None
+    return thumbnail_png(data, THUMBNAIL_SIDE)
 
 
 class McpReporter(Reporter):
@@ -6866,7 +6969,8 @@ def cmd_mcp(args: list[str], runtime: dict) -> int:
 
 DOCTOR_NETWORK_TIMEOUT_S = 10.0  # each of name lookup, connect and handshake
 # What Pillow adds when it is importable (the tool itself needs only the standard library).
-PILLOW_ADDS = "optional: imagegen needs only the standard library; the tests decode with it"
+PILLOW_ADDS = ("optional: it adds JPEG and WebP conversion and resizing (--size, --format, "
+               "previews); PNG needs only the standard library")
 
 
 class Probes:
