@@ -128,11 +128,13 @@ MIN_PIXELS = 655_360
 MAX_PIXELS = 3840 * 2160
 MAX_EDGE = 3840
 
-REFRESH_SKEW_S = 60  # refresh this long before the access token's exp
+REFRESH_SKEW_S = 300  # refresh this long before the access token's exp (Codex 0.169: 5 min)
 REFRESH_INTERVAL_S = 8 * 24 * 3600  # Codex's rule when the token carries no exp
 LOCK_WAIT_S = 30.0
 MAX_ERROR_CHARS = 500
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024  # the backends' data-URL limit is about 20 MiB
+MAX_CONFIG_BYTES = 1024 * 1024  # auth.json, config files, a prompt file: far more than any
+MAX_BATCH_BYTES = 256 * 1024 * 1024  # a batch file (100k lines with long prompts fit)
 MAX_RESPONSE_BYTES = 192 * 1024 * 1024  # a 3840x2160 PNG in base64 is well under this
 MAX_IMAGES_CODEX_ROUTE = 5  # what Codex itself sends on /images/edits
 MAX_IMAGES = 16
@@ -1455,8 +1457,9 @@ class Response:
     """An open HTTP answer whose reads keep to the stall and total deadlines."""
 
     def __init__(self, raw: Any, transport: Transport, deadline: float,
-                 stall_timeout: float) -> None:
+                 stall_timeout: float, watch: _Watch | None = None) -> None:
         self.raw = raw
+        self.watch = watch  # cuts the connection at the deadline (see _Watch)
         self.status = raw.status
         self.headers = raw.headers
         self.transport = transport
@@ -1487,15 +1490,21 @@ class Response:
             try:
                 chunk = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
             except (socket.timeout, TimeoutError):
+                if self.cut():
+                    raise self.transport.cut_error() from None
                 if self.transport.clock() >= self.deadline - 0.01:
                     raise self.transport.timeout_error() from None
                 raise BackendError(f"stalled: the server sent nothing for "
                                    f"{self.stall_timeout:g} s (--stall-timeout)",
                                    transient=True) from None
             except (http.client.IncompleteRead, ConnectionError, OSError,
-                    http.client.HTTPException) as exc:
+                    http.client.HTTPException, ValueError) as exc:
+                if self.cut():
+                    raise self.transport.cut_error() from None
                 raise BackendError(f"the connection broke while reading the answer "
                                    f"({type(exc).__name__})", transient=True) from None
+            if not chunk and self.cut():  # the watch shut the socket: not a clean end
+                raise self.transport.cut_error()
             if not chunk:
                 # http.client's read1 ends quietly when the server hangs up before the
                 # Content-Length it promised: that is a cut answer, not a complete one.
@@ -1542,11 +1551,111 @@ class Response:
             parts.append(strings.finish())
         return b"".join(parts)
 
+    def cut(self) -> bool:
+        """True when the watch cut this answer short (deadline or Ctrl-C)."""
+        return self.watch is not None and self.watch.fired
+
     def close(self) -> None:
+        if self.watch is not None:
+            self.transport.forget(self.watch)
         try:
             self.raw.close()
         except Exception:
             pass
+
+
+class _Watch:
+    """Cuts one request at its deadline. A socket timeout bounds each recv, not a read: a
+    server that dribbles a byte a second would hold the status line, the headers, a chunk
+    size line or the trailers for as long as it liked. At the deadline (or on Ctrl-C) the
+    socket is shut down, which wakes any read of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self.thread = threading.get_ident()
+        self._sock: Any = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self.fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: Any) -> None:
+        with self._lock:
+            self._sock = sock
+            fired = self.fired
+        if fired:
+            self._shutdown(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._sock
+        if sock is not None:
+            self._shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    @staticmethod
+    def _shutdown(sock: Any) -> None:
+        import socket
+        try:  # the plain socket's shutdown, also under TLS: it only wakes the reader
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except (OSError, ValueError, TypeError):
+            pass
+
+
+def _watched_handlers(transport: Transport) -> list:
+    """urllib's HTTP and HTTPS handlers, except that each connection reports its socket to
+    the request's _Watch as soon as it is connected."""
+    import urllib.request
+
+    def watched(http_class: Any) -> Any:
+        watch = getattr(transport.local, "watch", None)
+
+        class Watched(http_class):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                if watch is not None:
+                    watch.attach(self.sock)
+
+        return Watched
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+            return super().do_open(watched(http_class), req, **kwargs)
+
+    handlers = [HTTPHandler()]
+    if hasattr(urllib.request, "HTTPSHandler"):
+        class HTTPSHandler(urllib.request.HTTPSHandler):
+            def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+                return super().do_open(watched(http_class), req, **kwargs)
+
+        handlers.append(HTTPSHandler())
+    return handlers
+
+
+def check_url(url: str) -> None:
+    """A URL urllib can use (http or https, with a host), else a usage error that names it
+    without any user:password@ part: a base URL or token URL override without its scheme."""
+    import urllib.parse
+    try:
+        parts = urllib.parse.urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        shown = url.split("?")[0].split("#")[0].rpartition("@")[2][:200]
+        raise UsageError(f"{shown!r} is not an http(s) URL: a base URL (--base-url, "
+                         f"IMAGEGEN_*_BASE_URL, a config file) or CODEX_REFRESH_TOKEN_URL_OVERRIDE "
+                         f"needs its scheme, e.g. https://{shown}")
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _same_origin_credentials() -> Any:
@@ -1585,6 +1694,9 @@ class Transport:
         self.clock = clock
         self.cancel = cancel or threading.Event()
         self.total_timeout = total_timeout
+        self.local = threading.local()  # the watch of the request this thread is opening
+        self._watches: set[_Watch] = set()
+        self._watches_lock = threading.Lock()
 
     def cancelled(self) -> bool:
         return self.cancel.is_set()
@@ -1593,19 +1705,33 @@ class Transport:
         return BackendError(f"timed out: no answer within the {self.total_timeout:g} s budget "
                             f"(--timeout)")
 
+    def cut_error(self) -> ImagegenError:
+        """What a request cut by its watch became: Ctrl-C, or the deadline."""
+        return Interrupted("interrupted") if self.cancelled() else self.timeout_error()
+
+    def abort(self, thread: int | None = None) -> None:
+        """Cut the requests in flight (of one thread, or all): Ctrl-C, a held signal's end."""
+        with self._watches_lock:
+            watches = [w for w in self._watches if thread is None or w.thread == thread]
+        for watch in watches:
+            watch.fire()
+
+    def forget(self, watch: _Watch) -> None:
+        watch.cancel()
+        with self._watches_lock:
+            self._watches.discard(watch)
+
     def opener(self) -> Any:
         if self._opener is None:
             import urllib.request
             # Built per run, not urlopen()'s global one, so proxy variables are read now.
-            self._opener = urllib.request.build_opener(_same_origin_credentials())
+            self._opener = urllib.request.build_opener(_same_origin_credentials(),
+                                                       *_watched_handlers(self))
         return self._opener
 
     def open(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
              ) -> Response:
         """Send the request. Returns a 2xx Response; raises the mapped error otherwise."""
-        import socket
-        import ssl
-        import urllib.error
         import urllib.request
         if self.cancelled():
             raise Interrupted("interrupted")
@@ -1613,12 +1739,34 @@ class Transport:
         if remaining <= 0:
             raise self.timeout_error()
         limit = min(remaining, stall_timeout) if stall_timeout else remaining
+        check_url(request.url)
         raw_request = urllib.request.Request(request.url, data=request.body,
                                              headers=request.headers, method=request.method)
         # Without any user:password@ part: the host is shown in every error below.
         host = urllib.request.urlparse(request.url).netloc.rpartition("@")[2]
+        watch = _Watch(remaining)
+        with self._watches_lock:
+            self._watches.add(watch)
+        self.local.watch = watch
         try:
-            raw = self.opener().open(raw_request, timeout=max(0.05, limit))
+            raw = self._open(raw_request, host, request, deadline, stall_timeout, limit)
+        except BaseException as exc:
+            self.forget(watch)
+            if watch.fired and isinstance(exc, ImagegenError) \
+                    and getattr(exc, "status", None) is None:
+                raise self.cut_error() from None
+            raise
+        finally:
+            self.local.watch = None
+        return Response(raw, self, deadline, stall_timeout, watch)
+
+    def _open(self, raw_request: Any, host: str, request: HttpRequest, deadline: float,
+              stall_timeout: float, limit: float) -> Any:
+        import http.client
+        import socket
+        import urllib.error
+        try:
+            return self.opener().open(raw_request, timeout=max(0.05, limit))
         except urllib.error.HTTPError as exc:
             body = b""
             try:
@@ -1627,41 +1775,64 @@ class Transport:
                 pass
             finally:
                 exc.close()
-            raise error_from_http(exc.code, exc.headers, body,
-                                  version_sent=request.headers.get("version")) from None
+            try:
+                error = error_from_http(exc.code, exc.headers, body,
+                                        version_sent=request.headers.get("version"))
+            except RecursionError:
+                error = BackendError(f"the server's error answer (HTTP {exc.code}) is nested "
+                                     f"too deeply to read", transient=exc.code >= 500)
+                error.status = exc.code  # type: ignore[attr-defined]
+            error.body_json = _json_or_none(body)  # type: ignore[attr-defined]
+            raise error from None
         except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(
-                    reason):
-                raise BackendError(f"TLS certificate of {host} is not trusted ({reason}); behind "
-                                   f"a corporate proxy set SSL_CERT_FILE to its CA bundle"
-                                   ) from None
-            if isinstance(reason, ssl.SSLError):
-                raise BackendError(f"TLS failed with {host}: {reason}", transient=True) from None
-            if isinstance(reason, socket.gaierror):
-                raise BackendError(f"cannot resolve {host}: no network or DNS (a sandbox without "
-                                   f"network access?)", transient=True) from None
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise self._timeout(deadline, stall_timeout) from None
-            if isinstance(reason, ConnectionRefusedError):
-                raise BackendError(f"cannot connect to {host}: connection refused",
-                                   transient=True) from None
-            raise BackendError(f"cannot reach {host}: {reason}", transient=True) from None
+            # urllib wraps only what fails while connecting and sending: nothing was answered.
+            error = self._url_error(exc, host, deadline, stall_timeout)
+            error.delivered = False  # type: ignore[attr-defined]
+            raise error from None
         except (socket.timeout, TimeoutError):
             raise self._timeout(deadline, stall_timeout) from None
+        except http.client.InvalidURL as exc:
+            raise UsageError(f"the URL for {host} is not valid ({exc})") from None
         except (ConnectionError, OSError) as exc:
-            import http.client
             if isinstance(exc, http.client.HTTPException) or isinstance(exc, ConnectionError):
                 raise BackendError(f"the connection to {host} broke ({type(exc).__name__})",
                                    transient=True) from None
             raise BackendError(f"cannot reach {host}: {exc}", transient=True) from None
-        except Exception as exc:
-            import http.client
-            if isinstance(exc, http.client.HTTPException):
-                raise BackendError(f"malformed HTTP answer from {host} ({type(exc).__name__})",
-                                   transient=True) from None
+        except http.client.HTTPException as exc:
+            raise BackendError(f"malformed HTTP answer from {host} ({type(exc).__name__})",
+                               transient=True) from None
+        except ValueError as exc:
+            text = str(exc)
+            if "proxy" in text.lower():  # never echoed: it may hold the proxy's password
+                raise UsageError("a proxy variable (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) is "
+                                 "malformed: it must look like http://[user:password@]host:port"
+                                 ) from None
+            if "header" in text.lower():  # never echoed: it holds the credential
+                raise AuthError("a token or key holds a line break or another control "
+                                "character, so it cannot be sent: log in again or fix the "
+                                "key") from None
             raise
-        return Response(raw, self, deadline, stall_timeout)
+
+    def _url_error(self, exc: Any, host: str, deadline: float,
+                   stall_timeout: float) -> ImagegenError:
+        import socket
+        import ssl
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(
+                reason):
+            return BackendError(f"TLS certificate of {host} is not trusted ({reason}); behind "
+                                f"a corporate proxy set SSL_CERT_FILE to its CA bundle")
+        if isinstance(reason, ssl.SSLError):
+            return BackendError(f"TLS failed with {host}: {reason}", transient=True)
+        if isinstance(reason, socket.gaierror):
+            return BackendError(f"cannot resolve {host}: no network or DNS (a sandbox without "
+                                f"network access?)", transient=True)
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            return self._timeout(deadline, stall_timeout)
+        if isinstance(reason, ConnectionRefusedError):
+            return BackendError(f"cannot connect to {host}: connection refused",
+                                transient=True)
+        return BackendError(f"cannot reach {host}: {reason}", transient=True)
 
     def _timeout(self, deadline: float, stall_timeout: float) -> BackendError:
         if self.clock() >= deadline - 0.05 or not stall_timeout:
@@ -1678,7 +1849,7 @@ class Transport:
             response.close()
         try:
             return json.loads(body), response
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BackendError(f"the answer from {request.url.split('?')[0]} is not JSON "
                                f"({len(body)} bytes)", transient=False) from None
 
@@ -1713,6 +1884,42 @@ def readable_by_others(path: str) -> bool:
         return os.name == "posix" and bool(os.stat(path).st_mode & 0o077)
     except OSError:
         return False
+
+
+def read_regular_file(path: str, cap: int) -> bytes:
+    """The bytes of a regular file, refusing more than `cap` of them. /dev/zero, a FIFO or a
+    directory raise OSError with a readable strerror instead of eating memory or hanging
+    (a FIFO is opened without blocking, then refused)."""
+    import errno
+    import stat
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "it is a directory", path)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket)", path)
+        chunks, total = [], 0
+        while total <= cap:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > cap:
+        raise OSError(errno.EFBIG, f"larger than {human_bytes(cap)}", path)
+    return b"".join(chunks)
+
+
+def read_text_capped(stream: Any, cap: int, what: str) -> str:
+    """A text stream (stdin) read to its end, refusing more than `cap` characters."""
+    text = stream.read(cap + 1)
+    if len(text) > cap:
+        raise UsageError(f"{what} is larger than {human_bytes(cap)}")
+    return text
 
 
 def write_file_atomic(path: str, data: bytes, mode: int = 0o600, prefix: str = ".tmp-") -> None:
@@ -1824,24 +2031,43 @@ def keyring_hint(env: dict) -> str | None:
     return None
 
 
-def read_auth_json(path: str, env: dict) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        hint = keyring_hint(env)
-        raise AuthError(hint or f"no ChatGPT login: {path} does not exist; run "
-                                f"`imagegen auth login` (or `codex login`)") from None
-    except OSError as exc:
-        raise AuthError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise AuthError(f"{path} is not valid JSON; it was left as it is: run `imagegen auth "
-                        f"login` (or `codex login`) to replace it") from None
+def read_auth_json(path: str, env: dict, sleep: Callable[[float], None] = time.sleep) -> dict:
+    """auth.json as a dict. Older Codex versions rewrite the file in place, so a read can
+    find it empty or half written: such a read is tried again a few times before failing."""
+    for attempt in range(AUTH_READ_ATTEMPTS):
+        try:
+            raw = read_regular_file(path, MAX_CONFIG_BYTES)
+        except FileNotFoundError:
+            hint = keyring_hint(env)
+            raise AuthError(hint or f"no ChatGPT login: {path} does not exist; run "
+                                    f"`imagegen auth login` (or `codex login`)") from None
+        except OSError as exc:
+            raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            if attempt + 1 < AUTH_READ_ATTEMPTS:
+                sleep(AUTH_READ_PAUSE_S)
+                continue
+            raise AuthError(f"{path} is not valid JSON; it was left as it is: run `imagegen auth "
+                            f"login` (or `codex login`) to replace it") from None
+        except RecursionError:
+            raise AuthError(f"{path} is nested too deeply to be a Codex login; it was left as "
+                            f"it is") from None
+        break
     if not isinstance(data, dict):
         raise AuthError(f"{path} does not hold a Codex login (not a JSON object)")
     return data
+
+
+def auth_json_bytes(data: dict) -> bytes:
+    """auth.json's text as Codex writes it (pretty, UTF-8). A field holding a lone surrogate
+    (valid JSON: "\\ud83d") cannot be UTF-8: then every non-ASCII character is escaped, which
+    cannot fail and reads back the same."""
+    try:
+        return json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, indent=2).encode("ascii")
 
 
 def login_kind(data: dict) -> str:
@@ -1890,7 +2116,7 @@ def access_expiry(login: ChatGPTLogin) -> float | None:
 
 
 def needs_refresh(login: ChatGPTLogin, now: float) -> bool:
-    """Codex's rule: the access token's exp has passed (with 60 s to spare); with no exp,
+    """Codex's rule: the access token's exp is less than 5 minutes away; with no exp,
     last_refresh is over 8 days old."""
     exp = access_expiry(login)
     if exp is not None:
@@ -1904,6 +2130,27 @@ REFRESH_FAILURES = {
     "refresh_token_reused": "your refresh token was already used",
     "refresh_token_invalidated": "your refresh token was revoked",
 }
+# A refresh whose answer was complete but said no, and that nothing can have spent: 500 and
+# 503 from the issuer, 429. A 502 or 504 comes from a proxy that gave up waiting: the
+# issuer may have rotated the token behind it, so that is a lost answer, never re-sent.
+REFRESH_RESEND_STATUSES = {429, 500, 503}
+AUTH_READ_ATTEMPTS = 6  # one read and 5 more, AUTH_READ_PAUSE_S apart (a rewrite in place)
+AUTH_READ_PAUSE_S = 0.05
+REFRESH_TIMEOUT_S = 60.0  # the refresh's own limit, or --timeout when that is shorter
+SIGNAL_GRACE_S = 5.0  # how long Ctrl-C or SIGTERM waits for a refresh in flight to be saved
+
+
+def refresh_error_code(body: Any) -> str:
+    """The token endpoint's error code as Codex reads it: error.code, else error as a
+    string, else the top-level code."""
+    if not isinstance(body, dict):
+        return ""
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return error["code"]
+    if isinstance(error, str):
+        return error
+    return body["code"] if isinstance(body.get("code"), str) else ""
 
 
 def codex_version(env: dict) -> str:
@@ -1933,18 +2180,99 @@ def user_agent(version: str) -> str:
             f"codex-imagegen/{__version__}")
 
 
+class DeferredSignals:
+    """Ctrl-C and SIGTERM that arrive while a thread holds a refresh (from the moment the
+    refresh token leaves until the answer is saved) wait until it is saved, then end the run
+    as usual. The wait is bounded: SIGNAL_GRACE_S after the signal, the holders' requests
+    are cut. Signals are process-wide, so this is the one process-wide object."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders: dict[int, Any] = {}  # thread id -> its Transport
+        self.pending = False
+        self._timer: threading.Timer | None = None
+
+    def hold(self, transport: Any) -> _SignalHold:
+        return _SignalHold(self, transport)
+
+    def signalled(self) -> bool:
+        """For the signal handler: True when the signal is held for later."""
+        with self._lock:
+            if not self._holders:
+                return False
+            if not self.pending:
+                self.pending = True
+                holders = list(self._holders.items())
+
+                def cut() -> None:
+                    for ident, transport in holders:
+                        transport.abort(ident)
+
+                self._timer = threading.Timer(SIGNAL_GRACE_S, cut)
+                self._timer.daemon = True
+                self._timer.start()
+            return True
+
+    def _enter(self, transport: Any) -> None:
+        with self._lock:
+            self._holders[threading.get_ident()] = transport
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._holders.pop(threading.get_ident(), None)
+            release = self.pending and not self._holders
+            if release:
+                self.pending = False
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+        if release:  # the held signal, now
+            if threading.current_thread() is threading.main_thread():
+                raise KeyboardInterrupt
+            import _thread
+            _thread.interrupt_main()
+
+
+class _SignalHold:
+    def __init__(self, owner: DeferredSignals, transport: Any) -> None:
+        self.owner, self.transport = owner, transport
+
+    def __enter__(self) -> None:
+        self.owner._enter(self.transport)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.owner._leave()
+
+
+SIGNALS = DeferredSignals()
+
+
+class RefreshAnswerLost(BackendError):
+    """The refresh request may have reached the issuer, but its answer did not arrive whole:
+    the refresh token may be spent already, so it is never sent again."""
+
+
 class CodexAuth:
     """The ChatGPT login of one run, shared by its threads: read once, refreshed when the
-    token has expired or a request got 401, serialized with other processes and Codex."""
+    token is about to expire or a request got 401, serialized with other processes and Codex.
+
+    A run sends at most one refresh: a backend that refuses every token would otherwise
+    rotate the login again and again (and a failed refresh is never repeated with the same,
+    possibly spent, refresh token)."""
 
     def __init__(self, env: dict, transport: Transport, secrets: Secrets,
                  clock: Callable[[], float] = time.time, retries: int = 2,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.env, self.transport, self.secrets = env, transport, secrets
         self.clock, self.retries, self.sleep = clock, retries, sleep
+        self.warn = warn
         self.path = auth_file_path(env)
         self._lock = threading.Lock()
         self._login: ChatGPTLogin | None = None
+        self.refreshes = 0  # refresh requests this run sent (at most one)
+        self._failure: ImagegenError | None = None  # how this run's refresh failed
+        self._warned = False
 
     def token_url(self) -> str:
         override = self.env.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE")
@@ -1953,8 +2281,16 @@ class CodexAuth:
         base = (self.env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
         return f"{base}/oauth/token"
 
+    def _read_data(self) -> dict:
+        data = read_auth_json(self.path, self.env, self.sleep)
+        if not self._warned and self.warn is not None and readable_by_others(self.path):
+            self._warned = True
+            self.warn(f"other users can read {self.path}, which holds your ChatGPT login: "
+                      f"chmod 600 {self.path}")
+        return data
+
     def _read(self) -> ChatGPTLogin:
-        login = chatgpt_login(read_auth_json(self.path, self.env), self.path)
+        login = chatgpt_login(self._read_data(), self.path)
         self.secrets.add(*login.secrets())
         return login
 
@@ -1966,16 +2302,20 @@ class CodexAuth:
             return self._login
 
     def current(self) -> ChatGPTLogin:
-        """A usable login, refreshed first when its access token has expired."""
+        """A usable login, refreshed first when its access token is about to expire."""
         with self._lock:
             if self._login is None:
                 self._login = self._read()
             if needs_refresh(self._login, self.clock()):
-                self._login = self._refresh(self._login)
+                reason = ("proactive_expiry" if access_expiry(self._login) is not None
+                          else "scheduled")
+                self._login = self._refresh_once(self._login, None, reason)
             return self._login
 
     def after_unauthorized(self, rejected: str) -> ChatGPTLogin:
-        """After a 401: another thread or program may have refreshed already; else refresh."""
+        """After a 401: another thread or program may have refreshed already; else refresh
+        (once a run: when this run's refreshed login is refused too, it is returned as it
+        is, and the caller gives up)."""
         with self._lock:
             if self._login is not None and self._login.access_token != rejected:
                 return self._login
@@ -1983,13 +2323,33 @@ class CodexAuth:
             if on_disk.access_token != rejected and not needs_refresh(on_disk, self.clock()):
                 self._login = on_disk
             else:
-                self._login = self._refresh(on_disk, rejected=rejected)
+                self._login = self._refresh_once(on_disk, rejected, "unauthorized_recovery")
             return self._login
 
-    def _refresh(self, stale: ChatGPTLogin, rejected: str | None = None) -> ChatGPTLogin:
-        directory = os.path.dirname(self.path)
+    def _refresh_once(self, stale: ChatGPTLogin, rejected: str | None,
+                      reason: str) -> ChatGPTLogin:
+        if self._failure is not None or self.refreshes:
+            # Another program may have saved a usable login since; else no second refresh.
+            on_disk = self._read()
+            if on_disk.access_token not in (stale.access_token, rejected) \
+                    and not needs_refresh(on_disk, self.clock()):
+                return on_disk
+            if self._failure is not None:
+                raise type(self._failure)(self._failure.message)
+            return stale
+        try:
+            return self._refresh(stale, rejected, reason)
+        except Interrupted:
+            raise
+        except ImagegenError as error:
+            self._failure = error
+            raise
+
+    def _refresh(self, stale: ChatGPTLogin, rejected: str | None, reason: str) -> ChatGPTLogin:
+        if self.transport.cancelled():
+            raise Interrupted("interrupted")
         with AuthLocks(self.path):
-            data = read_auth_json(self.path, self.env)
+            data = self._read_data()
             fresh = chatgpt_login(data, self.path)
             self.secrets.add(*fresh.secrets())
             if fresh.access_token not in (stale.access_token, rejected) \
@@ -1998,66 +2358,146 @@ class CodexAuth:
             if not fresh.refresh_token:
                 raise AuthError(f"the access token in {self.path} has expired and there is no "
                                 f"refresh token: run `imagegen auth login` (or `codex login`)")
-            # Prove the directory is writable before spending the (rotating) refresh token.
-            try:
-                fd, probe = make_temporary(directory, ".auth-")
-                os.close(fd)
-                os.unlink(probe)
-            except OSError as exc:
-                raise AuthError(f"the login needs a refresh but {directory} is not writable "
-                                f"({exc.strerror}); nothing was sent") from None
-            answer = self._post_refresh(fresh.refresh_token)
-            tokens = data.setdefault("tokens", {})
-            for name in ("id_token", "access_token", "refresh_token"):
-                if isinstance(answer.get(name), str) and answer[name]:
-                    tokens[name] = answer[name]
-            self.secrets.add(*(answer.get(n) for n in ("id_token", "access_token",
-                                                        "refresh_token")))
-            data["last_refresh"] = utc_now_rfc3339(self.clock())
-            text = json.dumps(data, indent=2, ensure_ascii=False)
-            try:
-                write_file_atomic(self.path, text.encode("utf-8"), 0o600, prefix=".auth-")
-            except OSError as exc:
-                raise AuthError(f"the login was refreshed but {self.path} could not be written "
-                                f"({exc.strerror}); run `codex login` again") from None
-            return chatgpt_login(data, self.path)
+            self._check_writable(data)
+            request = self._refresh_request(fresh.refresh_token, reason)
+            self.refreshes += 1
+            error: ImagegenError = AuthError("could not refresh the login")
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.sleep(backoff_delay(attempt - 1, lambda: 0.5))
+                # From the moment the token leaves until the answer is saved, a Ctrl-C or
+                # SIGTERM waits (a few seconds at most): the issuer rotates the token as it
+                # answers, and an answer thrown away is a login destroyed.
+                with SIGNALS.hold(self.transport):
+                    try:
+                        answer = self._send_refresh(request)
+                    except RefreshAnswerLost as lost:
+                        adopted = self._adopt_saved_login(fresh)
+                        if adopted is not None:
+                            return adopted
+                        raise BackendError(lost.message) from None
+                    except ImagegenError as failure:
+                        if not failure.transient:
+                            raise
+                        error = failure
+                        continue
+                    return self._save(data, answer)
+            raise type(error)(error.message)
 
-    def _post_refresh(self, refresh_token: str) -> dict:
+    def _check_writable(self, data: dict) -> None:
+        """Prove the answer can be saved before spending the (rotating) refresh token: the
+        file's text can be made, and a file of its size written beside it."""
+        directory = os.path.dirname(self.path)
+        payload = auth_json_bytes(data) + b" " * 512  # the new tokens may be a little longer
+        try:
+            fd, probe = make_temporary(directory, ".auth-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            finally:
+                os.unlink(probe)
+        except OSError as exc:
+            raise AuthError(f"the login needs a refresh but {directory} is not writable "
+                            f"({exc.strerror}); nothing was sent") from None
+
+    def _refresh_request(self, refresh_token: str, reason: str) -> HttpRequest:
         version = codex_version(self.env)
-        request = json_request("POST", self.token_url(), {
+        return json_request("POST", self.token_url(), {
             "Accept": "application/json", "originator": ORIGINATOR,
             "User-Agent": user_agent(version)},
             {"client_id": CLIENT_ID, "grant_type": "refresh_token",
-             "refresh_token": refresh_token})
-        for attempt in range(self.retries + 1):
-            deadline = self.transport.clock() + 60
-            try:
-                answer, _ = self.transport.fetch_json(request, deadline, 60)
-            except Unauthorized as exc:
-                raise self._refresh_refused(exc) from None
-            except (AuthError, BackendError, RateLimitError, UsageError, NoImageError) as exc:
-                if isinstance(exc, BackendError) and exc.transient and attempt < self.retries:
-                    self.sleep(backoff_delay(attempt, lambda: 0.5))
-                    continue
-                if isinstance(exc, BackendError) and exc.message.startswith(("cannot", "TLS")):
-                    raise BackendError(f"could not refresh the login: {exc.message}") from None
+             "refresh_reason": reason, "refresh_token": refresh_token})
+
+    def _send_refresh(self, request: HttpRequest) -> dict:
+        """One refresh request. Raises AuthError when the issuer refused for good, a
+        transient error when nothing can have been spent (a re-send is safe), and
+        RefreshAnswerLost when the token may be spent but the answer is not known."""
+        limit = min(REFRESH_TIMEOUT_S, self.transport.total_timeout)
+        try:
+            answer, _ = self.transport.fetch_json(request, self.transport.clock() + limit,
+                                                  limit)
+        except (Interrupted, UsageError):
+            raise
+        except ImagegenError as exc:
+            status = getattr(exc, "status", None)
+            code = refresh_error_code(getattr(exc, "body_json", None)) \
+                or str(getattr(exc, "server_code", "") or "")
+            if code in REFRESH_FAILURES or status == 401 or (
+                    status == 400 and code == "invalid_grant"):
+                raise self._refresh_refused(code, status) from None
+            if status is None and not getattr(exc, "delivered", True):
+                # It never reached the issuer (DNS, refused, TLS): safe to send again.
+                failure = BackendError if exc.message.startswith(("cannot", "TLS")) \
+                    else AuthError
+                raise failure(f"could not refresh the login: {exc.message}",
+                              transient=exc.transient) from None
+            if status in REFRESH_RESEND_STATUSES:
+                raise AuthError(f"could not refresh the login: {exc.message}",
+                                transient=True) from None
+            if status is not None and status not in (502, 504):
                 raise AuthError(f"could not refresh the login: {exc.message}") from None
-            if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str):
-                raise AuthError("could not refresh the login: the token endpoint's answer has "
-                                "no access_token")
-            return answer
-        raise AuthError("could not refresh the login")  # not reached
+            why = exc.message
+            if why.startswith(("timed out", "stalled")):
+                why = f"the token endpoint did not answer within {limit:g} s"
+            raise self._lost(why) from None
+        if not isinstance(answer, dict):
+            raise self._lost("the token endpoint's answer is not a JSON object")
+        return answer
 
     @staticmethod
-    def _refresh_refused(exc: ImagegenError) -> AuthError:
-        text = f"{getattr(exc, 'server_code', '')} {exc.message}"
-        for code, why in REFRESH_FAILURES.items():
-            if code in text:
-                return AuthError(f"your access token could not be refreshed because {why} "
-                                 f"({code}): log in again with `imagegen auth login` "
-                                 f"(or `codex login`)")
-        return AuthError("your access token could not be refreshed (HTTP 401): log in again "
-                         "with `imagegen auth login` (or `codex login`)")
+    def _lost(why: str) -> RefreshAnswerLost:
+        return RefreshAnswerLost(
+            f"could not refresh the login: {why}. The refresh request may have reached the "
+            f"server, so the refresh token was not sent again (it may be spent). Run the "
+            f"command again; only if it then says the refresh token was already used, log in "
+            f"again with `codex login` (or `imagegen auth login`)")
+
+    def _adopt_saved_login(self, sent: ChatGPTLogin) -> ChatGPTLogin | None:
+        """After a lost answer: a login another program saved meanwhile, if there is one."""
+        try:
+            login = self._read()
+        except AuthError:
+            return None
+        if login.refresh_token != sent.refresh_token and not needs_refresh(login, self.clock()):
+            return login
+        return None
+
+    def _save(self, data: dict, answer: dict) -> ChatGPTLogin:
+        """Store whatever tokens came back (each is optional), then check the result."""
+        came = {name: answer[name] for name in ("id_token", "access_token", "refresh_token")
+                if isinstance(answer.get(name), str) and answer[name]}
+        self.secrets.add(*came.values())
+        if not came:
+            raise AuthError("could not refresh the login: the token endpoint's answer has no "
+                            "tokens")
+        tokens = data.get("tokens")
+        if not isinstance(tokens, dict):
+            tokens = data["tokens"] = {}
+        tokens.update(came)
+        data["last_refresh"] = utc_now_rfc3339(self.clock())
+        try:
+            write_file_atomic(self.path, auth_json_bytes(data), 0o600, prefix=".auth-")
+        except OSError as exc:
+            raise AuthError(f"the login was refreshed but {self.path} could not be written "
+                            f"({exc.strerror}); run `codex login` again") from None
+        if "access_token" not in came:
+            raise AuthError("could not refresh the login: the token endpoint's answer has no "
+                            "access_token (the new refresh token it sent was saved: run the "
+                            "command again)")
+        return chatgpt_login(data, self.path)
+
+    @staticmethod
+    def _refresh_refused(code: str, status: int | None) -> AuthError:
+        why = REFRESH_FAILURES.get(code)
+        if why is not None:
+            return AuthError(f"your access token could not be refreshed because {why} "
+                             f"({code}): log in again with `imagegen auth login` "
+                             f"(or `codex login`)")
+        shown = f"HTTP {status}" + (f", {code}" if code else "")
+        return AuthError(f"your access token could not be refreshed ({shown}): log in again "
+                         f"with `imagegen auth login` (or `codex login`)")
 
 
 # Credentials: config.toml ###################################################################
@@ -3256,7 +3696,7 @@ class Context:
         with self._lock:
             if self._codex_auth is None:
                 self._codex_auth = CodexAuth(self.env, self.transport, self.secrets, self.clock,
-                                             sleep=self.sleep)
+                                             sleep=self.sleep, warn=self.reporter.warn)
             return self._codex_auth
 
     def see_headers(self, headers: Any) -> None:
@@ -3354,7 +3794,7 @@ class Generator:
                 and needs_refresh(self.backend.login, self.ctx.clock()):
             requests.append(json_request("POST", self.backend.auth.token_url(), {}, {
                 "client_id": CLIENT_ID, "grant_type": "refresh_token",
-                "refresh_token": "***"}).for_display())
+                "refresh_reason": "proactive_expiry", "refresh_token": "***"}).for_display())
         for n in self.backend.units(self.job):
             headers = self.backend.headers(route, dry_run=True)
             request = route.build(self.job, inputs, n, self.backend.base_url(route), headers)
@@ -4211,28 +4651,35 @@ def _report_failure(reporter: Reporter, error: ImagegenError, json_mode: bool) -
 
 
 def _install_sigterm() -> Any:
-    """SIGTERM ends a run like Ctrl-C: cleanup runs, no temporary file is left."""
+    """SIGTERM ends a run like Ctrl-C: cleanup runs, no temporary file is left. Both wait
+    while a refresh is between sending the refresh token and saving the answer (SIGNALS)."""
     import signal
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def interrupt(signum: int, frame: Any) -> None:
+        if SIGNALS.signalled():
+            return  # raised again once the refresh is saved
         raise KeyboardInterrupt
 
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except (ValueError, OSError):
-        return None
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, interrupt)
+        except (ValueError, OSError):
+            pass
+    return previous or None
 
 
 def _restore_sigterm(previous: Any) -> None:
     if previous is None:
         return
     import signal
-    try:
-        signal.signal(signal.SIGTERM, previous)
-    except (ValueError, OSError):
-        pass
+    for signum, handler in previous.items():
+        try:
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        except (ValueError, OSError, TypeError):
+            pass
 
 
 if __name__ == "__main__":

@@ -1,0 +1,259 @@
+"""The December adversarial findings (shared/reference/adversarial-2026-12.md): each test
+reproduces one finding (F1, F2, ...) and asserts what a user must get instead.
+
+Tests that need a slow server, a signal or many seconds carry the `fault` marker: they run in
+the default `python -m pytest -q`; `-m "not fault"` skips them while working.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Result
+from fakeserver import make_auth_json, ok, stall, status, write_auth_file
+
+PROMPT = "a paper plane"
+# What a Codex home may hold after a run: the login, Codex's two lock files, our quota note.
+EXPECTED_IN_CODEX_HOME = {"auth.json", "auth.lock", "auth.json.lock", "codex-imagegen-quota.json"}
+
+
+def generate(run, *extra: str, **kwargs) -> Result:
+    return run(PROMPT, "--no-progress", "--retries", "2", *extra, **kwargs)
+
+
+def codex_requests(fake) -> list:
+    return [r for r in fake.requests if r.path.startswith("/backend-api/codex/")]
+
+
+def assert_no_stray_files(folder: Path) -> None:
+    assert set(os.listdir(folder)) <= EXPECTED_IN_CODEX_HOME, sorted(os.listdir(folder))
+
+
+def saved_refresh_token(env) -> str:
+    return env.read_auth()["tokens"]["refresh_token"]
+
+
+# F1, F7: a refresh whose answer is lost is never sent again ####################################
+
+def test_f1_a_lost_refresh_answer_is_never_sent_again_and_says_what_to_do(env, fake, run):
+    env.write_auth(expired=True)
+    fake.queue("/oauth/token", ok(truncate_after=0))  # the issuer rotates, the answer is cut
+
+    result = generate(run)
+
+    assert result.code == 5, result
+    assert len(fake.requests_to("/oauth/token")) == 1  # the spent token was not re-sent
+    assert codex_requests(fake) == []
+    assert "not sent again" in result.err and "codex login" in result.err
+    assert "already used" in result.err  # log in again only if the server later says so
+    assert_no_stray_files(env.codex_home)
+
+
+def test_f1_a_lost_answer_adopts_tokens_another_program_saved_meanwhile(env, fake, run):
+    """The answer is lost, but Codex saved a new login while ours was in flight: use it."""
+    env.write_auth(expired=True)
+    fake.queue("/oauth/token", ok(truncate_after=0))
+    import urllib.request
+    inner = urllib.request.build_opener()
+    saved: list[dict] = []
+
+    class CodexSavesDuringTheRefresh:
+        def open(self, request, timeout=None):
+            try:
+                return inner.open(request, timeout=timeout)
+            finally:
+                if request.full_url.endswith("/oauth/token") and not saved:
+                    tokens = fake.auth.issue()
+                    write_auth_file(env.auth_file, make_auth_json(tokens))
+                    saved.append(tokens)
+
+    result = generate(run, seams={"opener": CodexSavesDuringTheRefresh()})
+
+    assert result.code == 0, result
+    assert len(fake.requests_to("/oauth/token")) == 1
+    assert [r.bearer for r in codex_requests(fake)] == [saved[0]["access_token"]]
+
+
+def test_f1_a_refresh_that_never_left_is_sent_again(env, fake, run):
+    """A complete 503 from the issuer: nothing was spent, so a re-send is safe."""
+    env.write_auth(expired=True)
+    fake.queue("/oauth/token", status(503))  # the issuer itself said no: nothing was spent
+
+    result = generate(run)
+
+    assert result.code == 0, result
+    assert len(fake.requests_to("/oauth/token")) == 2
+
+
+@pytest.mark.parametrize("code", [502, 504])
+def test_f1_a_gateway_error_on_the_refresh_is_not_resent(env, fake, run, code):
+    """A proxy or load balancer that gave up may have let the issuer act: no re-send."""
+    env.write_auth(expired=True)
+    fake.queue("/oauth/token", status(code))
+
+    result = generate(run)
+
+    assert result.code == 5, result
+    assert len(fake.requests_to("/oauth/token")) == 1
+
+
+@pytest.mark.fault
+def test_f7_a_stalled_refresh_keeps_to_timeout_and_names_the_refresh(env, fake, run):
+    env.write_auth(expired=True)
+    fake.queue("/oauth/token", stall(seconds=20))
+
+    started = time.monotonic()
+    result = generate(run, "--timeout", "2")
+    elapsed = time.monotonic() - started
+
+    assert result.code == 5, result
+    assert len(fake.requests_to("/oauth/token")) == 1
+    assert "token endpoint" in result.err and "2 s" in result.err
+    assert elapsed < 15, elapsed  # not the old fixed 60 s (a bound, not a speed claim)
+
+
+# F25, F3: the rotated token is always saved ####################################################
+
+def test_f25_a_refresh_answer_without_access_token_still_saves_the_new_refresh_token(env, fake, run):
+    env.write_auth(expired=True)
+    fake.auth.refresh_returns = ("id_token", "refresh_token")
+
+    result = generate(run)
+
+    assert result.code == 3, result
+    assert saved_refresh_token(env) == fake.auth.current_refresh_token
+    fake.auth.refresh_returns = ("id_token", "access_token", "refresh_token")
+    again = generate(run)
+    assert again.code == 0, again
+
+
+def test_f3_an_auth_file_with_a_lone_surrogate_is_still_written_back(env, fake, run):
+    doc = make_auth_json(fake.auth.issue(expired=True))
+    text = json.dumps(doc, indent=2)[:-1] + ',\n  "profile_note": "Jo\\ud83d"\n}'
+    env.auth_file.write_text(text, encoding="ascii")
+
+    result = generate(run)
+
+    assert result.code == 0, result
+    assert fake.auth.refresh_count == 1
+    after = env.read_auth()
+    assert after["tokens"]["refresh_token"] == fake.auth.current_refresh_token
+    assert after["profile_note"] == "Jo\ud83d"
+
+
+# Refresh like Codex 0.169 (issue 12, item 6) ##################################################
+
+def test_refresh_body_says_why_before_a_request_and_after_a_401(env, fake, run):
+    env.write_auth(expired=True)
+    assert generate(run).code == 0
+    fake.auth.revoke_access_tokens()
+    assert generate(run).code == 0
+
+    reasons = [r.json.get("refresh_reason") for r in fake.requests_to("/oauth/token")]
+    assert reasons == ["proactive_expiry", "unauthorized_recovery"]
+
+
+@pytest.mark.parametrize("seconds_left, refreshed", [(240, True), (420, False)])
+def test_refresh_within_five_minutes_of_exp(env, fake, run, seconds_left, refreshed):
+    env.write_auth(exp=time.time() + seconds_left)
+
+    assert generate(run).code == 0
+    assert fake.auth.refresh_count == (1 if refreshed else 0)
+
+
+@pytest.mark.parametrize("state", ["empty", "half"])
+def test_an_auth_file_caught_mid_rewrite_is_read_again(env, fake, run, state):
+    """Older Codex rewrites auth.json in place: a read can find it empty or half written."""
+    whole = env.auth_file.read_bytes()
+    env.auth_file.write_bytes(b"" if state == "empty" else whole[:len(whole) // 2])
+    timer = threading.Timer(0.08, env.auth_file.write_bytes, (whole,))
+    timer.start()
+    try:
+        result = generate(run)
+    finally:
+        timer.join()
+
+    assert result.code == 0, result
+
+
+def test_an_auth_file_that_stays_empty_is_exit_3(env, fake, run):
+    env.auth_file.write_bytes(b"")
+
+    result = generate(run)
+
+    assert result.code == 3, result
+    assert env.auth_file.read_bytes() == b""
+
+
+@pytest.mark.parametrize("answer, permanent", [
+    (status(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"}), True),
+    (status(400, {"error": {"code": "refresh_token_reused", "message": "used"}}), True),
+    (status(403, {"error": {"code": "refresh_token_invalidated"}}), True),
+    (status(400, {"error": "invalid_request", "error_description": "bad"}), False),
+])
+def test_refresh_failures_say_log_in_again_only_when_permanent(env, fake, run, answer, permanent):
+    env.write_auth(expired=True)
+    fake.queue("/oauth/token", answer)
+
+    result = generate(run)
+
+    assert result.code == 3, result
+    assert ("log in again" in result.err) is permanent, result
+    assert len(fake.requests_to("/oauth/token")) == 1
+
+
+# F33: one refresh per run ######################################################################
+
+def test_f33_a_backend_refusing_every_token_gets_one_refresh_per_run(env, fake, run):
+    for route in ("/codex/responses", "/codex/images/generations"):
+        fake.default(route, status(401, {"error": {"message": "nope"}}))
+    lines = "".join(json.dumps({"prompt": f"icon {n}"}) + "\n" for n in range(6))
+    (env.work / "b.jsonl").write_text(lines)
+
+    result = run("batch", "b.jsonl", "--parallel", "1", "--no-progress", "--retries", "0")
+
+    assert result.code == 3, result
+    assert len(result.lines) == 6
+    assert fake.auth.refresh_attempts == 1
+
+
+# F2: a signal during the refresh never destroys the login ######################################
+
+def _wait_for_refresh(fake, proc) -> None:
+    deadline = time.monotonic() + 20
+    while not fake.requests_to("/oauth/token"):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no refresh request arrived"
+        time.sleep(0.02)
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("how", ["generate", "batch"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_f2_a_signal_during_the_refresh_lets_it_finish_and_be_saved(env, fake, run_cli, how, signum):
+    env.write_auth(expired=True)
+    fake.auth.refresh_delay = 1.0  # the issuer rotates only after this
+    if how == "generate":
+        args = [PROMPT, "--no-progress"]
+    else:
+        (env.work / "b.jsonl").write_text('{"prompt": "one"}\n{"prompt": "two"}\n')
+        args = ["batch", "b.jsonl", "--parallel", "2", "--no-progress"]
+    proc = run_cli.popen(*args)
+    _wait_for_refresh(fake, proc)
+    time.sleep(0.3)
+    proc.send_signal(signum)
+
+    result = run_cli.wait(proc, timeout=30)
+
+    assert result.code == 130, result
+    assert fake.auth.refresh_count == 1
+    assert saved_refresh_token(env) == fake.auth.current_refresh_token  # the login survives
+    assert_no_stray_files(env.codex_home)
+    assert not [p for p in env.work.rglob("*") if p.name.startswith(".")]
