@@ -207,21 +207,64 @@ class Unauthorized(AuthError):
 
 # Redaction ##################################################################################
 
+# Each pattern is written so that it cannot backtrack over a long run: a lookbehind makes a
+# match start only where a run of token characters starts, so a server's 300 KB of "eyJeyJ..."
+# or "a.a.a..." is scanned once, not once for every position in it.
 _SECRET_PATTERNS = (
     # JWTs (access and id tokens) wherever they appear
-    (re.compile(r"eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"), "***"),
+    (re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"),
+     "***"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]{6,}"), r"\1***"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{12,}"), "***"),
     (re.compile(r"\brt_[A-Za-z0-9_.-]{12,}"), "***"),
     (re.compile(
         r"(?i)([\"']?(?:access_token|refresh_token|id_token|api_key|apikey|openai_api_key|token|"
-        r"authorization|code_verifier|authorization_code|client_secret|password)[\"']?\s*[:=]\s*"
+        r"authorization|code_verifier|authorization_code|client_secret|password)[\"']?[ \t]*"
         # (JSON's true/false/null are not secrets: `"refresh_token": true` must stay JSON)
-        r"[\"']?)(?!(?i:bearer|basic)\s)(?!\*\*\*)(?!(?:true|false|null)\b)"
+        r"[:=][ \t]*[\"']?)(?!(?i:bearer|basic)\s)(?!\*\*\*)(?!(?:true|false|null)\b)"
         r"([^\"'\s,}&]{4,})"), r"\1***"),
     # a password in a URL (https://user:password@host/...)
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@"), r"\1***@"),
+    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@"), r"\1***@"),
 )
+# An echo may break a secret with a line break or a space (also as a JSON escape), cut it
+# short, or encode it: a known secret is found from its first ECHO_MIN_CHARS characters on,
+# whatever whitespace sits between them, and as base64 or hex.
+ECHO_MIN_CHARS = 12
+_ECHO_GAP = r"(?:\s|\\[nrt])*"
+
+
+def _encoded_forms(value: str) -> set[str]:
+    """base64 (standard and URL-safe, at each of the 3 byte alignments, without the edge
+    characters that depend on the neighbouring bytes) and hex of a secret."""
+    raw = value.encode("utf-8", "replace")
+    forms = {raw.hex(), raw.hex().upper()}
+    for shift in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            middle = encode(b"\0" * shift + raw).decode("ascii")[4:-4]
+            if len(middle) >= ECHO_MIN_CHARS:
+                forms.add(middle)
+    return forms
+
+
+def _echo_spans(text: str, value: str, head: re.Pattern) -> list[tuple[int, int]]:
+    """Where text holds value, or a prefix of it of ECHO_MIN_CHARS or more, with whitespace
+    anywhere inside: (start, end) pairs. Linear: each start is extended once."""
+    spans = []
+    for match in head.finditer(text):
+        index, matched, end = match.end(), ECHO_MIN_CHARS, match.end()
+        while matched < len(value) and index < len(text):
+            char = text[index]
+            if char == value[matched]:
+                index, matched = index + 1, matched + 1
+                end = index
+            elif char.isspace():
+                index += 1
+            elif char == "\\" and text[index + 1:index + 2] in ("n", "r", "t"):
+                index += 2
+            else:
+                break
+        spans.append((match.start(), end))
+    return spans
 
 
 class Secrets:
@@ -229,11 +272,18 @@ class Secrets:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._echoes: dict[str, tuple[re.Pattern, set[str]]] = {}
         self._lock = threading.Lock()
 
     def add(self, *values: str | None) -> None:
         with self._lock:
-            self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
+            for value in values:
+                if not isinstance(value, str) or len(value) < 4 or value in self._values:
+                    continue
+                self._values.add(value)
+                if len(value) >= ECHO_MIN_CHARS:
+                    head = re.compile(_ECHO_GAP.join(map(re.escape, value[:ECHO_MIN_CHARS])))
+                    self._echoes[value] = (head, _encoded_forms(value))
 
     def redact(self, text: str, keep: Iterable[str] = ()) -> str:
         """Known secrets become ***, then whatever looks like one. The parts of text equal to
@@ -241,15 +291,40 @@ class Secrets:
         step: the patterns would print sk-8-skateboard.png as ***.png."""
         with self._lock:
             values = sorted(self._values, key=len, reverse=True)
+            echoes = dict(self._echoes)
         for value in values:
             if value in text:
                 text = text.replace(value, "***")
         kept = sorted({k for k in keep if k and k in text}, key=len, reverse=True)
         pieces = re.split("(" + "|".join(map(re.escape, kept)) + ")", text) if kept else [text]
         for index in range(0, len(pieces), 2):  # the odd pieces are the kept strings
+            pieces[index] = self._redact_echoes(pieces[index], echoes)
             for pattern, replacement in _SECRET_PATTERNS:
                 pieces[index] = pattern.sub(replacement, pieces[index])
         return "".join(pieces)
+
+    @staticmethod
+    def _redact_echoes(text: str, echoes: dict) -> str:
+        spans: list[tuple[int, int]] = []
+        for value, (head, forms) in echoes.items():
+            spans.extend(_echo_spans(text, value, head))
+            for form in forms:
+                start = text.find(form)
+                while start >= 0:
+                    spans.append((start, start + len(form)))
+                    start = text.find(form, start + len(form))
+        if not spans:
+            return text
+        out, position = [], 0
+        for start, end in sorted(spans):
+            if end <= position:
+                continue
+            if start >= position:
+                out.append(text[position:start])
+                out.append("***")
+            position = end
+        out.append(text[position:])
+        return "".join(out)
 
 
 # Small pure helpers #########################################################################
@@ -1324,7 +1399,7 @@ def images_from_chat(payload: Any) -> tuple[list[RawImage], str]:
         data = decode_image_base64(re.sub(r"\s+", "", match.group(2)), "gateway answer")
         images.append(RawImage(data=data, info=sniff_image(data)))  # type: ignore[arg-type]
     said = _DATA_URI_RE.sub("", " ".join(texts))
-    said = re.sub(r"!\[[^\]]*\]\(\s*\)", "", said).strip()
+    said = re.sub(r"!\[[^\][]*\]\(\s*\)", "", said).strip()  # no "[" inside: linear
     return images, said
 
 

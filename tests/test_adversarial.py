@@ -257,3 +257,108 @@ def test_f2_a_signal_during_the_refresh_lets_it_finish_and_be_saved(env, fake, r
     assert saved_refresh_token(env) == fake.auth.current_refresh_token  # the login survives
     assert_no_stray_files(env.codex_home)
     assert not [p for p in env.work.rglob("*") if p.name.startswith(".")]
+
+
+# F11, F12, F26: redaction ######################################################################
+
+def squeezed(text: str) -> str:
+    """text without the whitespace and JSON escapes an echo may put inside a secret."""
+    import re
+    return re.sub(r"(?:\s|\\[nrt])+", "", text)
+
+
+def assert_not_recoverable(secret: str, result: Result) -> None:
+    for stream in (result.out, result.err):
+        flat = squeezed(stream)
+        assert secret[:16] not in flat, result
+        assert secret[-16:] not in flat, result
+
+
+@pytest.mark.parametrize("shape", ["space", "newline", "prefix", "base64", "hex"])
+@pytest.mark.parametrize("mode", ["text", "json"])
+def test_f11_an_api_key_echoed_in_any_shape_is_never_printed(env, fake, run, shape, mode):
+    import base64
+    env.write_api_config()
+    key = fake.api_key
+    echoed = {"space": f"{key[:6]} {key[6:]}", "newline": f"{key[:6]}\n{key[6:]}",
+              "prefix": key[:20] + "…", "hex": key.encode().hex(),
+              "base64": base64.b64encode(f"user:{key}".encode()).decode()}[shape]
+    fake.queue("/v1/images/generations", status(400, {"error": {
+        "message": f"Incorrect API key provided: {echoed} is not allowed"}}))
+
+    result = run(PROMPT, "--backend", "api", "--no-progress", "--retries", "0",
+                 *(["--json"] if mode == "json" else []))
+
+    assert result.code == 5, result
+    assert "Incorrect API key provided" in (result.out + result.err)
+    assert_not_recoverable(key, result)
+    if shape in ("base64", "hex"):  # the encoded key, recoverable by decoding it
+        assert echoed[4:-4] not in squeezed(result.out + result.err), result
+
+
+def test_f11_a_refresh_token_echoed_with_a_line_break_is_never_printed(env, fake, run):
+    refresh_token = env.write_auth(expired=True)["tokens"]["refresh_token"]
+    fake.queue("/oauth/token", status(400, {"error": {
+        "message": f"upstream error for grant refresh_token rt={refresh_token[:10]}\n"
+                   f"{refresh_token[10:]}"}}))
+
+    result = generate(run, "--json")
+
+    assert result.code == 3, result
+    assert_not_recoverable(refresh_token, result)
+
+
+def test_f11_a_gateway_token_echoed_with_a_space_is_never_printed(env, fake, run):
+    token = "gw_" + fake.api_key[3:]  # a secret the fake does not know as the gateway's
+    env.secrets.add(token)
+    fake.gateway_token = token
+    env.write_gateway_files(token=token, base_url=fake.url)
+    fake.queue("/v1/chat/completions", status(401, {"error": {
+        "message": f"token {token[:5]} {token[5:]} rejected"}}))
+
+    result = run(PROMPT, "--backend", "gateway", "--no-progress", "--retries", "0")
+
+    assert result.code == 3, result
+    assert_not_recoverable(token, result)
+
+
+def test_f12_a_malformed_proxy_variable_is_a_usage_error_that_hides_its_password(env, fake, run):
+    password = "Pr0xyPassw0rd-never-shown"
+    env.secrets.add(password)
+
+    result = run(PROMPT, "--no-progress", "--json", env_vars={
+        "HTTPS_PROXY": f"http:/alice:{password}@127.0.0.1:3128",
+        "HTTP_PROXY": f"http:/alice:{password}@127.0.0.1:3128",
+        "NO_PROXY": None, "no_proxy": None})
+
+    assert result.code == 2, result
+    assert password not in result.out + result.err
+    assert result.json["error"]["kind"] == "usage"
+    assert "proxy" in result.json["error"]["message"]
+
+
+@pytest.mark.parametrize("text", [
+    "eyJ" * 120_000,                   # the JWT pattern, once for every eyJ
+    "a." * 180_000,                    # the URL-password pattern's scheme
+    "token " * 60_000 + "x",           # the key=value pattern
+], ids=["jwt", "url", "key-value"])
+def test_f26_redaction_takes_linear_time_on_hostile_text(text):
+    import imagegen
+    secrets = imagegen.Secrets()
+    secrets.add("sk-" + "k" * 40)
+    done: list[str] = []
+    worker = threading.Thread(target=lambda: done.append(secrets.redact(text)), daemon=True)
+    worker.start()
+    worker.join(30)  # a bound far above linear time (milliseconds), far below quadratic
+    assert done, "redaction did not finish within 30 s"
+
+
+def test_f26_the_gateways_markdown_cleanup_takes_linear_time():
+    import imagegen
+    payload = {"choices": [{"message": {"content": "![" * 150_000}}]}
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(imagegen.images_from_chat(payload)),
+                              daemon=True)
+    worker.start()
+    worker.join(30)
+    assert done, "the markdown cleanup did not finish within 30 s"
