@@ -822,8 +822,9 @@ class SSEDecoder:
         self._spills = spills  # where long strings of long data lines go (None: nowhere)
         self._strings: LongStrings | None = None
         self._long_checked = False
-        self._data: list[bytes] = []
+        self._data: bytes | bytearray | None = None  # the event's data lines, joined as they come
         self._event = ""
+        self._skip_line = False  # the rest of an over-long line that is not data
         self._skip_lf = False
         self._started = False
         self._head = b""  # the first bytes, held until a BOM split across chunks is ruled out
@@ -873,7 +874,14 @@ class SSEDecoder:
 
     def _add(self, piece: bytes) -> None:
         """Part of an unfinished line. A data line past SPILL_LINE_BYTES (an image event)
-        from then on streams through LongStrings, so the base64 is never held whole."""
+        from then on streams through LongStrings, so the base64 is never held whole. Any
+        other line longer than SSE_FIELD_BYTES (an event name, a comment) is dropped."""
+        if self._skip_line:
+            return
+        if self._partial_length + len(piece) > SSE_FIELD_BYTES and not self._long_checked \
+                and not (b"".join(self._partial[:4]) + piece[:4]).startswith(b"data"):
+            self._partial, self._partial_length, self._skip_line = [], 0, True
+            return
         if self._strings is not None:
             piece = self._strings.feed(piece)
         self._partial.append(piece)
@@ -894,6 +902,9 @@ class SSEDecoder:
             self._strings = None
         line = b"".join(self._partial)
         self._partial, self._partial_length, self._long_checked = [], 0, False
+        if self._skip_line:
+            self._skip_line = False
+            return b":"  # a comment: ignored
         return line
 
     def close(self) -> list[SSEEvent]:
@@ -916,15 +927,22 @@ class SSEDecoder:
         if colon and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
-            self._data.append(value)
+            # One growing buffer, not a list of lines: a million 2-byte lines must cost
+            # about 3 MB, not 50 (F8). The response cap bounds its size.
+            if self._data is None:
+                self._data = value
+            else:
+                if not isinstance(self._data, bytearray):
+                    self._data = bytearray(self._data)
+                self._data += b"\n"
+                self._data += value
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
 
     def _dispatch(self, events: list[SSEEvent]) -> None:
-        if self._data:
-            data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-            events.append(SSEEvent(self._event, data))
-        self._data = []
+        if self._data is not None:
+            events.append(SSEEvent(self._event, bytes(self._data)))
+        self._data = None
         self._event = ""
 
 
@@ -932,6 +950,7 @@ class SSEDecoder:
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 SPILL_LINE_BYTES = 1024 * 1024  # only lines longer than this are filtered (image events)
+SSE_FIELD_BYTES = 64 * 1024  # an event name or comment line longer than this is dropped
 SPILL_STRING_BYTES = 64 * 1024  # strings longer than this leave the JSON
 SPILL_MARK = "imagegen-spill:"
 SPILL_HEAD_BYTES = 64 * 1024  # enough to find a JPEG's dimensions after its metadata
@@ -3918,7 +3937,10 @@ class Generator:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
             raise
-        except ImagegenError as error:
+        except (ImagegenError, RecursionError) as error:
+            if isinstance(error, RecursionError):  # json's C decoder on "[[[[..." (F4)
+                error = BackendError("the answer is nested too deeply to read (malformed "
+                                     "answer)")
             if isinstance(error, RateLimitError) and not error.transient:
                 self.stop_starting.set()
             done = sum(1 for s in self.saved if first <= s.index < first + n)
@@ -4363,7 +4385,9 @@ def batch_job(line: str, defaults: dict, env: dict) -> Job:
     try:
         entry = json.loads(line)
     except ValueError as exc:
-        raise UsageError(f"not a JSON object: {exc.msg}") from None
+        raise UsageError(f"not a JSON object: {getattr(exc, 'msg', exc)}") from None
+    except RecursionError:
+        raise UsageError("not a JSON object: nested too deeply") from None
     if not isinstance(entry, dict):
         raise UsageError("not a JSON object")
     options = dict(defaults)
@@ -4708,12 +4732,20 @@ def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
         except (OSError, ValueError, AttributeError):
             pass
         return 1
+    except RecursionError:  # json's C decoder on "[[[[...": a malformed answer, not a bug
+        _report_failure(reporter(), BackendError("an answer or file is nested too deeply to "
+                                                 "read (malformed)"), json_mode)
+        return BackendError.exit_code
     except Exception as error:  # a bug: one line, the traceback only when asked for
         if env.get("IMAGEGEN_DEBUG") == "1":
             import traceback
             traceback.print_exc()
-        reporter().error(f"internal error: {type(error).__name__}: {error} "
-                       f"(set IMAGEGEN_DEBUG=1 for a traceback; please report it)")
+        internal = ImagegenError(f"internal error: {type(error).__name__}: {error} "
+                                 f"(set IMAGEGEN_DEBUG=1 for a traceback; please report it)")
+        try:
+            _report_failure(reporter(), internal, json_mode)
+        except (OSError, ValueError, AttributeError):
+            pass
         return 1
     finally:
         _restore_sigterm(previous)

@@ -362,3 +362,194 @@ def test_f26_the_gateways_markdown_cleanup_takes_linear_time():
     worker.start()
     worker.join(30)
     assert done, "the markdown cleanup did not finish within 30 s"
+
+
+# F6: --timeout holds while a server dribbles the headers or the chunk framing ##################
+
+class DribblingServer:
+    """An HTTP server on 127.0.0.1 that answers every request with `head` at once, then
+    `dribble` one byte every `interval` seconds, and gives up by itself after `limit` s."""
+
+    def __init__(self, head: bytes, dribble: bytes, interval: float = 0.2, limit: float = 25):
+        import socket
+        self.head, self.dribble, self.interval, self.limit = head, dribble, interval, limit
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        import socket
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn) -> None:
+        ends = time.monotonic() + self.limit
+        try:
+            conn.settimeout(2)
+            conn.recv(65536)
+            conn.sendall(self.head)
+            for byte in self.dribble:
+                if self.stop.wait(self.interval) or time.monotonic() > ends:
+                    break
+                conn.sendall(bytes([byte]))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("where", ["headers", "chunk-size", "trailers"])
+def test_f6_timeout_holds_while_a_server_dribbles(env, fake, run, where):
+    forever = b"x" * 1000
+    head, dribble = {
+        "headers": (b"HTTP/1.1 200 OK\r\nX-Slow: ", forever),
+        "chunk-size": (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n5;ext=", forever),
+        "trailers": (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n", b"X-T: 1\r\n" * 200),
+    }[where]
+    server = DribblingServer(head, dribble)
+    try:
+        started = time.monotonic()
+        result = run(PROMPT, "--no-progress", "--retries", "0", "--timeout", "2",
+                     "--stall-timeout", "1", "--route", "responses",
+                     "--base-url", server.url + "/backend-api/codex")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+
+    assert result.code == 5, result
+    assert "2 s" in result.err, result
+    assert elapsed < 15, elapsed  # the server would go on for 25 s (a bound, not a speed claim)
+
+
+# F29, F4: misconfiguration and deep JSON are exit 2 and 5, and --json stays JSON ###############
+
+@pytest.mark.parametrize("variable, value", [
+    ("IMAGEGEN_CODEX_BASE_URL", "chatgpt.com/backend-api/codex"),
+    ("CODEX_REFRESH_TOKEN_URL_OVERRIDE", "auth.openai.com/oauth/token"),
+])
+def test_f29_a_url_without_a_scheme_is_a_usage_error_and_json_stays_json(env, fake, run, variable, value):
+    env.write_auth(expired=True)
+    before = env.auth_file.read_bytes()
+
+    result = run(PROMPT, "--no-progress", "--json", env_vars={variable: value})
+
+    assert result.code == 2, result
+    assert result.json["ok"] is False and result.json["error"]["kind"] == "usage"
+    assert value in result.json["error"]["message"]
+    assert fake.requests_to("/oauth/token") == [] or env.auth_file.read_bytes() != before
+
+
+def test_f29_a_base_url_with_a_space_is_a_usage_error(env, fake, run):
+    result = run(PROMPT, "--no-progress", "--base-url", fake.url + "/backend api/codex")
+
+    assert result.code == 2, result
+
+
+def test_f29_an_internal_error_with_json_still_prints_one_json_object(env, fake, run):
+    class Broken:
+        def open(self, request, timeout=None):
+            raise RuntimeError("a bug")
+
+    result = run(PROMPT, "--no-progress", "--json", seams={"opener": Broken()})
+
+    assert result.code == 1, result
+    assert result.json["ok"] is False and result.json["error"]["kind"] == "internal"
+
+
+DEEP = "[" * 20_000
+
+
+@pytest.mark.parametrize("route, answer", [
+    ("/codex/images/generations", status(500, DEEP, content_type="application/json")),
+    ("/codex/images/generations", status(200, DEEP, content_type="application/json")),
+    ("/codex/responses", status(200, f"data: {DEEP}\n\n", content_type="text/event-stream")),
+], ids=["error-body", "json-answer", "sse-event"])
+def test_f4_deeply_nested_json_from_the_server_is_exit_5(env, fake, run, route, answer):
+    fake.default(route, answer)
+    which = "images" if "images" in route else "responses"
+
+    result = run(PROMPT, "--no-progress", "--retries", "0", "--json", "--route", which)
+
+    assert result.code == 5, result
+    assert result.json["error"]["kind"] == "backend"
+
+
+def test_f4_a_deeply_nested_refresh_answer_is_exit_3(env, fake, run):
+    env.write_auth(expired=True)
+    fake.queue("/oauth/token", status(500, DEEP, content_type="application/json"))
+    assert generate(run, "--retries", "0").code == 3
+
+
+def test_f4_a_deeply_nested_auth_file_is_an_auth_error(tmp_path):
+    import imagegen
+    path = tmp_path / "auth.json"
+    path.write_text(DEEP)
+    with pytest.raises(imagegen.AuthError):
+        imagegen.read_auth_json(str(path), {}, sleep=lambda seconds: None)
+
+
+def test_f4_a_deeply_nested_batch_line_fails_alone(env, fake, run):
+    (env.work / "b.jsonl").write_text(json.dumps({"prompt": "one", "out": "one.png"}) + "\n"
+                                      + DEEP + "\n"
+                                      + json.dumps({"prompt": "three", "out": "three.png"}) + "\n")
+
+    result = run("batch", "b.jsonl", "--no-progress")
+
+    assert result.code == 2, result
+    assert result.lines[0] == "one.png" and result.lines[2] == "three.png"
+    assert result.lines[1].startswith("ERROR usage: line 2")
+
+
+# F8: the SSE decoder holds an event in about its own size ######################################
+
+def test_f8_an_event_of_many_short_data_lines_is_held_in_about_its_size():
+    import tracemalloc
+    import imagegen
+    decoder = imagegen.SSEDecoder()
+    block = b"data:ab\n" * 50_000  # 400 KB on the wire
+    tracemalloc.start()
+    try:
+        for _ in range(20):  # 8 MB
+            assert decoder.feed(block) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    events = decoder.feed(b"\n")
+    assert len(events) == 1 and events[0].data == b"\n".join([b"ab"] * 1_000_000)
+    assert peak < 24 * 1024 * 1024, peak  # the old list of line objects took over 50 MB
+
+
+def test_f8_a_huge_event_name_line_is_not_kept():
+    import tracemalloc
+    import imagegen
+    decoder = imagegen.SSEDecoder()
+    tracemalloc.start()
+    try:
+        assert decoder.feed(b"event: ") == []
+        for _ in range(40):
+            decoder.feed(b"e" * 1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    events = decoder.feed(b'\ndata: {"type": "x"}\n\n')
+    assert [e.data for e in events] == [b'{"type": "x"}']
+    assert peak < 16 * 1024 * 1024, peak
