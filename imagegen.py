@@ -2009,10 +2009,24 @@ def read_regular_file(path: str, cap: int) -> bytes:
 
 
 def read_text_capped(stream: Any, cap: int, what: str) -> str:
-    """A text stream (stdin) read to its end, refusing more than `cap` characters."""
-    text = stream.read(cap + 1)
+    """A text stream (stdin) read to its end, refusing more than `cap` characters or text
+    that is not UTF-8."""
+    try:
+        text = stream.read(cap + 1)
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} is not UTF-8 text") from None
     if len(text) > cap:
         raise UsageError(f"{what} is larger than {human_bytes(cap)}")
+    return check_utf8(text, what)
+
+
+def check_utf8(text: str, what: str) -> str:
+    """text, unless it holds a lone surrogate (bytes that were not UTF-8 in argv, or an
+    escaped "\\ud83d" in JSON), which no request body could carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid UTF-8 text") from None
     return text
 
 
@@ -2841,12 +2855,8 @@ def load_reference(source: str, transport: Transport, what: str, download: bool 
             raise UsageError(f"cannot download {what} {source}: {exc.message}") from None
     else:
         path = os.path.expanduser(source)
-        try:
-            if os.path.getsize(path) > MAX_REFERENCE_BYTES:
-                raise UsageError(f"{what} {source} is larger than "
-                                 f"{human_bytes(MAX_REFERENCE_BYTES)}")
-            with open(path, "rb") as handle:
-                data = handle.read()
+        try:  # never more than the cap, never a device or FIFO (/dev/zero, a pipe: F31)
+            data = read_regular_file(path, MAX_REFERENCE_BYTES)
         except IsADirectoryError:
             raise UsageError(f"{what} {source} is a directory, not an image") from None
         except OSError as exc:
@@ -3375,11 +3385,12 @@ class ApiBackend(Backend):
         config: dict = {}
         if path:
             try:
-                with open(path, encoding="utf-8") as handle:
-                    config = json.load(handle)
+                config = json.loads(read_regular_file(path, MAX_CONFIG_BYTES))
             except FileNotFoundError:
                 raise UsageError(f"--config {path} does not exist") from None
-            except (OSError, ValueError) as exc:
+            except OSError as exc:
+                raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+            except (ValueError, RecursionError) as exc:
                 raise UsageError(f"cannot read {path}: {exc}") from None
             if not isinstance(config, dict):
                 raise UsageError(f"{path} must hold a JSON object")
@@ -4372,13 +4383,41 @@ def write_login(env: dict, tokens: dict, now: float) -> str:
 # batch ######################################################################################
 
 def read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
+    """The lines of a batch file (or stdin), split at line feeds only: JSON text may hold
+    U+2028, U+0085 and the like, which str.splitlines() would also split at (F5). A UTF-8
+    byte-order mark (Notepad) is dropped; text that is not UTF-8 is a usage error."""
     if source == "-":
-        return stdin.read().splitlines()
+        buffer = getattr(stdin, "buffer", None)
+        if buffer is not None:
+            raw = buffer.read(MAX_BATCH_BYTES + 1)
+            if len(raw) > MAX_BATCH_BYTES:
+                raise UsageError(f"the batch on stdin is larger than "
+                                 f"{human_bytes(MAX_BATCH_BYTES)}")
+            text = _batch_text(raw, "the batch on stdin")
+        else:
+            text = read_text_capped(stdin, MAX_BATCH_BYTES, "the batch on stdin")
+    else:
+        try:
+            raw = read_regular_file(os.path.join(cwd, os.path.expanduser(source)),
+                                    MAX_BATCH_BYTES)
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        text = _batch_text(raw, source)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _batch_text(raw: bytes, name: str) -> str:
     try:
-        with open(os.path.join(cwd, source), encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        hint = " (it looks like UTF-16: save it as UTF-8)" if raw[:2] in (
+            b"\xff\xfe", b"\xfe\xff") else ""
+        raise UsageError(f"{name} is not UTF-8 text{hint}") from None
 
 
 def batch_job(line: str, defaults: dict, env: dict) -> Job:
@@ -4400,9 +4439,29 @@ def batch_job(line: str, defaults: dict, env: dict) -> Job:
         options[name] = value
     if "prompt" not in entry:
         raise UsageError('no "prompt" key')
+    check_utf8(json.dumps(entry, ensure_ascii=False), "the line")
+    check_batch_base_url(entry, defaults, env)
     if "image" in entry:
         options["image"] = entry["image"]
     return make_job(options, env)
+
+
+def check_batch_base_url(entry: dict, defaults: dict, env: dict) -> None:
+    """A batch file may come from untrusted text (an agent writes it): a line may not send
+    the ChatGPT login anywhere but the codex base URL configured outside the file."""
+    url = entry.get("base_url", entry.get("base-url"))
+    if url is None:
+        return
+    backend = entry.get("backend") or defaults.get("backend") or env.get("IMAGEGEN_BACKEND") \
+        or "codex"
+    if backend != "codex":
+        return
+    configured = defaults.get("base_url") or env.get("IMAGEGEN_CODEX_BASE_URL") \
+        or DEFAULT_CODEX_BASE_URL
+    if not isinstance(url, str) or url.rstrip("/") != configured.rstrip("/"):
+        raise UsageError("a batch line may not set base_url for the codex backend: the "
+                         "ChatGPT login goes only to the codex base URL set outside the batch "
+                         "file (--base-url or IMAGEGEN_CODEX_BASE_URL)")
 
 
 def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
@@ -4607,17 +4666,18 @@ def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | 
     if len(given) > 1:
         raise UsageError(f"give the prompt one way only (got {' and '.join(given)})")
     if words:
-        return words[0]
+        return check_utf8(words[0], "the prompt")
     if options.get("prompt") is not None:
-        return options["prompt"]
+        return check_utf8(options["prompt"], "the prompt")
     source = options.get("prompt_file")
     if source is None:
         return None
     if source == "-":
-        return stdin.read().strip()
+        return read_text_capped(stdin, MAX_CONFIG_BYTES, "the prompt on stdin").strip()
     try:
-        with open(os.path.join(cwd, os.path.expanduser(source)), encoding="utf-8") as handle:
-            return handle.read().strip()
+        raw = read_regular_file(os.path.join(cwd, os.path.expanduser(source)),
+                                MAX_CONFIG_BYTES)
+        return raw.decode("utf-8-sig").strip()
     except OSError as exc:
         raise UsageError(f"cannot read --prompt-file {source}: {exc.strerror}") from None
     except UnicodeDecodeError:

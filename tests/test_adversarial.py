@@ -553,3 +553,141 @@ def test_f8_a_huge_event_name_line_is_not_kept():
     events = decoder.feed(b'\ndata: {"type": "x"}\n\n')
     assert [e.data for e in events] == [b'{"type": "x"}']
     assert peak < 16 * 1024 * 1024, peak
+
+
+# F31: special files as inputs ##################################################################
+
+def _memory_limit() -> None:
+    import resource
+    limit = 1024 * 1024 * 1024  # 1 GiB: the old code ran out of it reading /dev/zero
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("args", [
+    ["-i", "/dev/zero"],
+    ["-i", "img.png", "--mask", "/dev/zero"],
+    ["--prompt-file", "/dev/zero"],
+    ["--backend", "api", "--config", "/dev/zero"],
+], ids=["image", "mask", "prompt-file", "config"])
+def test_f31_a_device_as_an_input_file_is_a_usage_error(env, fake, run_cli, args):
+    from fakeserver import png_bytes
+    (env.work / "img.png").write_bytes(png_bytes(64, 64))
+    if args[0] != "--prompt-file":
+        args = [PROMPT, *args]
+    proc = run_cli.popen(*args, "--no-progress", "--retries", "0", preexec_fn=_memory_limit)
+
+    result = run_cli.wait(proc, timeout=60)
+
+    assert result.code == 2, result
+    assert "/dev/zero" in result.err
+    assert codex_requests(fake) == []
+
+
+@pytest.mark.fault
+def test_f31_a_prompt_on_an_endless_stdin_is_a_usage_error(env, fake, run_cli):
+    with open("/dev/zero", "rb") as zero:
+        proc = run_cli.popen("--prompt-file", "-", "--no-progress", stdin=zero,
+                             preexec_fn=_memory_limit)
+        result = run_cli.wait(proc, timeout=60)
+
+    assert result.code == 2, result
+
+
+@pytest.mark.fault
+def test_f31_a_fifo_as_an_image_is_refused_at_once(env, fake, run_cli):
+    fifo = env.work / "pipe.png"
+    os.mkfifo(fifo)
+
+    result = run_cli(PROMPT, "-i", "pipe.png", "--no-progress", timeout=30)
+
+    assert result.code == 2, result
+    assert "pipe.png" in result.err
+
+
+@pytest.mark.fault
+def test_f31_a_batch_line_naming_a_device_fails_alone(env, fake, run_cli):
+    (env.work / "b.jsonl").write_text(
+        json.dumps({"prompt": "one", "out": "one.png", "image": ["/dev/zero"]}) + "\n"
+        + json.dumps({"prompt": "two", "out": "two.png"}) + "\n")
+    proc = run_cli.popen("batch", "b.jsonl", "--no-progress", preexec_fn=_memory_limit)
+
+    result = run_cli.wait(proc, timeout=60)
+
+    assert result.code == 2, result
+    assert result.lines[0].startswith("ERROR usage:") and "/dev/zero" in result.lines[0]
+    assert result.lines[1] == "two.png"
+
+
+@pytest.mark.fault
+def test_f31_a_batch_file_that_is_a_device_is_a_usage_error(env, fake, run_cli):
+    proc = run_cli.popen("batch", "/dev/zero", "--no-progress", preexec_fn=_memory_limit)
+
+    result = run_cli.wait(proc, timeout=60)
+
+    assert result.code == 2, result
+
+
+# F5, F18, batch base_url: batch files ##########################################################
+
+def test_f5_unicode_line_separators_inside_a_prompt_do_not_split_the_line(env, fake, run):
+    prompts = ["one\u2028two", "three", "four\u0085five\u2029"]
+    lines = [json.dumps({"prompt": p, "out": f"{n}.png"}, ensure_ascii=False)
+             for n, p in enumerate(prompts)]
+    (env.work / "b.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    result = run("batch", "b.jsonl", "--no-progress")
+
+    assert result.code == 0, result
+    assert result.out.split("\n")[:-1] == ["0.png", "1.png", "2.png"]
+
+
+def test_f18_a_batch_file_with_a_byte_order_mark_works(env, fake, run):
+    (env.work / "b.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(
+        {"prompt": "one", "out": "one.png"}).encode() + b"\r\n")
+
+    result = run("batch", "b.jsonl", "--no-progress")
+
+    assert result.code == 0, result
+    assert result.lines == ["one.png"]
+
+
+@pytest.mark.parametrize("how", ["utf16-file", "latin1-stdin"])
+def test_f18_a_batch_that_is_not_utf8_is_a_usage_error(env, fake, run, how):
+    text = json.dumps({"prompt": "caf\u00e9"}, ensure_ascii=False) + "\n"
+    if how == "utf16-file":
+        (env.work / "b.jsonl").write_bytes(text.encode("utf-16"))
+        result = run("batch", "b.jsonl", "--no-progress")
+    else:
+        result = run("batch", "-", "--no-progress", input=text.encode("latin-1"))
+
+    assert result.code == 2, result
+    assert "UTF-8" in result.err
+    assert codex_requests(fake) == []
+
+
+def test_f18_a_prompt_that_is_not_utf8_is_a_usage_error(env, fake, run):
+    result = run("caf\udce9", "--no-progress")
+
+    assert result.code == 2, result
+    assert codex_requests(fake) == []
+
+
+def test_a_batch_line_never_sends_the_chatgpt_login_to_another_host(env, fake, run):
+    from fakeserver import FakeServer
+    other = FakeServer().start()
+    try:
+        lines = [{"prompt": "elsewhere", "out": "a.png", "base_url": other.codex_base_url},
+                 {"prompt": "here", "out": "b.png", "base_url": fake.codex_base_url},
+                 {"prompt": "gateway", "out": "c.png", "backend": "gateway",
+                  "base_url": other.url}]
+        (env.work / "b.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+        result = run("batch", "b.jsonl", "--no-progress")
+
+        assert result.code == 2, result
+        assert result.lines[0].startswith("ERROR usage:") and "base_url" in result.lines[0]
+        assert result.lines[1:] == ["b.png", "c.png"]
+        assert not [r for r in other.requests if r.path.startswith("/backend-api/")]
+    finally:
+        other.stop()
