@@ -140,6 +140,7 @@ MAX_IMAGES_CODEX_ROUTE = 5  # what Codex itself sends on /images/edits
 MAX_IMAGES = 16
 DOWNLOAD_TIMEOUT_S = 60.0
 DEVICE_LOGIN_LIMIT_S = 15 * 60
+DEVICE_POLL_MAX_S = 60.0  # the longest wait between polls, whatever the server's interval
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
 RETRY_AFTER_CAP_S = 60.0
@@ -3269,9 +3270,8 @@ def bearer_headers(token: str | None) -> dict:
 
 def read_text_file(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip() or None
-    except OSError:
+        return read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
         return None
 
 
@@ -3283,8 +3283,13 @@ class GatewayBackend(Backend):
     def prepare(self, job: Job) -> None:
         env = self.ctx.env
         folder = os.path.join(config_home(env), "codex-api")
+        token_file = os.path.join(folder, "token")
         self.token = env.get("CODEX_API_TOKEN") or read_text_file(
-            os.path.join(folder, "token")) or DEFAULT_GATEWAY_TOKEN
+            token_file) or DEFAULT_GATEWAY_TOKEN
+        if not env.get("CODEX_API_TOKEN") and self.token != DEFAULT_GATEWAY_TOKEN \
+                and readable_by_others(token_file):
+            self.ctx.reporter.warn(f"{token_file} holds the gateway token and other users can "
+                                   f"read it: chmod 600 {token_file}")
         self.base = (self.base_override or env.get("CODEX_API_BASE_URL")
                      or read_text_file(os.path.join(folder, "base_url"))
                      or DEFAULT_GATEWAY_URL).rstrip("/")
@@ -3489,6 +3494,12 @@ class SavePolicy:
                 if os.path.lexists(path):
                     raise OutputError(f"{path} already exists: pass --force to replace it, or "
                                       f"choose another -o")
+                if self.job.meta and os.path.lexists(path + ".json"):
+                    raise OutputError(f"{path}.json already exists (--meta would replace it): "
+                                      f"pass --force, or choose another -o")
+        check_path_length(self.explicit_path(count - 1) if self.explicit else
+                          os.path.join(self.directory, "x" * 60), existing,
+                          ".json" if self.job.meta else "")
 
     def save(self, image: RawImage, index: int, ctx: Context) -> str:
         """Write the image beside its final name, then link or rename it into place."""
@@ -3544,6 +3555,22 @@ class SavePolicy:
             ctx.temporary_files.discard(temporary)
 
 
+def check_path_length(path: str, existing: str, suffix: str = "") -> None:
+    """Refuse, before the image is paid for, a name the filesystem would refuse (F15b)."""
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (AttributeError, ValueError, OSError):
+        name_max, path_max = 255, 4096
+    for part in (path + suffix).split(os.sep):
+        if len(part.encode("utf-8", "surrogateescape")) > name_max:
+            raise OutputError(f"the file name {part[:40]}... is longer than this filesystem "
+                              f"allows ({name_max} bytes): choose a shorter -o")
+    if len((path + suffix).encode("utf-8", "surrogateescape")) >= path_max:
+        raise OutputError(f"the path {path[:60]}... is longer than this system allows "
+                          f"({path_max} bytes): choose a shorter -o")
+
+
 def claim(temporary: str, target: str) -> bool:
     """Put a complete file at target unless something is there; atomic across processes."""
     import errno
@@ -3567,11 +3594,36 @@ def claim(temporary: str, target: str) -> bool:
     return True
 
 
-def write_sidecar(path: str, meta: dict) -> str:
+def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
+                  force: bool = False) -> str | None:
+    """<image>.json beside the image, complete or not at all. An existing one is replaced
+    only with --force (None when it was kept). The temporary file is the run's (pid-stamped,
+    registered), so Ctrl-C's cleanup removes it too."""
     sidecar = path + ".json"
     text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-    write_file_atomic(sidecar, text.encode("utf-8"), 0o644, prefix=".imagegen-")
-    return sidecar
+    if ctx is None:
+        write_file_atomic(sidecar, text.encode("utf-8"), 0o644, prefix=".imagegen-")
+        return sidecar
+    directory = os.path.dirname(os.path.abspath(sidecar))
+    fd, temporary = ctx.temporary_file(directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), 0o644)
+            handle.write(text.encode("utf-8", "replace"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        if force:
+            os.replace(temporary, sidecar)
+        elif not claim(temporary, sidecar):
+            return None
+        return sidecar
+    finally:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        ctx.temporary_files.discard(temporary)
 
 
 # Reporting ##################################################################################
@@ -3790,6 +3842,7 @@ class Context:
         self.temporary_prefix = f".imagegen-{os.getpid()}-"
         self.files_lock = threading.Lock()  # a .part file's creation vs Ctrl-C's cleanup
         self.quota: dict | None = None
+        self.interrupted_images: list[dict] = []  # saved before Ctrl-C: still printed
         self._codex_auth: CodexAuth | None = None
         self._lock = threading.Lock()
 
@@ -4062,10 +4115,15 @@ class Generator:
         }
         meta = json.loads(self.ctx.secrets.redact(json.dumps(meta)))
         try:
-            return write_sidecar(saved.path, meta)
-        except OSError as exc:
-            self.ctx.reporter.warn(f"could not write {saved.path}.json: {exc.strerror}")
+            sidecar = write_sidecar(saved.path, meta, self.ctx, job.force)
+        except (OSError, OutputError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else exc.message
+            self.ctx.reporter.warn(f"could not write {saved.path}.json: {why}")
             return None
+        if sidecar is None:
+            self.ctx.reporter.warn(f"{saved.path}.json already exists: kept it (pass --force "
+                                   f"to replace it)")
+        return sidecar
 
     def first_error(self) -> ImagegenError | None:
         return min(self.errors, key=lambda pair: pair[0])[1] if self.errors else None
@@ -4102,9 +4160,19 @@ def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> No
                for _ in range(min(parallel, len(tasks)))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.1)
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)
+    except BaseException:
+        # Ctrl-C, or a closed stdout: stop the workers and wait for them (briefly), so that
+        # none is killed at exit half-way through writing a file (F9b/c).
+        ctx.cancel.set()
+        ctx.transport.abort()
+        ends = time.monotonic() + SIGNAL_GRACE_S
+        for thread in threads:
+            thread.join(max(0.0, ends - time.monotonic()))
+        raise
     if crashes:
         raise crashes[0]
 
@@ -4123,6 +4191,12 @@ def cmd_generate(job: Job, ctx: Context) -> int:
                   + "...")
     try:
         generator.run(inputs)
+    except KeyboardInterrupt:
+        # main prints what was saved before the interruption (the contract: saved images
+        # are still printed)
+        ctx.interrupted_images = [image_entry(s, job, ctx.cwd) for s in sorted(
+            generator.saved, key=lambda s: name_order(s.path))]
+        raise
     finally:
         reporter.close()
     saved = sorted(generator.saved, key=lambda s: name_order(s.path))
@@ -4234,7 +4308,7 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                 value = status[key]
                 if key == "access_token_expires_at" and status.get("access_token_expired"):
                     value = f"{value} (expired)"
-                reporter.result(f"{label + ':':22}{value}")
+                reporter.result(f"{label + ':':22}{printable(value)}")  # claims: no escapes
         if isinstance(status.get("quota"), dict) and status["quota"].get("windows"):
             seen = status["quota"].get("seen_at")
             when = time.strftime(" (seen %Y-%m-%d %H:%M)", time.localtime(seen)) if isinstance(
@@ -4279,9 +4353,12 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
         raise BackendError("the device login answer lacks device_auth_id or user_code")
     ctx.secrets.add(device_auth_id)
     try:
-        interval = max(0.0, float(answer.get("interval", 5)))
+        interval = float(answer.get("interval", 5))
     except (TypeError, ValueError):
         interval = 5.0
+    if not 0 <= interval < float("inf"):  # NaN, inf and negatives: the usual 5 s
+        interval = 5.0
+    interval = min(interval, DEVICE_POLL_MAX_S)  # "1e9" would sleep for decades
     url = f"{issuer}/codex/device"
     reporter.say(f"to log in, open {url} and enter the code {user_code} "
                   f"(it expires in 15 minutes)")
@@ -4298,7 +4375,7 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
         if ctx.monotonic() >= deadline:
             raise AuthError("the device login was not completed within 15 minutes; run "
                             "`imagegen auth login` again")
-        ctx.sleep(interval)
+        ctx.sleep(max(0.0, min(interval, deadline - ctx.monotonic())))
         try:
             grant, _ = transport.fetch_json(json_request(
                 "POST", f"{issuer}/api/accounts/deviceauth/token", headers,
@@ -4761,10 +4838,13 @@ def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
     `_seams` lets tests replace the opener, the clocks and sleep (keyword-only, private)."""
     args = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     env = dict(os.environ)
-    runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": sys.stdout,
-               "stderr": sys.stderr, "seams": _seams or {}, "contexts": []}
+    # `>&-` leaves sys.stdout None: results then meet a closed pipe (F10)
+    stdout = sys.stdout if sys.stdout is not None else _ClosedStream()
+    stderr = sys.stderr if sys.stderr is not None else _ClosedStream(quiet=True)
+    runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": stdout,
+               "stderr": stderr, "seams": _seams or {}, "contexts": []}
     json_mode = "--json" in args
-    fallback = Reporter(sys.stdout, sys.stderr, Secrets(), env, json_mode=json_mode)
+    fallback = Reporter(stdout, stderr, Secrets(), env, json_mode=json_mode)
 
     def reporter() -> Reporter:
         # The run's own reporter knows its secrets by value (a refresh token need not look
@@ -4778,20 +4858,37 @@ def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
         _report_failure(reporter(), error, json_mode)
         return error.exit_code
     except KeyboardInterrupt:
+        saved: list[dict] = []
         for ctx in runtime["contexts"]:
             ctx.cancel.set()
+            ctx.transport.abort()
             ctx.reporter.close()
             ctx.remove_temporary_files()
-        _report_failure(reporter(), Interrupted("interrupted; no partial file was left"),
-                        json_mode)
+            saved.extend(ctx.interrupted_images)
+        try:
+            _report_failure(reporter(), Interrupted("interrupted; no partial file was left"),
+                            json_mode, saved)
+        except BrokenPipeError:
+            pass
         return Interrupted.exit_code
     except BrokenPipeError:
+        # stdout was closed (`| head -1`): stop, clean up, and say so where it can be seen.
+        for ctx in runtime["contexts"]:
+            ctx.cancel.set()
+            ctx.transport.abort()
+            ctx.remove_temporary_files()
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         except (OSError, ValueError, AttributeError):
             pass
-        return 1
+        try:
+            stderr.write("imagegen: error: stdout was closed before every result was "
+                         "printed; stopped\n")
+            stderr.flush()
+        except (OSError, ValueError):
+            pass
+        return BROKEN_PIPE_EXIT
     except RecursionError:  # json's C decoder on "[[[[...": a malformed answer, not a bug
         _report_failure(reporter(), BackendError("an answer or file is nested too deeply to "
                                                  "read (malformed)"), json_mode)
@@ -4811,10 +4908,39 @@ def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
         _restore_sigterm(previous)
 
 
-def _report_failure(reporter: Reporter, error: ImagegenError, json_mode: bool) -> None:
+def _report_failure(reporter: Reporter, error: ImagegenError, json_mode: bool,
+                    saved: list[dict] | None = None) -> None:
+    """The failure on stderr; with --json also on stdout. `saved`: images saved before it
+    (an interrupted run), printed like any result."""
+    saved = saved or []
     if json_mode:
-        reporter.result_json({"ok": False, "error": error_entry(error), "images": []})
+        reporter.result_json({"ok": False, "error": error_entry(error), "images": saved},
+                             keep=[image["path"] for image in saved])
+    else:
+        for image in saved:
+            reporter.result(image["path"], keep=(image["path"],))
     reporter.error(error.message)
+
+
+BROKEN_PIPE_EXIT = 141  # what a shell reports for a command killed by SIGPIPE (128 + 13)
+
+
+class _ClosedStream:
+    """sys.stdout or sys.stderr when the process started with it closed."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def write(self, text: str) -> int:
+        if self.quiet:
+            return len(text)
+        raise BrokenPipeError(32, "stdout is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _install_sigterm() -> Any:

@@ -691,3 +691,180 @@ def test_a_batch_line_never_sends_the_chatgpt_login_to_another_host(env, fake, r
         assert not [r for r in other.requests if r.path.startswith("/backend-api/")]
     finally:
         other.stop()
+
+
+# F9, F10: signals and a closed stdout ##########################################################
+
+def _pngs(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.png")) if folder.exists() else []
+
+
+@pytest.mark.fault
+def test_f9a_ctrl_c_after_some_images_prints_the_saved_ones(env, fake, run_cli):
+    fake.queue("/codex/images/generations", ok(), ok(), ok(), stall(seconds=30))
+    proc = run_cli.popen(PROMPT, "-n", "4", "--parallel", "4", "--route", "images",
+                         "--no-progress")
+    deadline = time.monotonic() + 20
+    while len(_pngs(env.work / "assets")) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+
+    result = run_cli.wait(proc, timeout=30)
+
+    assert result.code == 130, result
+    saved = _pngs(env.work / "assets")
+    assert len(saved) == 3
+    assert sorted(result.lines) == sorted(str(p.relative_to(env.work)) for p in saved)
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_f9b_a_signal_during_a_meta_write_leaves_no_temporary_file(env, fake, run_cli, tmp_path, signum):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import os, time\n"
+        "_fsync = os.fsync\n"
+        "def fsync(fd):\n"
+        "    time.sleep(1.0)  # a slow disk\n"
+        "    _fsync(fd)\n"
+        "os.fsync = fsync\n")
+    proc = run_cli.popen(PROMPT, "-n", "2", "--parallel", "2", "--meta", "--no-progress",
+                         env_vars={"PYTHONPATH": str(hooks)})
+    deadline = time.monotonic() + 20
+    while not _pngs(env.work / "assets"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signum)
+
+    result = run_cli.wait(proc, timeout=30)
+
+    assert result.code == 130, result
+    folder = env.work / "assets" / "generated"
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+    for sidecar in folder.glob("*.json"):
+        json.loads(sidecar.read_text())  # complete, or not there at all
+
+
+@pytest.mark.fault
+def test_f10_stdout_closed_before_the_start_is_exit_141_not_a_bug(env, fake, run_cli):
+    import subprocess
+    proc = run_cli.popen(PROMPT, "--no-progress", stdout=subprocess.DEVNULL,
+                         preexec_fn=lambda: os.close(1))
+
+    result = run_cli.wait(proc, timeout=60)
+
+    assert result.code == 141, result
+    assert "internal error" not in result.err and "stdout" in result.err
+
+
+@pytest.mark.fault
+def test_f10_a_batch_piped_into_head_stops_with_141(env, fake, run_cli):
+    lines = "".join(json.dumps({"prompt": f"icon {n}"}) + "\n" for n in range(8))
+    (env.work / "b.jsonl").write_text(lines)
+    fake.delay = 0.2
+    proc = run_cli.popen("batch", "b.jsonl", "--parallel", "1", "--no-progress")
+    proc.stdout.read(1)
+    proc.stdout.close()
+    proc.stdout = None
+
+    result = run_cli.wait(proc, timeout=60)
+
+    assert result.code == 141, result
+    assert "internal error" not in result.err
+    folder = env.work / "assets" / "generated"
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+# F15, F17, F27, F28 ############################################################################
+
+def test_f15_meta_never_replaces_an_existing_sidecar_without_force(env, fake, run):
+    (env.work / "fox.png.json").write_text("my notes")
+
+    refused = run(PROMPT, "-o", "fox.png", "--meta", "--no-progress")
+
+    assert refused.code == 7, refused
+    assert codex_requests(fake) == []  # refused before anything was paid for
+    assert (env.work / "fox.png.json").read_text() == "my notes"
+    forced = run(PROMPT, "-o", "fox.png", "--meta", "--force", "--no-progress")
+    assert forced.code == 0, forced
+    assert json.loads((env.work / "fox.png.json").read_text())["prompt"] == PROMPT
+
+
+def test_f15_meta_keeps_an_orphan_sidecar_beside_an_automatic_name(env, fake, run):
+    folder = env.work / "assets" / "generated"
+    folder.mkdir(parents=True)
+    (folder / "a-paper-plane.png.json").write_text("my notes")
+
+    result = run(PROMPT, "--meta", "--no-progress")
+
+    assert result.code == 0, result
+    assert result.lines == ["assets/generated/a-paper-plane.png"]
+    assert (folder / "a-paper-plane.png.json").read_text() == "my notes"
+    assert "already exists" in result.err
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_f15b_an_impossible_out_name_is_refused_before_the_request(env, fake, run):
+    result = run(PROMPT, "-o", "x" * 300 + ".png", "--no-progress")
+
+    assert result.code == 7, result
+    assert codex_requests(fake) == []
+
+
+def test_f17_auth_status_never_prints_terminal_escapes(env, fake, run):
+    from fakeserver import make_jwt
+    tokens = dict(fake.auth.tokens)
+    tokens["id_token"] = make_jwt({
+        "email": "eve@example.com\x1b]0;owned-title\x07\x1b[2J",
+        "https://api.openai.com/auth": {"chatgpt_plan_type": "plus\x1b[31mRED\n",
+                                        "chatgpt_account_id": "acc\x1b[5m"}})
+    env.secrets.add(tokens["id_token"])
+    env.write_auth(doc=make_auth_json(tokens, last_refresh="2026-01-01T00:00:00Z\x1b[5m"))
+
+    result = run("auth", "status")
+
+    assert result.code == 0, result
+    for char in "\x1b\x07":
+        assert char not in result.out + result.err, result
+
+
+@pytest.mark.parametrize("interval", ["1e9", "inf", "nan", "-5"])
+def test_f27_the_device_login_interval_is_bounded(env, fake, run, interval):
+    fake.auth.device_interval = interval
+    fake.auth.device_pending = 2
+    clock = {"now": 1000.0, "sleeps": []}
+
+    def sleep(seconds):
+        clock["sleeps"].append(seconds)
+        clock["now"] += seconds
+
+    result = run("auth", "login", seams={"monotonic": lambda: clock["now"], "sleep": sleep})
+
+    assert result.code == 0, result
+    assert clock["sleeps"] and all(0 <= s <= 60 for s in clock["sleeps"]), clock["sleeps"]
+
+
+def test_f28_an_auth_file_others_can_read_draws_a_warning(env, fake, run):
+    env.auth_file.chmod(0o644)
+
+    result = run(PROMPT, "--no-progress")
+
+    assert result.code == 0, result
+    assert "other users can read" in result.err and "chmod 600" in result.err
+
+
+def test_f28_a_gateway_token_file_others_can_read_draws_a_warning(env, fake, run):
+    token = "gw_" + fake.api_key[3:]
+    env.secrets.add(token)
+    fake.gateway_token = token
+    env.write_gateway_files(token=token, base_url=fake.url)
+    (env.config_home / "codex-api" / "token").chmod(0o644)
+
+    result = run(PROMPT, "--backend", "gateway", "--no-progress")
+
+    assert result.code == 0, result
+    assert "other users can read" in result.err and "chmod 600" in result.err
