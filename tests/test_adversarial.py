@@ -338,7 +338,7 @@ def test_f12_a_malformed_proxy_variable_is_a_usage_error_that_hides_its_password
 
 
 @pytest.mark.parametrize("text", [
-    "eyJ" * 120_000,                   # the JWT pattern, once for every eyJ
+    ("eyJ" + "a" * 10) * 80_000,       # the JWT pattern, once for every eyJ
     "a." * 180_000,                    # the URL-password pattern's scheme
     "token " * 60_000 + "x",           # the key=value pattern
 ], ids=["jwt", "url", "key-value"])
