@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import sys
@@ -32,9 +33,10 @@ __version__ = "0.1.0"
 
 HELP = """\
 usage: imagegen [generate] PROMPT [options]
-       imagegen auth status [--json]
-       imagegen auth login [--open-browser]
+       imagegen auth status [--json] | login [--open-browser] | logout [--force]
        imagegen batch FILE.jsonl [options]
+       imagegen doctor [--json]       is everything ready? one line a check, with the fix
+       imagegen mcp [--workspace DIR] | --print-config CLIENT
        imagegen --version | --help
 
 Make an image from a prompt through your ChatGPT subscription (the Codex login in
@@ -46,13 +48,15 @@ prompt (exactly one):
   --prompt-file FILE        read the prompt from FILE (- = stdin)
 
 output:
-  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>
+  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>;
+                            - writes the image to stdout (a pipe, one image)
   --force                   allow -o to replace an existing file
   --meta                    also write <image>.json with the prompt, models and sizes
   -q, --quiet               stdout: saved paths only; stderr: errors only
   --json                    stdout: one JSON object
   --no-progress             no live progress line
-  --dry-run                 print the request(s) that would be sent; no network, no login needed
+  --dry-run                 print the request(s) that would be sent and where each image would
+                            be saved; no network, no login needed
 
 image:
   --size auto|WxH           (auto) gpt-image-2: sides divisible by 16, ratio 1:3..3:1,
@@ -96,6 +100,30 @@ exit codes:
   130 interrupted
 """
 
+AUTH_HELP = """\
+usage: imagegen auth status [--json]        is there a usable login? (never prints a secret)
+       imagegen auth login [--open-browser] ChatGPT device-code login; writes auth.json as
+                                            Codex does (shared with Codex)
+       imagegen auth logout [--force]       forget what this tool keeps (its quota cache);
+                                            --force also removes the ChatGPT login from
+                                            auth.json, after a copy in auth.json.bak, which
+                                            logs Codex out too
+
+exit codes: 0 done (status: the login is usable), 2 usage, 3 no usable login, 5 network
+"""
+
+BATCH_HELP = """\
+usage: imagegen batch FILE.jsonl [options]     (FILE = - reads stdin)
+
+One JSON object a line: {"prompt": "...", "out": "icons/home.png", "size": "1024x1024"}.
+Keys: prompt (required), out, and any generate option by its long name (image as a list).
+The command-line options (see imagegen --help) are the defaults for every line; relative
+paths count from the current directory. A line whose out exists is skipped, so the same
+command resumes an interrupted batch; a line without out is made again on every run.
+--parallel N lines in flight (1..8); --json one object a line; --dry-run sends nothing.
+stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
+"""
+
 # Constants ##################################################################################
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # the Codex CLI's public OAuth client id
@@ -107,7 +135,16 @@ DEFAULT_GATEWAY_TOKEN = "devtoken"  # agent-cli-to-api's local default
 GATEWAY_START_HINT = "CODEX_ENABLE_IMAGE_GEN=1 uv run agent-cli-to-api codex"
 DEFAULT_MODEL = "gpt-5.5"
 DEFAULT_IMAGE_MODEL = "gpt-image-2"
-ORIGINATOR = "codex_cli_rs"
+# Who is asking, on every request to OpenAI hosts: OpenAI asked third-party tools to name
+# themselves instead of claiming to be the Codex CLI, and an honest originator is served alike.
+ORIGINATOR = "codex-imagegen"
+# What Codex itself names on the images route; the service ignores the model (measured).
+CODEX_IMAGE_MODEL = "gpt-image-2"
+# The canvas shapes the codex backend makes, chosen by an aspect line in the prompt (it
+# ignores `size`): (word, width ratio, height ratio), measured 1254x1254, 1536x1024,
+# 1024x1536, 1672x941 and 941x1672.
+CODEX_ASPECTS = (("square", 1, 1), ("landscape", 3, 2), ("portrait", 2, 3),
+                 ("landscape", 16, 9), ("portrait", 9, 16))
 # `version` headers that are too old get "requires a newer version of Codex", and
 # version.json may lag: never send less than a release known to work.
 CODEX_VERSION_FLOOR = "0.169.0"
@@ -147,6 +184,14 @@ RETRY_AFTER_CAP_S = 60.0
 CONTENT_POLICY_CODES = {
     "image_content_policy_violation", "content_policy_violation", "moderation_blocked",
     "content_filter", "safety_violation", "cyber_policy", "image_generation_user_error",
+    "image_generation_user_error_moderation", "misalignment_policy_violation", "bio_policy",
+}
+# A token endpoint's words for "this login is over" (any status): refreshing again cannot help.
+LOGIN_OVER_CODES = {
+    "invalid_grant": "the login was revoked or has expired",
+    "refresh_token_expired": "your refresh token has expired",
+    "refresh_token_reused": "your refresh token was already used",
+    "refresh_token_invalidated": "your refresh token was revoked",
 }
 QUOTA_CODES = {"usage_limit_reached", "usage_not_included", "insufficient_quota"}
 IMAGE_ERROR_CODES = {
@@ -202,8 +247,8 @@ class Interrupted(ImagegenError):
 
 
 class Unauthorized(AuthError):
-    """HTTP 401, or 403 with a JSON body: the caller may refresh the login once and send
-    again; one that survives the refresh is exit 3."""
+    """HTTP 401: the caller may refresh the login once and send again; one that survives
+    the refresh is exit 3. (A 403 is never cured by a refresh: Codex does not try.)"""
 
 
 # Redaction ##################################################################################
@@ -529,9 +574,21 @@ def check_size(size: str, image_model: str) -> None:
     width, height = int(match.group(1)), int(match.group(2))
     if not is_gpt_image_2(image_model):
         if size not in CLASSIC_SIZES:
+            nearest = min(CLASSIC_SIZES, key=lambda s: abs(
+                math.log(int(s.split("x")[0]) / int(s.split("x")[1])) - math.log(
+                    max(width, 1) / max(height, 1))))
             raise UsageError(f"{image_model} takes --size {', '.join(CLASSIC_SIZES)} or auto "
-                             f"(got {size})")
+                             f"(got {size}; the nearest is {nearest})")
         return
+    problems = size_problems(width, height)
+    if problems:
+        nearest = nearest_size(width, height)
+        raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems)
+                         + (f"; try {nearest[0]}x{nearest[1]}" if nearest else ""))
+
+
+def size_problems(width: int, height: int) -> list[str]:
+    """What is wrong with WxH for gpt-image-2 (empty when it is fine)."""
     problems = []
     if width % 16 or height % 16:
         problems.append("both sides must be divisible by 16")
@@ -542,9 +599,29 @@ def check_size(size: str, image_model: str) -> None:
     if max(width, height) > MAX_EDGE:
         problems.append(f"the long edge must be at most {MAX_EDGE}")
     if width * height < MIN_PIXELS:
-        problems.append(f"at least {MIN_PIXELS:,} pixels (e.g. 1024x640)")
-    if problems:
-        raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems))
+        problems.append(f"at least {MIN_PIXELS:,} pixels")
+    return problems
+
+
+def nearest_size(width: int, height: int) -> tuple[int, int] | None:
+    """The valid gpt-image-2 size closest to WxH: the sides nearest to the asked ones among
+    sizes within 2% of its aspect ratio (clamped to 1:3..3:1); a tie goes to the larger."""
+    if width <= 0 or height <= 0:
+        return None
+    ratio = min(max(width / height, 1 / 3), 3.0)
+    pixels = min(max(width * height, MIN_PIXELS), MAX_PIXELS)
+    base_w = math.sqrt(pixels * ratio)
+    base_h = base_w / ratio
+    candidates = [(w, h) for w in range(max(16, int(base_w) // 16 * 16 - 64),
+                                        int(base_w) // 16 * 16 + 81, 16)
+                  for h in range(max(16, int(base_h) // 16 * 16 - 64),
+                                 int(base_h) // 16 * 16 + 81, 16)
+                  if not size_problems(w, h)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs(math.log(c[0] / c[1] / ratio)) > 0.02,
+                                          abs(c[0] - width) + abs(c[1] - height),
+                                          -c[0] * c[1]))
 
 
 def _as_int(name: str, value: Any, low: int, high: int) -> int:
@@ -799,6 +876,912 @@ def compact_base64(value: Any) -> Any:
             size = len(payload) * 3 // 4 - payload[-2:].count("=")
             return f"{prefix}{'base64,' if prefix else ''}<base64: {size} bytes>"
     return value
+
+
+# Pixels: PNG decode, resample, encode #######################################################
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# 40 MP decode to at most 160 MB: far above any generated image (8.3 MP), enough for a
+# camera photo; a "bomb" of a few KB claiming 100k x 100k pixels is refused before inflating.
+MAX_DECODE_PIXELS = 40_000_000
+PNG_COMPRESSION = 6  # zlib's default: within ~5% of level 9's size at a third of the time
+THUMBNAIL_SIDE = 256
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))  # (x0, y0, dx, dy) of the seven interlace passes
+_CHANNELS_OF_COLOR_TYPE = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_DEPTHS_OF_COLOR_TYPE = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16),
+                         6: (8, 16)}
+_WEIGHT_ONE = 1 << 16  # resampling weights are fixed point: the weights of a pixel sum to this
+
+
+class PixelsError(ValueError):
+    """Bytes that are not a PNG this module can read, or pixels it cannot work with. Callers
+    turn it into the exit code of whoever sent the bytes (the server: 5, the user: 2)."""
+
+
+@dataclass(frozen=True)
+class Raster:
+    """8-bit pixels: `channels` is 1 (grey), 2 (grey, alpha), 3 (RGB) or 4 (RGBA), and each
+    of the `height` rows holds width * channels bytes.
+
+    This section is enough of an image library, in the standard library, to deliver what
+    was asked (an exact size, real transparency, thumbnails, previews): pure functions, no
+    I/O. Its speed comes from whole-row work (zlib, slicing, bytes.translate, and integers
+    that hold a row with a lane per sample); Python loops over pixels remain only where a
+    row cannot be done at once (the Average and Paeth filters, alpha at soft edges)."""
+
+    width: int
+    height: int
+    channels: int
+    rows: tuple
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels in (2, 4)
+
+    def pixel(self, x: int, y: int) -> tuple:
+        start = x * self.channels
+        return tuple(self.rows[y][start:start + self.channels])
+
+
+def _lanes(byte_count: int, pattern: bytes) -> int:
+    return int.from_bytes(pattern * byte_count, "little")
+
+
+class _RowMath:
+    """Bytewise arithmetic on a row held as one little-endian integer (SWAR): a carry never
+    crosses from one byte into the next, so a row is added, subtracted or averaged at once."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.high = _lanes(length, b"\x80")
+        self.low = _lanes(length, b"\x7f")
+        self.mask = (1 << (8 * length)) - 1
+
+    def add(self, x: int, y: int) -> int:
+        return ((x & self.low) + (y & self.low)) ^ ((x ^ y) & self.high)
+
+    def sub(self, x: int, y: int) -> int:
+        return ((x | self.high) - (y & self.low)) ^ ((x ^ y ^ self.high) & self.high)
+
+    def average(self, x: int, y: int) -> int:
+        return (x & y) + (((x ^ y) >> 1) & self.low)
+
+    def prefix_sum(self, x: int, stride: int) -> int:
+        """Running sum (mod 256) of every stride-th byte: the Sub filter undone in
+        log2(length / stride) whole-row additions."""
+        shift = 8 * stride
+        while shift < 8 * self.length:
+            x = self.add(x, (x << shift) & self.mask)
+            shift *= 2
+        return x
+
+
+def _unfilter_average(line: bytes, prior: bytes, bpp: int) -> bytearray:
+    out = bytearray(len(line))
+    for channel in range(bpp):
+        left, result = 0, []
+        append = result.append
+        for raw, up in zip(line[channel::bpp], prior[channel::bpp]):
+            left = (raw + ((left + up) >> 1)) & 255
+            append(left)
+        out[channel::bpp] = bytes(result)
+    return out
+
+
+def _unfilter_paeth(line: bytes, prior: bytes, bpp: int) -> bytearray:
+    out = bytearray(len(line))
+    for channel in range(bpp):
+        ups = prior[channel::bpp]
+        left, result = 0, []
+        append = result.append
+        for raw, up, up_left in zip(line[channel::bpp], ups, b"\0" + ups[:-1]):
+            pa = up - up_left  # |p - left| where p = left + up - up_left
+            pb = left - up_left  # |p - up|
+            pc = pa + pb  # |p - up_left|
+            if pa < 0:
+                pa = -pa
+            if pb < 0:
+                pb = -pb
+            if pc < 0:
+                pc = -pc
+            if pa <= pb and pa <= pc:
+                left = (raw + left) & 255
+            elif pb <= pc:
+                left = (raw + up) & 255
+            else:
+                left = (raw + up_left) & 255
+            append(left)
+        out[channel::bpp] = bytes(result)
+    return out
+
+
+def _unfilter(data: bytes, offset: int, rows: int, stride: int, bpp: int) -> tuple[list, int]:
+    """The `rows` scanlines of `stride` bytes (plus the filter byte) starting at offset in
+    the inflated data, unfiltered; and the offset after them."""
+    math = _RowMath(stride)
+    prior = bytes(stride)
+    lines = []
+    for _ in range(rows):
+        kind = data[offset]
+        line = data[offset + 1:offset + 1 + stride]
+        offset += 1 + stride
+        if kind == 0:
+            current = line
+        elif kind == 1:
+            current = math.prefix_sum(int.from_bytes(line, "little"), bpp).to_bytes(
+                stride, "little")
+        elif kind == 2:
+            current = math.add(int.from_bytes(line, "little"),
+                               int.from_bytes(prior, "little")).to_bytes(stride, "little")
+        elif kind == 3:
+            current = bytes(_unfilter_average(line, prior, bpp))
+        elif kind == 4:
+            current = bytes(_unfilter_paeth(line, prior, bpp))
+        else:
+            raise PixelsError(f"PNG scanline has an unknown filter type {kind}")
+        lines.append(current)
+        prior = current
+    return lines, offset
+
+
+@dataclass(frozen=True)
+class _PNGHeader:
+    width: int
+    height: int
+    depth: int
+    color_type: int
+    interlaced: bool
+    palette: bytes  # RGB triples (colour type 3)
+    transparency: bytes  # the tRNS chunk as stored
+
+
+def _read_chunks(data: bytes, verify_crc: bool) -> tuple[_PNGHeader, bytes]:
+    import zlib
+    if data[:8] != PNG_SIGNATURE:
+        raise PixelsError("not a PNG (the signature is missing)")
+    position, header, palette, transparency = 8, None, b"", b""
+    idat: list = []
+    idat_done = False
+    ended = False
+    while position < len(data):
+        if position + 12 > len(data):
+            raise PixelsError("PNG is truncated inside a chunk header")
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        end = position + 8 + length
+        if length > 0x7FFFFFFF or end + 4 > len(data):
+            raise PixelsError(f"PNG is truncated inside the {kind!r} chunk")
+        body = data[position + 8:end]
+        critical = not kind[0] & 0x20
+        if verify_crc or critical and kind != b"IDAT":
+            crc = int.from_bytes(data[end:end + 4], "big")
+            if zlib.crc32(kind + body) & 0xFFFFFFFF != crc:
+                raise PixelsError(f"PNG {str(kind, 'latin-1')} chunk fails its CRC check")
+        position = end + 4
+        if header is None and kind != b"IHDR":
+            raise PixelsError("PNG does not start with an IHDR chunk")
+        if kind == b"IHDR":
+            header = _parse_ihdr(body)
+        elif kind == b"PLTE":
+            if len(body) % 3 or not 3 <= len(body) <= 768:
+                raise PixelsError("PNG palette (PLTE) has a bad length")
+            palette = body
+        elif kind == b"tRNS":
+            transparency = body
+        elif kind == b"IDAT":
+            if idat_done:
+                raise PixelsError("PNG IDAT chunks are not consecutive")
+            idat.append(body)
+        elif kind == b"IEND":
+            ended = True
+            break
+        elif critical:
+            raise PixelsError(f"PNG has an unknown critical chunk {kind!r}")
+        if idat and kind != b"IDAT":
+            idat_done = True
+    if header is None:
+        raise PixelsError("PNG has no IHDR chunk")
+    if not idat:
+        raise PixelsError("PNG has no image data (IDAT)")
+    if not ended:
+        raise PixelsError("PNG is truncated (no IEND chunk)")
+    if header.color_type == 3 and not palette:
+        raise PixelsError("palette PNG has no PLTE chunk")
+    return replace(header, palette=palette, transparency=transparency), b"".join(idat)
+
+
+def _parse_ihdr(body: bytes) -> _PNGHeader:
+    if len(body) != 13:
+        raise PixelsError("PNG IHDR chunk has a bad length")
+    width = int.from_bytes(body[0:4], "big")
+    height = int.from_bytes(body[4:8], "big")
+    depth, color_type, compression, filtering, interlace = body[8:13]
+    if not width or not height or width > 0x7FFFFFFF or height > 0x7FFFFFFF:
+        raise PixelsError(f"PNG has an impossible size {width}x{height}")
+    if depth not in _DEPTHS_OF_COLOR_TYPE.get(color_type, ()):
+        raise PixelsError(f"PNG has an invalid colour type {color_type} / bit depth {depth}")
+    if compression or filtering or interlace > 1:
+        raise PixelsError("PNG uses an unknown compression, filter or interlace method")
+    return _PNGHeader(width, height, depth, color_type, bool(interlace), b"", b"")
+
+
+def _pass_sizes(header: _PNGHeader) -> list:
+    """(x0, y0, dx, dy, width, height) of each non-empty pass (one for a plain PNG)."""
+    if not header.interlaced:
+        return [(0, 0, 1, 1, header.width, header.height)]
+    sizes = []
+    for x0, y0, dx, dy in _ADAM7:
+        width = (header.width - x0 + dx - 1) // dx if header.width > x0 else 0
+        height = (header.height - y0 + dy - 1) // dy if header.height > y0 else 0
+        if width and height:
+            sizes.append((x0, y0, dx, dy, width, height))
+    return sizes
+
+
+def _unpack_tables(depth: int, scale: bool) -> list:
+    """For bit depths below 8: one bytes.translate table per sample position in a byte."""
+    per_byte, top = 8 // depth, (1 << depth) - 1
+    factor = 255 // top if scale else 1
+    return [bytes(((value >> (8 - depth * (k + 1))) & top) * factor for value in range(256))
+            for k in range(per_byte)]
+
+
+class _SampleReader:
+    """Turns unfiltered scanlines into 8-bit rows of the output channel count."""
+
+    def __init__(self, header: _PNGHeader) -> None:
+        self.header = header
+        color_type, depth, trns = header.color_type, header.depth, header.transparency
+        self.samples = _CHANNELS_OF_COLOR_TYPE[color_type]
+        self.unpack = _unpack_tables(depth, color_type == 0) if depth < 8 else None
+        self.key = None  # the tRNS colour of grey or RGB, as bytes in the stored depth
+        self.channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}[color_type]
+        if color_type == 3:
+            palette = header.palette
+            alphas = trns[:len(palette) // 3]
+            self.tables = [bytes(palette[index * 3 + c] if index * 3 < len(palette) else 0
+                                 for index in range(256)) for c in range(3)]
+            if alphas and alphas.count(255) != len(alphas):
+                full = alphas + b"\xff" * (256 - len(alphas))
+                self.tables.append(full)
+            self.channels = len(self.tables)
+        elif color_type in (0, 2) and len(trns) == 2 * self.samples:
+            top = (1 << depth) - 1
+            values = [int.from_bytes(trns[i:i + 2], "big") & top for i in range(0, len(trns), 2)]
+            if depth == 16:
+                self.key = [value.to_bytes(2, "big") for value in values]
+            elif depth == 8:
+                self.key = [bytes([value]) for value in values]
+            else:
+                self.key = [bytes([value * (255 // top)]) for value in values]
+            self.channels += 1
+
+    def row(self, line: bytes, width: int) -> bytes:
+        header = self.header
+        if self.unpack is not None:
+            per_byte = len(self.unpack)
+            samples = bytearray(len(line) * per_byte)
+            for k, table in enumerate(self.unpack):
+                samples[k::per_byte] = line.translate(table)
+            line = bytes(samples[:width])
+        planes16 = None
+        if header.depth == 16:
+            if self.key is not None:
+                planes16 = [line[c * 2:: 2 * self.samples] for c in range(self.samples)] + [
+                    line[c * 2 + 1:: 2 * self.samples] for c in range(self.samples)]
+            line = line[0::2]
+        if header.color_type == 3:
+            if len(line) > width:
+                line = line[:width]
+            out = bytearray(width * self.channels)
+            for c, table in enumerate(self.tables):
+                out[c::self.channels] = line.translate(table)
+            return bytes(out)
+        if self.key is None:
+            return line
+        # grey or RGB with a tRNS colour: alpha 0 where every sample equals the key
+        samples = self.samples
+        if planes16 is not None:
+            planes = planes16
+            keys = [k[0:1] for k in self.key] + [k[1:2] for k in self.key]
+        else:
+            planes = [line[c::samples] for c in range(samples)]
+            keys = self.key
+        match = -1
+        for plane, key in zip(planes, keys):
+            table = bytearray(256)
+            table[key[0]] = 1
+            match &= int.from_bytes(plane.translate(table), "little")
+        alpha = match.to_bytes(width, "little").translate(bytes([255, 0]) + bytes(254))
+        out = bytearray(width * (samples + 1))
+        for c in range(samples):
+            out[c::samples + 1] = line[c::samples]
+        out[samples::samples + 1] = alpha
+        return bytes(out)
+
+
+def decode_png(data: bytes, *, verify_crc: bool = True,
+               max_pixels: int = MAX_DECODE_PIXELS) -> Raster:
+    """Every standard PNG (colour types 0, 2, 3, 4, 6; bit depths 1-16; Adam7 or not) as an
+    8-bit Raster: palettes become RGB, or RGBA with tRNS; a grey or RGB tRNS colour adds an
+    alpha channel; 16-bit samples keep their high byte (as libpng's strip_16 and Pillow do).
+    PixelsError for anything malformed, including a damaged zlib stream."""
+    import zlib
+    header, compressed = _read_chunks(data, verify_crc)
+    if header.width * header.height > max_pixels:
+        raise PixelsError(f"PNG is {header.width}x{header.height}: more than "
+                          f"{max_pixels:,} pixels")
+    samples = _CHANNELS_OF_COLOR_TYPE[header.color_type]
+    bits = header.depth * samples
+    bpp = max(1, bits // 8)
+    passes = _pass_sizes(header)
+    expected = sum(height * (1 + (width * bits + 7) // 8) for *_, width, height in passes)
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(compressed, expected)
+    except zlib.error as error:
+        raise PixelsError(f"PNG image data is corrupt (zlib: {error})") from None
+    if len(raw) < expected:
+        raise PixelsError(f"PNG image data is truncated ({len(raw):,} of {expected:,} bytes)")
+    reader = _SampleReader(header)
+    channels = reader.channels
+    if not header.interlaced:
+        lines, _ = _unfilter(raw, 0, header.height, (header.width * bits + 7) // 8, bpp)
+        rows = tuple(reader.row(line, header.width) for line in lines)
+        return Raster(header.width, header.height, channels, rows)
+    full = [bytearray(header.width * channels) for _ in range(header.height)]
+    offset = 0
+    for x0, y0, dx, dy, width, height in passes:
+        lines, offset = _unfilter(raw, offset, height, (width * bits + 7) // 8, bpp)
+        for index, line in enumerate(lines):
+            row, target = reader.row(line, width), full[y0 + index * dy]
+            for c in range(channels):
+                target[x0 * channels + c::dx * channels] = row[c::channels]
+    return Raster(header.width, header.height, channels, tuple(bytes(row) for row in full))
+
+
+def convert_raster(raster: Raster, channels: int) -> Raster:
+    """The same pixels with 1, 2, 3 or 4 channels: grey is copied into R, G and B, a missing
+    alpha is 255, and an alpha dropped is dropped (not composited). Colour to grey is refused."""
+    source = raster.channels
+    if channels == source:
+        return raster
+    if channels not in (1, 2, 3, 4) or channels < 3 <= source:
+        raise PixelsError(f"cannot convert {source} channels to {channels}")
+    width = raster.width
+    colour_in, colour_out = (1 if source < 3 else 3), (1 if channels < 3 else 3)
+    opaque = b"\xff" * width
+    rows = []
+    for row in raster.rows:
+        out = bytearray(width * channels)
+        for c in range(colour_out):
+            out[c::channels] = row[(c if colour_in == 3 else 0)::source]
+        if channels in (2, 4):
+            out[channels - 1::channels] = row[source - 1::source] if source in (2, 4) else opaque
+        rows.append(bytes(out))
+    return Raster(width, raster.height, channels, tuple(rows))
+
+
+def crop(raster: Raster, left: int, top: int, width: int, height: int) -> Raster:
+    """The width x height rectangle whose top-left pixel is (left, top)."""
+    if (left < 0 or top < 0 or width < 1 or height < 1 or left + width > raster.width
+            or top + height > raster.height):
+        raise PixelsError(f"crop {width}x{height}+{left}+{top} is outside the "
+                          f"{raster.width}x{raster.height} image")
+    start, end = left * raster.channels, (left + width) * raster.channels
+    return Raster(width, height, raster.channels,
+                  tuple(row[start:end] for row in raster.rows[top:top + height]))
+
+
+def _axis_weights(start: float, end: float, source: int, target: int) -> list:
+    """Per output pixel along one axis: (first source pixel, integer weights summing to
+    _WEIGHT_ONE). A reduction averages exactly the area each output pixel covers (a box
+    filter, correct for any ratio); an enlargement interpolates linearly between the two
+    nearest source pixel centres."""
+    import math
+    scale = (end - start) / target
+    result = []
+    for index in range(target):
+        if scale >= 1.0:
+            low = start + index * scale
+            high = low + scale
+            first = max(0, min(source - 1, int(math.floor(low + 1e-9))))
+            last = max(first + 1, min(source, int(math.ceil(high - 1e-9))))
+            weights, previous = [], 0
+            for pixel in range(first, last):
+                covered = 1.0 if pixel == last - 1 else (min(high, pixel + 1) - low) / scale
+                cumulative = round(covered * _WEIGHT_ONE)
+                weights.append(cumulative - previous)
+                previous = cumulative
+        else:
+            centre = start + (index + 0.5) * scale - 0.5
+            first = int(math.floor(centre))
+            fraction = centre - first
+            if first < 0:
+                first, fraction = 0, 0.0
+            if first >= source - 1:
+                first, fraction = source - 1, 0.0
+            second = round(fraction * _WEIGHT_ONE)
+            weights = [_WEIGHT_ONE - second, second] if second else [_WEIGHT_ONE]
+        result.append((first, weights))
+    return result
+
+
+def _is_identity(weights: list) -> bool:
+    first = weights[0][0]
+    return all(ws == [_WEIGHT_ONE] and start == first + index
+               for index, (start, ws) in enumerate(weights))
+
+
+def _premultiply(raster: Raster, undo: bool = False) -> Raster:
+    """Colour times alpha (rounded, as Pillow's RGBa), or back: averaging premultiplied
+    colour keeps invisible pixels from bleeding into visible ones."""
+    channels, width = raster.channels, raster.width
+    colours, rows = channels - 1, []
+    for row in raster.rows:
+        alphas = row[channels - 1::channels]
+        if alphas.count(255) == width:
+            rows.append(row)
+            continue
+        out = bytearray(row)
+        for x, alpha in enumerate(alphas):
+            if alpha == 255:
+                continue
+            base = x * channels
+            for c in range(base, base + colours):
+                if not alpha:
+                    out[c] = 0
+                elif undo:
+                    out[c] = min(255, (out[c] * 255 + alpha // 2) // alpha)
+                else:
+                    out[c] = (out[c] * alpha + 127) // 255
+        rows.append(bytes(out))
+    return replace(raster, rows=tuple(rows))
+
+
+def resample(raster: Raster, width: int, height: int,
+             box: tuple | None = None) -> Raster:
+    """The part of the image inside box (left, top, right, bottom, in source pixels, may be
+    fractional; default the whole image) scaled to width x height: an exact area average
+    where it shrinks, linear interpolation where it grows, alpha premultiplied.
+
+    Rows are big integers with a lane per sample, so a weighted sum of rows or of columns is
+    a handful of integer operations, whatever the width."""
+    if width < 1 or height < 1:
+        raise PixelsError(f"cannot resample to {width}x{height}")
+    left, top, right, bottom = box or (0, 0, raster.width, raster.height)
+    if not (0 <= left < right <= raster.width and 0 <= top < bottom <= raster.height):
+        raise PixelsError(f"box {box} is outside the {raster.width}x{raster.height} image")
+    columns = _axis_weights(left, right, raster.width, width)
+    lines = _axis_weights(top, bottom, raster.height, height)
+    premultiplied = raster.has_alpha and any(
+        row[raster.channels - 1::raster.channels].count(255) != raster.width
+        for row in raster.rows[lines[0][0]:lines[-1][0] + len(lines[-1][1])])
+    if premultiplied:
+        raster = _premultiply(raster)
+    channels = raster.channels
+    row_bytes = raster.width * channels
+    if _is_identity(lines):
+        vertical, sample_bytes, significant = raster.rows[lines[0][0]:][:height], 1, 1
+    else:
+        vertical, sample_bytes, significant = _resample_rows(raster.rows, row_bytes, lines), 4, 3
+    if _is_identity(columns) and sample_bytes == 1:
+        start = columns[0][0] * channels
+        rows = tuple(row[start:start + width * channels] for row in vertical)
+    else:
+        rows = _resample_columns(vertical, raster.width, channels, columns, sample_bytes,
+                                 significant)
+    result = Raster(width, height, channels, rows)
+    return _premultiply(result, undo=True) if premultiplied else result
+
+
+def _resample_rows(rows: tuple, row_bytes: int, lines: list) -> list:
+    """Weighted sums of whole rows: each result row holds 4-byte lanes of sample * 2**16."""
+    spread = bytearray(4 * row_bytes)
+    numbers: dict = {}
+    result = []
+    for first, weights in lines:
+        total = 0
+        for offset, weight in enumerate(weights):
+            number = numbers.get(first + offset)
+            if number is None:
+                spread[0::4] = rows[first + offset]
+                number = numbers[first + offset] = int.from_bytes(spread, "little")
+            total += weight * number
+        result.append(total.to_bytes(4 * row_bytes, "little"))
+        for index in [index for index in numbers if index < first]:
+            del numbers[index]
+    return result
+
+
+def _resample_columns(rows: list, source_width: int, channels: int, columns: list,
+                      sample_bytes: int, significant: int) -> tuple:
+    """Weighted sums of whole columns (every row at once), rounded to 8 bits. A sample of
+    the rows is `sample_bytes` wide, of which the low `significant` bytes carry its value
+    (already times 2**16 when they come from _resample_rows)."""
+    height = len(rows)
+    lane = 4 if sample_bytes == 1 else 8  # room for 255 * 2**16, or for 255 * 2**32
+    shift_bytes = 2 if sample_bytes == 1 else 4
+    joined = b"".join(rows)
+    stride = source_width * channels * sample_bytes
+    spread = bytearray(lane * channels * height)
+    step = lane * channels
+    half = _lanes(channels * height, bytes(shift_bytes - 1) + b"\x80" + bytes(lane - shift_bytes))
+    width = len(columns)
+    out = bytearray(width * channels * height)
+    out_stride = width * channels
+    numbers: dict = {}
+    for x, (first, weights) in enumerate(columns):
+        total = half
+        for offset, weight in enumerate(weights):
+            number = numbers.get(first + offset)
+            if number is None:
+                base = (first + offset) * channels * sample_bytes
+                for c in range(channels):
+                    for byte in range(significant):
+                        spread[c * lane + byte::step] = joined[
+                            base + c * sample_bytes + byte::stride]
+                number = numbers[first + offset] = int.from_bytes(spread, "little")
+            total += weight * number
+        packed = total.to_bytes(lane * channels * height, "little")
+        for c in range(channels):
+            out[x * channels + c::out_stride] = packed[c * lane + shift_bytes::step]
+        for index in [index for index in numbers if index < first]:
+            del numbers[index]
+    return tuple(bytes(out[y * out_stride:(y + 1) * out_stride]) for y in range(height))
+
+
+def _size_text(width: int, height: int) -> str:
+    return f"{width}x{height}"
+
+
+def cover(raster: Raster, width: int, height: int) -> tuple[Raster, str]:
+    """Scaled to cover width x height and centre-cropped to exactly that; and what was done."""
+    source = _size_text(raster.width, raster.height)
+    if (raster.width, raster.height) == (width, height):
+        return raster, f"kept {source}"
+    scale = max(width / raster.width, height / raster.height)
+    box_width, box_height = min(raster.width, width / scale), min(raster.height, height / scale)
+    left, top = (raster.width - box_width) / 2, (raster.height - box_height) / 2
+    result = resample(raster, width, height, (left, top, left + box_width, top + box_height))
+    scaled = (max(width, round(raster.width * scale)), max(height, round(raster.height * scale)))
+    if scaled == (width, height):
+        return result, f"scaled {source} to {_size_text(width, height)}"
+    return result, (f"scaled {source} to {_size_text(*scaled)} and cropped the centre "
+                    f"{_size_text(width, height)}")
+
+
+def contain(raster: Raster, width: int, height: int,
+            background: tuple | None = None) -> tuple[Raster, str]:
+    """Scaled to fit inside width x height and centred on a canvas of exactly that size,
+    padded with transparency (background None: the result is RGBA) or with an opaque
+    (r, g, b) colour; and what was done."""
+    source = _size_text(raster.width, raster.height)
+    scale = min(width / raster.width, height / raster.height)
+    fitted_width = min(width, max(1, round(raster.width * scale)))
+    fitted_height = min(height, max(1, round(raster.height * scale)))
+    fitted = raster
+    if (fitted_width, fitted_height) != (raster.width, raster.height):
+        fitted = resample(raster, fitted_width, fitted_height)
+    done = (f"kept {source}" if fitted is raster
+            else f"scaled {source} to {_size_text(fitted_width, fitted_height)}")
+    if (fitted_width, fitted_height) == (width, height):
+        return fitted, done
+    if background is None:
+        fitted, pad, padding = convert_raster(fitted, 4), b"\0\0\0\0", "transparency"
+    else:
+        red, green, blue = (int(value) for value in background)
+        channels = 4 if fitted.has_alpha else 3
+        fitted = convert_raster(fitted, channels)
+        pad = bytes((red, green, blue, 255)[:channels])
+        padding = f"#{red:02x}{green:02x}{blue:02x}"
+    left, top = (width - fitted_width) // 2, (height - fitted_height) // 2
+    blank = pad * width
+    before, after = pad * left, pad * (width - fitted_width - left)
+    rows = ([blank] * top + [before + row + after for row in fitted.rows]
+            + [blank] * (height - fitted_height - top))
+    return (Raster(width, height, fitted.channels, tuple(rows)),
+            f"{done}, centred on {_size_text(width, height)} and padded with {padding}")
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    import zlib
+    return (len(body).to_bytes(4, "big") + kind + body
+            + (zlib.crc32(kind + body) & 0xFFFFFFFF).to_bytes(4, "big"))
+
+
+_FILTER_COST = bytes(min(value, 256 - value) for value in range(256))
+
+
+def encode_png(raster: Raster, level: int = PNG_COMPRESSION) -> bytes:
+    """An 8-bit PNG (grey, grey+alpha, RGB or RGBA as the raster has), not interlaced. Each
+    row gets the filter among None, Sub, Up and Average whose bytes are smallest as signed
+    numbers (libpng's heuristic); all four are computed on the whole row at once."""
+    import zlib
+    channels, stride = raster.channels, raster.width * raster.channels
+    math = _RowMath(stride)
+    shift = 8 * channels
+    parts, prior = [], 0
+    for row in raster.rows:
+        number = int.from_bytes(row, "little")
+        left = (number << shift) & math.mask
+        best, best_cost = b"\0" + row, sum(row.translate(_FILTER_COST))
+        for kind, filtered in ((1, math.sub(number, left)), (2, math.sub(number, prior)),
+                               (3, math.sub(number, math.average(left, prior)))):
+            candidate = filtered.to_bytes(stride, "little")
+            cost = sum(candidate.translate(_FILTER_COST))
+            if cost < best_cost:
+                best, best_cost = bytes((kind,)) + candidate, cost
+        parts.append(best)
+        prior = number
+    compressed = zlib.compress(b"".join(parts), level)
+    header = (raster.width.to_bytes(4, "big") + raster.height.to_bytes(4, "big")
+              + bytes((8, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, 0)))
+    step = 1 << 20
+    return b"".join([PNG_SIGNATURE, _png_chunk(b"IHDR", header)]
+                    + [_png_chunk(b"IDAT", compressed[start:start + step])
+                       for start in range(0, len(compressed), step)]
+                    + [_png_chunk(b"IEND", b"")])
+
+
+def png_thumbnail(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes:
+    """A PNG whose longer side is at most long_side (a smaller image is re-encoded as is)."""
+    raster = decode_png(data)
+    longest = max(raster.width, raster.height)
+    if longest > long_side:
+        scale = long_side / longest
+        raster = resample(raster, max(1, round(raster.width * scale)),
+                          max(1, round(raster.height * scale)))
+    return encode_png(raster)
+
+def _border_pixels(raster: Raster, band: int = 2) -> list:
+    """RGB of the pixels within `band` of the edge (every one; rows at once)."""
+    rgb = convert_raster(raster, 3) if raster.channels < 3 else raster
+    channels, width, height = rgb.channels, rgb.width, rgb.height
+    band = max(1, min(band, width // 2 or 1, height // 2 or 1))
+    pixels = []
+    for y, row in enumerate(rgb.rows):
+        if y < band or y >= height - band:
+            xs: Iterable = range(width)
+        else:
+            xs = [*range(band), *range(max(band, width - band), width)]
+        for x in xs:
+            pixels.append(tuple(row[x * channels:x * channels + 3]))
+    return pixels
+
+
+def remove_chroma_key(raster: Raster, key: tuple | None = None) -> tuple[Raster, str]:
+    """RGBA with a flat key colour (green, magenta...) made transparent; and what was done.
+
+    The key is the median of the border unless given. Pixels near the key become fully
+    transparent; pixels within two of them form the soft edge, where alpha is how far the
+    pixel has moved from the key towards the most solid colour next to it, and that colour is
+    taken back out of the key (un-premultiplied), then any key tint left is suppressed
+    (de-spill): anti-aliased borders keep their softness without a key-coloured halo.
+    PixelsError when the border is not a flat colour."""
+    border = _border_pixels(raster)
+    if key is None:
+        key = tuple(sorted(pixel[c] for pixel in border)[len(border) // 2] for c in range(3))
+    key = tuple(int(value) for value in key)
+    distances = sorted(max(abs(p[0] - key[0]), abs(p[1] - key[1]), abs(p[2] - key[2]))
+                       for p in border)
+    hex_key = "#{:02x}{:02x}{:02x}".format(*key)
+    if distances[len(distances) * 6 // 10] > 48:
+        raise PixelsError(f"the image border is not a flat colour (median {hex_key}); "
+                          "there is no chroma key to remove")
+    # what still counts as background: the border's own noise, with room for compression
+    noise = distances[len(distances) * 9 // 10]
+    tolerance = min(96, max(16, noise + 12))
+    source = raster if raster.channels == 4 else convert_raster(raster, 4)
+    width, height = source.width, source.height
+    full = (1 << (8 * width)) - 1
+    tables = []
+    for value in key:
+        table = bytearray(256)
+        for level in range(max(0, value - tolerance), min(255, value + tolerance) + 1):
+            table[level] = 1
+        tables.append(bytes(table))
+    keyed = []  # per row: an integer with byte 1 where the pixel is background
+    for row in source.rows:
+        mask = full
+        for c in range(3):
+            mask &= int.from_bytes(row[c::4].translate(tables[c]), "little")
+        keyed.append(mask)
+    spread = []  # background grown by two pixels sideways...
+    for mask in keyed:
+        grown = mask | (mask << 8) | (mask >> 8) | (mask << 16) | (mask >> 16)
+        spread.append(grown & full)
+    spill = [c for c in range(3) if key[c] >= max(key) - 16 and key[c] >= 128]
+    plain = [c for c in range(3) if c not in spill]
+    rows, edge_count, clear_count = [], 0, 0
+    for y, row in enumerate(source.rows):
+        mask = keyed[y]
+        near = 0
+        for other in spread[max(0, y - 2):y + 3]:  # ...and up and down
+            near |= other
+        mask_bytes = mask.to_bytes(width, "little")
+        clear_count += mask_bytes.count(1)
+        out = bytearray(row)
+        if row[3::4].count(255) == width:
+            out[3::4] = mask_bytes.translate(bytes([255, 0]) + bytes(254))
+        else:  # an alpha that was already there is kept where the key does not clear it
+            out[3::4] = bytes(0 if cleared else alpha
+                              for alpha, cleared in zip(row[3::4], mask_bytes))
+        for c in range(3):
+            colour = int.from_bytes(row[c::4], "little") & (full ^ (mask * 255))
+            out[c::4] = colour.to_bytes(width, "little")
+        edge = (near & ~mask & full).to_bytes(width, "little")
+        x = edge.find(1)
+        while x >= 0:
+            edge_count += 1
+            out[x * 4:x * 4 + 4] = _unmix_pixel(source, x, y, key, tolerance, noise, spill,
+                                                plain)
+            x = edge.find(1, x + 1)
+        rows.append(bytes(out))
+    total = width * height
+    return (Raster(width, height, 4, tuple(rows)),
+            f"removed the chroma key {hex_key}: {100 * clear_count / total:.0f}% transparent, "
+            f"{edge_count} soft edge pixels")
+
+
+def _unmix_pixel(source: Raster, x: int, y: int, key: tuple, tolerance: int, noise: int,
+                 spill: list, plain: list) -> bytes:
+    """One soft-edge pixel: alpha and colour from the key and the most solid neighbour."""
+    def offset_of(pixel: tuple) -> tuple:
+        return (pixel[0] - key[0], pixel[1] - key[1], pixel[2] - key[2])
+
+    here = source.pixel(x, y)
+    moved = offset_of(here)
+    distance = max(abs(v) for v in moved)
+    solid, solid_distance = moved, distance
+    for ny in range(max(0, y - 3), min(source.height, y + 4)):
+        row = source.rows[ny]
+        for nx in range(max(0, x - 3), min(source.width, x + 4)):
+            base = nx * 4
+            candidate = (row[base] - key[0], row[base + 1] - key[1], row[base + 2] - key[2])
+            candidate_distance = max(abs(v) for v in candidate)
+            if candidate_distance > solid_distance:
+                solid, solid_distance = candidate, candidate_distance
+    length = sum(v * v for v in solid)
+    mix = sum(m * s for m, s in zip(moved, solid)) / length if length else 1.0
+    mix = max(0.0, min(1.0, mix))
+    if (1.0 - mix) * solid_distance <= 2 * noise + 4:  # as solid as the noise can tell
+        mix = 1.0
+    # alpha fades to 0 on the way into the background's own noise; the colour is unmixed
+    # with the share of the subject itself, which puts it back where it was
+    alpha_byte = round(min(mix, (distance - tolerance) / max(48, tolerance)) * here[3])
+    if alpha_byte <= 0:
+        return b"\0\0\0\0"
+    colour = [min(255, max(0, round(key[c] + moved[c] / mix))) for c in range(3)]
+    if spill and plain:
+        cap = max(colour[c] for c in plain)
+        for c in spill:
+            colour[c] = min(colour[c], cap)
+    return bytes((*colour, alpha_byte))
+
+
+def has_transparency(data: bytes) -> bool:
+    """Whether the image really is see-through somewhere: for a PNG, some pixel's alpha (from
+    an alpha channel or tRNS) is below 255; for a WebP, its header says it has alpha; a JPEG
+    never. PixelsError for a PNG that cannot be read."""
+    info = sniff_image(data)
+    if info is None or info.format == "jpeg":
+        return False
+    if info.format == "webp":
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return len(data) > 20 and bool(data[20] & 0x10)
+        if chunk == b"VP8L":
+            return len(data) > 24 and bool(data[24] & 0x10)
+        return False
+    header, _ = _read_chunks(data, verify_crc=False)
+    if header.color_type in (0, 2, 3) and not header.transparency:
+        return False
+    raster = decode_png(data, verify_crc=False)
+    channels = raster.channels
+    return raster.has_alpha and any(
+        row[channels - 1::channels].count(255) != raster.width for row in raster.rows)
+
+
+KITTY_CHUNK = 4096  # the kitty protocol's limit for one escape's base64 payload
+
+
+def preview_protocol(environ: dict, is_tty: bool) -> str | None:
+    """Which inline-image protocol ("kitty", "iterm" or None) this terminal speaks, from the
+    environment alone (no query is sent). None when stdout is not a terminal, for TERM=dumb,
+    and inside tmux or screen, which swallow these escapes."""
+    term = environ.get("TERM", "")
+    if not is_tty or term == "dumb" or environ.get("TMUX") or term.startswith(("screen", "tmux")):
+        return None
+    if term == "xterm-kitty" or environ.get("KITTY_WINDOW_ID"):
+        return "kitty"
+    if environ.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm"):
+        return "iterm"
+    return None
+
+
+def kitty_sequence(png: bytes, columns: int | None = None) -> str:
+    """The kitty graphics protocol escapes that display a PNG (a=T: transmit and show,
+    f=100: PNG, q=2: no reply), its base64 in chunks of KITTY_CHUNK with m=1 on all but the
+    last; `columns` scales it to that many cells wide."""
+    payload = base64.b64encode(png).decode("ascii")
+    chunks = [payload[i:i + KITTY_CHUNK] for i in range(0, len(payload), KITTY_CHUNK)] or [""]
+    first = "a=T,f=100,q=2" + (f",c={int(columns)}" if columns else "")
+    parts = []
+    for index, chunk in enumerate(chunks):
+        more = "1" if index < len(chunks) - 1 else "0"
+        keys = (first + ",") if index == 0 else ""
+        parts.append(f"\x1b_G{keys}m={more};{chunk}\x1b\\")
+    return "".join(parts)
+
+
+def iterm_sequence(image: bytes, name: str = "", width: str = "auto") -> str:
+    """The iTerm2 inline-image escape (OSC 1337 File=inline=1, also read by WezTerm)."""
+    arguments = [f"size={len(image)}", "inline=1", "preserveAspectRatio=1", f"width={width}"]
+    if name:
+        arguments.insert(0, "name=" + base64.b64encode(name.encode("utf-8")).decode("ascii"))
+    return (f"\x1b]1337;File={';'.join(arguments)}:"
+            f"{base64.b64encode(image).decode('ascii')}\x07")
+
+
+def preview_sequence(png: bytes, protocol: str | None, name: str = "") -> str:
+    """What to write to the terminal to show png inline ('' when protocol is None)."""
+    if protocol == "kitty":
+        return kitty_sequence(png) + "\n"
+    if protocol == "iterm":
+        return iterm_sequence(png, name) + "\n"
+    return ""
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """One image of a contact sheet: its path relative to index.html, the prompt, its size,
+    and a thumbnail PNG to embed (or None to show the image itself, scaled by the browser)."""
+
+    path: str
+    prompt: str
+    width: int | None = None
+    height: int | None = None
+    thumbnail: bytes | None = None
+    note: str = ""
+
+
+def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
+    """A self-contained contact sheet (index.html): a grid of thumbnails, each linking to its
+    image, with the prompt, the size and the path. Every text is escaped; paths are URL-quoted
+    relative links."""
+    import html
+    from urllib.parse import quote
+    cards = []
+    for item in items:
+        href = quote(item.path.replace(os.sep, "/"), safe="/")
+        if item.thumbnail is not None:
+            source = "data:image/png;base64," + base64.b64encode(item.thumbnail).decode("ascii")
+        else:
+            source = href
+        size = f"{item.width}x{item.height}" if item.width and item.height else ""
+        details = "".join(f'<p class="{cls}">{html.escape(text)}</p>'
+                          for cls, text in (("size", size), ("note", item.note)) if text)
+        cards.append(
+            f'<figure><a href="{html.escape(href)}"><img src="{html.escape(source)}" '
+            f'alt="{html.escape(item.prompt)}" loading="lazy"></a>'
+            f'<figcaption><p class="prompt">{html.escape(item.prompt)}</p>{details}'
+            f'<p class="path"><a href="{html.escape(href)}">{html.escape(item.path)}</a></p>'
+            f"</figcaption></figure>")
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<style>body{font:14px system-ui,sans-serif;margin:1.5rem;background:#fafafa}"
+        "main{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:1rem}"
+        "figure{margin:0;padding:.5rem;background:#fff;border:1px solid #ddd;border-radius:6px}"
+        "img{display:block;max-width:100%;max-height:256px;margin:auto;"
+        "background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}"
+        "p{margin:.3rem 0;overflow-wrap:anywhere}.size,.path,.note{color:#666;font-size:12px}"
+        "</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n<main>\n" + "\n".join(cards)
+        + "\n</main></body></html>\n")
 
 
 # Server-sent events #########################################################################
@@ -1233,11 +2216,39 @@ def _error_fields(payload: Any) -> tuple[str, str]:
     return str(code), str(message)
 
 
+def is_refusal(code: str, message: str) -> bool:
+    """A content-policy refusal (exit 6): final, never retried nor sent elsewhere."""
+    lowered = f"{code} {message}".lower()
+    return code in CONTENT_POLICY_CODES or any(words in lowered for words in (
+        "content policy", "safety system", "usage policy", "usage policies"))
+
+
+def route_refusal(code: str, message: str, text: str) -> ImagegenError | None:
+    """An answer saying the route cannot do what was asked (not the prompt, not the login):
+    route auto may try the other route, and a forced route is a usage error with the fix.
+    `text` is the server's words as they should be shown."""
+    lowered = message.lower()
+    if code == "invalid_input_fidelity_model" or (
+            "input_fidelity" in lowered and "not support" in lowered):
+        return UsageError(f"this route's image model does not take --input-fidelity ({text}): "
+                          f"leave the option out", fallback=True)
+    if "transparent background is not supported" in lowered:
+        return UsageError(f"this route cannot make a transparent background ({text}): use "
+                          f"--route images (or --route auto) on the codex backend, or "
+                          f"--backend api", fallback=True)
+    if "tool choice 'image_generation' not found" in lowered:
+        return AuthError(f"your ChatGPT plan or workspace does not include image generation "
+                         f"in Codex (the server said: {text}); the Free plan does not")
+    return None
+
+
 def failure_error(code: str, message: str, where: str) -> ImagegenError:
     """Map a failure the model or server reported inside an answer to the contract's kinds."""
     text = f"{message} ({code})" if code and code not in message else (message or code)
-    lowered = f"{code} {message}".lower()
-    if code in CONTENT_POLICY_CODES or "content policy" in lowered or "safety system" in lowered:
+    refused_here = route_refusal(code, message, text)
+    if refused_here is not None:
+        return refused_here
+    if is_refusal(code, message):
         return NoImageError(f"the request was refused by the content policy: {text}")
     if code in QUOTA_CODES:
         return RateLimitError(f"usage limit reached: {text}")
@@ -1445,9 +2456,12 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
     code, message = _error_fields(payload) if is_json else ("", "")
     error = payload.get("error") if is_json and isinstance(payload.get("error"), dict) else {}
     kind = str(error.get("type") or "")
-    diagnostics = ", ".join(f"{name} {headers.get(name)}" for name in ("x-request-id", "cf-ray")
-                            if headers is not None and headers.get(name))
-    suffix = f" [{diagnostics}]" if diagnostics else ""
+    shown_ids: list[str] = []
+    for name in ("x-codex-imagegen-request-id", "x-oai-request-id", "x-request-id", "cf-ray"):
+        value = headers.get(name) if headers is not None else None
+        if value and not any(value in seen for seen in shown_ids):  # the same id, once
+            shown_ids.append(f"{name} {value}")
+    suffix = f" [{', '.join(shown_ids)}]" if shown_ids else ""
     if not is_json:
         looks_html = re.search(r"(?i)<\s*(!doctype|html|head|body|title)\b", text) is not None
         if looks_html:
@@ -1483,22 +2497,32 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
         # The token endpoint says why in the code, not the message (refresh_token_expired...).
         refused.server_code = code  # type: ignore[attr-defined]
         return refused
+    if code in LOGIN_OVER_CODES:  # a token endpoint's final word, at any status
+        said = f"{code}: {message[:200]}" if message and message != code else code
+        return AuthError(f"{LOGIN_OVER_CODES[code]} ({said}): log in again with `imagegen auth "
+                         f"login` (or `codex login`)")
     if status == 403:
         if not is_json:
             return BackendError(
                 f"HTTP 403 with {message} instead of an API answer: a proxy, firewall or CDN "
                 f"blocked the request (check HTTPS_PROXY, VPN or network){suffix}")
-        # The contract's exit 3 is "a 401/403 that survives one refresh": a JSON 403 earns
-        # the same single refresh as a 401 (an HTML 403 is a proxy's page, not the backend's).
-        return Unauthorized(f"the server refused access (HTTP 403): "
-                            f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+        if is_refusal(code, message):
+            return NoImageError(f"the request was refused by the content policy (HTTP 403): "
+                                f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+        # Not the login: a plan, workspace or region refusal. Codex never refreshes after a
+        # 403, and spending the rotating refresh token here could only hurt.
+        return AuthError(f"the server refused access (HTTP 403): "
+                         f"{detail[:MAX_ERROR_CHARS]}{suffix}")
+    refused_here = route_refusal(code, message, detail[:MAX_ERROR_CHARS])
+    if refused_here is not None and status < 500:
+        return refused_here
     lowered = detail.lower()
     if "newer version of codex" in lowered or "requires a newer version" in lowered:
         sent = f" (this tool sent the header `version: {version_sent}`)" if version_sent else ""
         return BackendError(f"the server says the client is too old: it requires a newer "
                             f"version of Codex{sent}; update Codex so ~/.codex/version.json "
                             f"is current, or update imagegen{suffix}")
-    if code in CONTENT_POLICY_CODES or "content policy" in lowered or "safety system" in lowered:
+    if is_refusal(code, message):
         return NoImageError(f"the request was refused by the content policy: "
                             f"{detail[:MAX_ERROR_CHARS]}")
     if status >= 500:
@@ -2234,11 +3258,6 @@ def needs_refresh(login: ChatGPTLogin, now: float) -> bool:
     return last is None or now - last > REFRESH_INTERVAL_S
 
 
-REFRESH_FAILURES = {
-    "refresh_token_expired": "your refresh token has expired",
-    "refresh_token_reused": "your refresh token was already used",
-    "refresh_token_invalidated": "your refresh token was revoked",
-}
 # A refresh whose answer was complete but said no, and that nothing can have spent: 500 and
 # 503 from the issuer, 429. A 502 or 504 comes from a proxy that gave up waiting: the
 # issuer may have rotated the token behind it, so that is a lost answer, never re-sent.
@@ -2276,7 +3295,9 @@ def codex_version(env: dict) -> str:
     return best
 
 
-def user_agent(version: str) -> str:
+def user_agent(*_ignored: Any) -> str:
+    """`codex-imagegen/<version> (<os> <os version>; <arch>)`: this tool, by its own name.
+    The Codex version some callers pass goes in the `version` header, never in here."""
     if hasattr(os, "uname") and sys.platform.startswith("linux"):
         # What platform would report on Linux, without importing it.
         system, release, machine = "Linux", os.uname().release, os.uname().machine
@@ -2285,8 +3306,7 @@ def user_agent(version: str) -> str:
         system = {"Darwin": "Mac OS"}.get(platform.system(), platform.system() or "Unknown")
         release = platform.mac_ver()[0] if system == "Mac OS" else platform.release()
         machine = platform.machine()
-    return (f"{ORIGINATOR}/{version} ({system} {release}; {machine or 'unknown'}) "
-            f"codex-imagegen/{__version__}")
+    return f"{ORIGINATOR}/{__version__} ({system} {release}; {machine or 'unknown'})"
 
 
 class DeferredSignals:
@@ -2533,8 +3553,7 @@ class CodexAuth:
             status = getattr(exc, "status", None)
             code = refresh_error_code(getattr(exc, "body_json", None)) \
                 or str(getattr(exc, "server_code", "") or "")
-            if code in REFRESH_FAILURES or status == 401 or (
-                    status == 400 and code == "invalid_grant"):
+            if code in LOGIN_OVER_CODES or status == 401:  # invalid_grant, *_reused...
                 raise self._refresh_refused(code, status) from None
             if status is None and not getattr(exc, "delivered", True):
                 # It never reached the issuer (DNS, refused, TLS): safe to send again.
@@ -2599,11 +3618,10 @@ class CodexAuth:
 
     @staticmethod
     def _refresh_refused(code: str, status: int | None) -> AuthError:
-        why = REFRESH_FAILURES.get(code)
+        why = LOGIN_OVER_CODES.get(code)
         if why is not None:
-            return AuthError(f"your access token could not be refreshed because {why} "
-                             f"({code}): log in again with `imagegen auth login` "
-                             f"(or `codex login`)")
+            return AuthError(f"your access token could not be refreshed: {why} ({code}): log "
+                             f"in again with `imagegen auth login` (or `codex login`)")
         shown = f"HTTP {status}" + (f", {code}" if code else "")
         return AuthError(f"your access token could not be refreshed ({shown}): log in again "
                          f"with `imagegen auth login` (or `codex login`)")
@@ -2892,6 +3910,74 @@ def load_inputs(job: Job, transport: Transport) -> Inputs:
     return Inputs(references, mask)
 
 
+def png_is_opaque(data: bytes) -> bool:
+    """True when a PNG surely has no transparent pixel: no alpha channel and no tRNS, or an
+    alpha channel that is 100% opaque. False when it has one, or when this cheap check
+    cannot tell (interlaced, a damaged file, a tRNS colour key). Reads the alpha bytes only:
+    PNG filters work byte by byte, so given a fully opaque row above, a fully opaque row has
+    exactly one filtered form, and the first row that differs has a transparent pixel."""
+    import zlib
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 33:
+        return False
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour, interlace = data[24], data[25], data[28]
+    channels = {4: 2, 6: 4}.get(colour)
+    position, idat = 8, []
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        if kind == b"tRNS":
+            return False
+        if kind == b"IDAT":
+            idat.append(data[position + 8:position + 8 + length])
+        if kind == b"IEND":
+            break
+        position += 12 + length
+    if channels is None:
+        return True  # no alpha channel, no tRNS: every pixel is opaque
+    if interlace or depth not in (8, 16) or not width or not height:
+        return False
+    size = depth // 8
+    bpp = channels * size
+    lanes = [bpp - size + k for k in range(size)]  # the alpha bytes of a pixel
+    row_bytes = 1 + width * bpp
+    inflater = zlib.decompressobj()
+    pending, rows = b"", 0
+    compressed = b"".join(idat)
+    while rows < height:
+        try:  # a megabyte at a time: a 4K mask inflates to tens of megabytes
+            more = inflater.decompress(compressed, 1 << 20)
+        except zlib.error:
+            return False
+        compressed = inflater.unconsumed_tail
+        if not more:
+            break
+        pending += more
+        offset = 0
+        while len(pending) - offset >= row_bytes and rows < height:
+            row = pending[offset:offset + row_bytes]
+            offset += row_bytes
+            kind = row[0]
+            first = rows == 0
+            rest = width - 1
+            # each alpha byte's filtered form when it and the row above are all 0xFF
+            expected = {
+                0: b"\xff" * width,
+                1: b"\xff" + b"\x00" * rest,
+                2: (b"\xff" if first else b"\x00") * width,
+                3: (b"\xff" + b"\x80" * rest) if first else (b"\x80" + b"\x00" * rest),
+                4: (b"\xff" + b"\x00" * rest) if first else b"\x00" * width,
+            }.get(kind)
+            if expected is None:
+                return False
+            for lane in lanes:
+                if row[1 + lane::bpp] != expected:
+                    return False
+            rows += 1
+        pending = pending[offset:]
+    return rows == height
+
+
 # Routes: build a request, read its answer ###################################################
 
 # `Progress`: what a route reports while it reads, a phase ("generating"...) and the bytes
@@ -2899,15 +3985,53 @@ def load_inputs(job: Job, transport: Transport) -> Inputs:
 Progress = Callable[[str, int], None]
 
 
-def _tool_options(job: Job, inputs: Inputs) -> dict:
+def aspect_line(size: str | None) -> str | None:
+    """The codex backend's canvas nearest to WxH, as words for the prompt ("landscape 16:9");
+    None for auto. The service ignores `size` and follows such a line instead (measured)."""
+    match = re.fullmatch(r"(\d+)x(\d+)", size or "")
+    if not match or not int(match.group(1)) or not int(match.group(2)):
+        return None
+    import math
+    asked = math.log(int(match.group(1)) / int(match.group(2)))
+    word, wide, high = min(CODEX_ASPECTS, key=lambda a: abs(math.log(a[1] / a[2]) - asked))
+    return f"{word} {wide}:{high}"
+
+
+def codex_prompt(job: Job) -> str:
+    """The prompt as the codex backend gets it: with the aspect line when --size is WxH."""
+    line = aspect_line(job.size)
+    return f"{job.prompt}\n\nAspect ratio: {line}." if line else job.prompt
+
+
+def undeliverable_format(job: Job, route: Any) -> str | None:
+    """Why `route` cannot give the file format asked for, with the fix; None when it can.
+    Asked before anything is sent: a PNG under a .jpg or .webp name is never the answer."""
+    formats = getattr(route, "formats", None)
+    if not formats or job.format in formats:
+        return None
+    return (f"the codex images route only delivers PNG and {job.format} was asked: save as "
+            f".png (or --format png), or use --backend api for {job.format}")
+
+
+def unservable(job: Job, route: Any) -> str | None:
+    """Why `route` cannot serve `job` at all (known before sending), or None."""
+    refuses = getattr(route, "refuses", None)
+    return undeliverable_format(job, route) or (refuses(job) if refuses else None)
+
+
+def _tool_options(job: Job, inputs: Inputs, codex: bool = False) -> dict:
+    """The image_generation tool. On the codex backend the server rewrites size, quality and
+    the model to its own, and rejects input_fidelity and other models: those stay out."""
     tool: dict[str, Any] = {"type": "image_generation", "output_format": job.format}
-    for key, value in (("size", job.size), ("quality", job.quality),
+    for key, value in (("size", None if codex else job.size),
+                       ("quality", None if codex else job.quality),
                        ("background", job.background), ("output_compression", job.compression),
-                       ("moderation", job.moderation), ("input_fidelity", job.input_fidelity),
+                       ("moderation", job.moderation),
+                       ("input_fidelity", None if codex else job.input_fidelity),
                        ("action", job.action)):
         if value is not None:
             tool[key] = value
-    if job.image_model_set:
+    if job.image_model_set and not codex:
         tool["model"] = job.image_model
     if inputs.mask is not None:
         tool["input_image_mask"] = {"image_url": inputs.mask.data_url()}
@@ -2915,29 +4039,54 @@ def _tool_options(job: Job, inputs: Inputs) -> dict:
 
 
 class ResponsesRoute:
-    """POST {base}/responses with the image_generation tool; the answer is an SSE stream."""
+    """POST {base}/responses with the image_generation tool; the answer is an SSE stream.
+    `codex`: the Codex backend's flavour (forced tool, session headers, aspect line)."""
 
     name = "responses"
+
+    def __init__(self, codex: bool = False) -> None:
+        self.codex = codex
+
+    def refuses(self, job: Job) -> str | None:
+        if self.codex and job.background == "transparent":
+            return ("the codex Responses route cannot make a transparent background (the "
+                    "service refuses it): use --route images or --route auto")
+        return None
+
+    def ignored(self, job: Job) -> list[str]:
+        """The options this route leaves out, as the user gave them (for one warning)."""
+        if not self.codex:
+            return []
+        model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
+            else None
+        return [f"--{name.replace('_', '-')} {value}" for name, value in (
+            ("quality", job.quality), ("input_fidelity", job.input_fidelity),
+            ("image_model", model)) if value is not None and value != "auto"]
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         session = new_uuid()
         content: list[dict] = [{"type": "input_image", "image_url": ref.data_url(),
                                 "detail": "high"} for ref in inputs.references]
-        content.append({"type": "input_text", "text": job.prompt})
+        content.append({"type": "input_text",
+                        "text": codex_prompt(job) if self.codex else job.prompt})
         body = {
             "model": job.model,
             "instructions": INSTRUCTIONS,
             "input": [{"type": "message", "role": "user", "content": content}],
-            "tools": [_tool_options(job, inputs)],
-            "tool_choice": "auto",
+            "tools": [_tool_options(job, inputs, self.codex)],
+            # Forced on the codex backend, where entitled plans take it (a plan without image
+            # generation gets "Tool choice 'image_generation' not found"); other providers
+            # may not know the form.
+            "tool_choice": {"type": "image_generation"} if self.codex else "auto",
             "parallel_tool_calls": False,
             "store": False,
             "stream": True,
             "prompt_cache_key": session,
         }
         headers = dict(headers, Accept="text/event-stream")
-        if "originator" in headers:  # the Codex backend's conversation headers
-            headers.update({"session_id": session, "x-client-request-id": session})
+        if self.codex:  # hyphens: proxies drop underscore headers (Codex changed in 2026-05)
+            headers.update({"session-id": session, "thread-id": session,
+                            "x-client-request-id": session})
         return json_request("POST", f"{base}/responses", headers, body, route=self.name)
 
     def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
@@ -2991,32 +4140,41 @@ class ResponsesRoute:
 
 
 class CodexImagesRoute:
-    """POST {base}/images/generations or /images/edits on the Codex backend (JSON)."""
+    """POST {base}/images/generations or /images/edits on the Codex backend (JSON), with
+    the body Codex sends. Measured: only the prompt, the background and the images change
+    the result; one PNG of about 1.5 MP comes back, shaped by the prompt's aspect line."""
 
     name = "images"
+    formats = ("png",)
+
+    def refuses(self, job: Job) -> str | None:
+        if len(job.images) > MAX_IMAGES_CODEX_ROUTE:
+            return (f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference images "
+                    f"(got {len(job.images)})")
+        return None
+
+    def ignored(self, job: Job) -> list[str]:
+        """The options the service ignores here, as the user gave them (for one warning)."""
+        model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
+            else None
+        return [f"--{name.replace('_', '-')} {value}" for name, value in (
+            ("quality", job.quality), ("compression", job.compression),
+            ("moderation", job.moderation), ("input_fidelity", job.input_fidelity),
+            ("image_model", model)) if value is not None and value != "auto"]
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         if len(inputs.references) > MAX_IMAGES_CODEX_ROUTE:
             raise UsageError(f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference "
                              f"images (got {len(inputs.references)})")
-        body: dict[str, Any] = {"prompt": job.prompt, "model": job.image_model,
-                                "background": job.background or "auto",
-                                "quality": job.quality or "auto", "size": job.size or "auto"}
-        if job.format_set and job.format != "png":
-            body["output_format"] = job.format
-        for key, value in (("output_compression", job.compression),
-                           ("moderation", job.moderation),
-                           ("input_fidelity", job.input_fidelity)):
-            if value is not None:
-                body[key] = value
-        if n > 1:
-            body["n"] = n
+        body: dict[str, Any] = {}
         endpoint = "generations"
         if inputs.references:
             endpoint = "edits"
             body["images"] = [{"image_url": ref.data_url()} for ref in inputs.references]
-            if inputs.mask is not None:
-                body["mask"] = {"image_url": inputs.mask.data_url()}
+        body.update({"prompt": codex_prompt(job), "background": job.background or "auto",
+                     "model": CODEX_IMAGE_MODEL, "quality": "auto", "size": "auto"})
+        if inputs.mask is not None:  # whether the service honours it is unknown (a warning)
+            body["mask"] = {"image_url": inputs.mask.data_url()}
         headers = dict(headers, Accept="application/json")
         return json_request("POST", f"{base}/images/{endpoint}", headers, body, route=self.name)
 
@@ -3233,13 +4391,17 @@ class CodexBackend(Backend):
         self.login = self.auth.current()
 
     def routes(self, job: Job) -> list:
+        images, responses = CodexImagesRoute(), ResponsesRoute(codex=True)
         if job.route == "responses":
-            return [ResponsesRoute()]
-        if job.route == "images" or job.background == "transparent":
-            return [CodexImagesRoute()]
-        if len(job.images) > MAX_IMAGES_CODEX_ROUTE:
-            return [ResponsesRoute()]
-        return [ResponsesRoute(), CodexImagesRoute()]
+            return [responses]
+        if job.route == "images":
+            return [images]
+        # auto: the images route first, as Codex itself does; the Responses route where the
+        # images route cannot serve the request (JPEG or WebP, more than 5 images, a mask,
+        # whose effect there is unknown) or refused it at no cost.
+        order = [responses, images] if job.mask else [images, responses]
+        usable = [route for route in order if unservable(job, route) is None]
+        return usable or order  # none: Generator.check_routes says why, before sending
 
     def base_url(self, route: Any) -> str:
         base = self.base_override or self.ctx.env.get("IMAGEGEN_CODEX_BASE_URL") \
@@ -3249,12 +4411,21 @@ class CodexBackend(Backend):
     def headers(self, route: Any, dry_run: bool = False) -> dict:
         login = self.login if dry_run else self.auth.current()
         token = login.access_token if login else "***"
+        # `version` stays: the backend gates models on it (a stale one gets "requires a
+        # newer version of Codex"). Nothing else of Codex's own headers is sent.
         headers = {"Authorization": f"Bearer {token}", "originator": ORIGINATOR,
-                   "User-Agent": user_agent(self.version), "version": self.version}
+                   "User-Agent": user_agent(), "version": self.version}
         account = login.account_id if login else None
         if account:
             headers["ChatGPT-Account-ID"] = account
         return headers
+
+    def explain(self, error: ImagegenError) -> None:
+        if isinstance(error, AuthError) and getattr(error, "status", None) == 403 \
+                and "plan or workspace" not in error.message:
+            error.message += ("; your ChatGPT plan or workspace may not include image "
+                              "generation in Codex (the Free plan does not, and a workspace "
+                              "admin can turn it off); logging in again will not change that")
 
     def recover(self, headers: dict) -> bool:
         rejected = headers.get("Authorization", "").partition(" ")[2]
@@ -3264,8 +4435,7 @@ class CodexBackend(Backend):
 
 
 def bearer_headers(token: str | None) -> dict:
-    return {"Authorization": f"Bearer {token or '***'}",
-            "User-Agent": f"codex-imagegen/{__version__}"}
+    return {"Authorization": f"Bearer {token or '***'}", "User-Agent": user_agent()}
 
 
 def read_text_file(path: str) -> str | None:
@@ -3486,8 +4656,9 @@ class SavePolicy:
             existing = parent
         if not os.path.isdir(existing):
             raise OutputError(f"cannot create {self.directory}: {existing} is a file")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write to {existing}: permission denied")
+        why = _writable(existing)
+        if why is not None:
+            raise OutputError(f"cannot write to {existing}: {why}; choose a writable -o")
         if self.explicit and not self.job.force:
             for index in range(count):
                 path = self.explicit_path(index)
@@ -3628,6 +4799,11 @@ def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
 
 # Reporting ##################################################################################
 
+HEARTBEAT_S = 15.0  # a plain "still working" line this often when stderr is not a terminal
+# The order phases happen in, for the live line (several images may be in different ones).
+PHASES = ("sending", "thinking", "queued", "generating", "receiving", "received", "done")
+
+
 class Reporter:
     """The only printing code: results on stdout, everything else on stderr, all redacted."""
 
@@ -3635,17 +4811,38 @@ class Reporter:
                  quiet: bool = False, json_mode: bool = False, progress: bool = True) -> None:
         self.stdout, self.stderr, self.secrets = stdout, stderr, secrets
         self.quiet, self.json_mode = quiet, json_mode
+        self.env = env
         tty = _isatty(stderr)
         dumb = env.get("TERM") == "dumb"
         self.color = tty and not dumb and not env.get("NO_COLOR")
         self.chatty = not quiet and not json_mode
         self.live = self.chatty and progress and tty and not dumb
+        # Without a live line (a pipe, a log, --no-progress, TERM=dumb): a plain line now
+        # and then, so a CI log or an agent sees the run is alive during a long generation.
+        self.heartbeat = self.chatty and not self.live
+        # stdout prints each saved path; when it is the same terminal as stderr, the
+        # "saved" note would print every path a second time.
+        self.same_terminal = tty and _isatty(stdout) and _same_file(stdout, stderr)
         self._lock = threading.Lock()
-        self._states: dict[int, tuple[str, int]] = {}
+        self._states: dict[Any, tuple[str, int]] = {}
         self._started = time.monotonic()
+        self._last_beat = self._started
         self._drawn = False
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
+        self.to_stdout = False  # -o -: the image itself goes to stdout, not its path
+        self._total = 0  # images (generate -n) or lines (batch) this run makes
+        self._finished = 0
+        self._unit = "done"
+
+    def expect(self, total: int, unit: str = "done") -> None:
+        """The live line counts `k/total <unit>` (for more than one image or line)."""
+        with self._lock:
+            self._total, self._finished, self._unit = total, 0, unit
+
+    def advance(self, count: int = 1) -> None:
+        with self._lock:
+            self._finished += count
 
     # stdout
     def result(self, line: str, keep: Iterable[str] = ()) -> None:
@@ -3653,6 +4850,18 @@ class Reporter:
         with self._lock:
             self._clear()
             self._write(self.stdout, self.secrets.redact(line, keep) + "\n")
+
+    def result_bytes(self, data: bytes) -> None:
+        """An image itself on stdout (-o -), binary."""
+        with self._lock:
+            self._clear()
+            stream = getattr(self.stdout, "buffer", self.stdout)
+            try:
+                self.stdout.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            stream.write(data)
+            stream.flush()
 
     def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
         escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
@@ -3666,6 +4875,12 @@ class Reporter:
         """A plain progress line: not with --quiet or --json."""
         if self.chatty:
             self._err(f"imagegen: {printable(message)}", keep)
+
+    def saved(self, message: str, keep: Iterable[str] = ()) -> None:
+        """The "saved PATH (size, bytes, time)" note: not when stdout, the same terminal,
+        prints the path anyway."""
+        if not self.same_terminal and not self.to_stdout:
+            self.note(message, keep)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
@@ -3687,8 +4902,9 @@ class Reporter:
             self._draw()
 
     # the live line
-    def phase(self, index: int, phase: str, received: int = 0) -> None:
-        if not self.live:
+    def phase(self, index: Any, phase: str, received: int = 0) -> None:
+        """Image `index` (any key unique in this run) is in `phase`, `received` bytes in."""
+        if not self.live and not self.heartbeat:
             return
         with self._lock:
             self._states[index] = (phase, received)
@@ -3696,7 +4912,7 @@ class Reporter:
                 self._ticker = threading.Thread(target=self._tick, daemon=True)
                 self._ticker.start()
 
-    def done(self, index: int) -> None:
+    def done(self, index: Any) -> None:
         with self._lock:
             self._states.pop(index, None)
             if not self._states:
@@ -3711,20 +4927,56 @@ class Reporter:
     def _tick(self) -> None:
         while not self._stop.wait(0.25):
             with self._lock:
-                if self._states:
+                if not self._states:
+                    continue
+                if self.live:
                     self._draw()
+                elif time.monotonic() - self._last_beat >= HEARTBEAT_S:
+                    self._last_beat = time.monotonic()
+                    self._write(self.stderr, self.secrets.redact(
+                        "imagegen: still " + self._status()) + "\n")
+
+    def _status(self) -> str:
+        """ "generating · 2/6 saved · 4 in flight · 8 s · 1.2 MB" (under the lock)."""
+        elapsed = time.monotonic() - self._started
+        seen = {phase for phase, _ in self._states.values()}
+        phases = [p for p in PHASES if p in seen] + sorted(seen - set(PHASES))
+        received = sum(count for _, count in self._states.values())
+        count = len(self._states)
+        parts = ["/".join(phases)]
+        if self._total > 1:
+            parts += [f"{self._finished}/{self._total} {self._unit}", f"{count} in flight"]
+        else:
+            parts.append(f"{count} image{'s' if count > 1 else ''}")
+        parts.append(f"{elapsed:.0f} s")
+        if received:
+            parts.append(human_bytes(received))
+        return " · ".join(parts)
 
     def _draw(self) -> None:
         if not self.live or not self._states:
             return
-        elapsed = time.monotonic() - self._started
-        phases = sorted({phase for phase, _ in self._states.values()})
-        received = sum(count for _, count in self._states.values())
-        count = len(self._states)
-        line = (f"imagegen: {'/'.join(phases)} · {count} image{'s' if count > 1 else ''} · "
-                f"{elapsed:.0f} s" + (f" · {human_bytes(received)}" if received else ""))
-        self._write(self.stderr, "\r\x1b[2K" + line[:200])
+        line = "imagegen: " + self._status()
+        width = self._columns() - 1  # the last column would wrap on some terminals
+        if len(line) > width:
+            line = line[:max(width - 1, 0)] + "…"
+        # \x1b[2K clears one screen row only: the line must never wrap onto a second one
+        self._write(self.stderr, "\r\x1b[2K" + line)
         self._drawn = True
+
+    def _columns(self) -> int:
+        """The width of the terminal stderr is on (COLUMNS wins, as in shutil)."""
+        try:
+            columns = int(self.env.get("COLUMNS", ""))
+            if columns > 0:
+                return columns
+        except ValueError:
+            pass
+        try:
+            return os.get_terminal_size(self.stderr.fileno()).columns or 80
+        except (AttributeError, ValueError, OSError):
+            import shutil
+            return shutil.get_terminal_size().columns
 
     def _clear(self) -> None:
         if self._drawn:
@@ -3749,6 +5001,14 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
+def _same_file(first: Any, second: Any) -> bool:
+    """Both streams write to one file or terminal (stdout and stderr on one tty)."""
+    try:
+        return os.path.samestat(os.fstat(first.fileno()), os.fstat(second.fileno()))
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -3760,29 +5020,115 @@ def printable(text: str) -> str:
 
 # Quota ######################################################################################
 
-def quota_from_headers(headers: Any) -> dict | None:
-    """The Codex rate-limit headers (x-codex-primary-*, x-codex-secondary-*) as a dict."""
+_QUOTA_FAMILY_RE = re.compile(r"(?i)^x-([a-z0-9][a-z0-9-]*?)-(primary|secondary)-used-percent$")
+
+
+def _quota_number(value: Any) -> float | None:
+    """A header's or JSON field's number; None when absent, unreadable, inf or NaN (which
+    strict JSON, in --json and the state file, cannot carry)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if -1e15 < number < 1e15 else None
+
+
+def is_image_limit(limit: str | None) -> bool:
+    """The limit that image requests spend (image_gen, imagegen_premium): shown first."""
+    return bool(limit) and "image" in str(limit).lower()
+
+
+def _quota_window(limit: str, name: str, used: Any, minutes: Any, resets_at: Any,
+                  reset_after: Any, now: float) -> dict | None:
+    used_percent = _quota_number(used)
+    if used_percent is None:
+        return None
+    minutes_number = _quota_number(minutes)
+    if minutes_number is not None and int(minutes_number) == 0:
+        return None  # a window of 0 minutes is no window (the images route sends one)
+    at = _quota_number(resets_at)
+    if at is None and _quota_number(reset_after) is not None:
+        at = now + _quota_number(reset_after)  # type: ignore[operator]
+    return {"limit": limit, "name": name, "used_percent": used_percent,
+            "window_minutes": int(minutes_number) if minutes_number is not None else None,
+            "resets_at": int(at) if at is not None else None}
+
+
+def _quota(windows: list[dict], active: Any, plan: Any) -> dict | None:
+    if not windows:
+        return None
+    # the image limit first, then the rest as the server listed them
+    windows.sort(key=lambda window: not is_image_limit(window["limit"]))
+    quota: dict[str, Any] = {"windows": windows}
+    if isinstance(active, str) and active:
+        quota["active_limit"] = active
+    if isinstance(plan, str) and plan:
+        quota["plan_type"] = plan
+    return quota
+
+
+def quota_from_headers(headers: Any, now: float | None = None) -> dict | None:
+    """Every rate-limit family in an answer's headers: x-codex-{primary,secondary}-*, and any
+    x-<limit>-{primary,secondary}-* (x-image-gen-*, named by x-<limit>-limit-name), with
+    x-codex-active-limit and x-codex-plan-type. Windows of 0 minutes are left out."""
     if headers is None:
         return None
+    now = time.time() if now is None else now
+    try:
+        named = {str(key).lower(): str(value) for key, value in headers.items()}
+    except (AttributeError, TypeError, ValueError):
+        return None
+    families = []
+    for key in named:
+        match = _QUOTA_FAMILY_RE.match(key)
+        if match and match.group(1) not in families:
+            families.append(match.group(1))
+    families.sort(key=lambda family: family != "codex")
+    active = named.get("x-codex-active-limit")
+    limits = {family: named.get(f"x-{family}-limit-name") or family.replace("-", "_")
+              for family in families}
+    if "codex" in limits and active and active not in limits.values():
+        limits["codex"] = active  # the default family describes the limit in force
     windows = []
-    for family in ("primary", "secondary"):
-        used = headers.get(f"x-codex-{family}-used-percent")
-        if used is None:
-            continue
-        try:
-            window: dict[str, Any] = {"name": family, "used_percent": float(used)}
-        except ValueError:
-            continue
-        if not -1e9 < window["used_percent"] < 1e9:  # inf and NaN would break the JSON out
-            continue
-        for key, header in (("window_minutes", "window-minutes"), ("resets_at", "reset-at")):
-            value = headers.get(f"x-codex-{family}-{header}")
-            try:
-                window[key] = int(float(value)) if value is not None else None
-            except (ValueError, OverflowError):
-                window[key] = None
-        windows.append(window)
-    return {"windows": windows} if windows else None
+    for family in families:
+        for which in ("primary", "secondary"):
+            prefix = f"x-{family}-{which}-"
+            window = _quota_window(limits[family], which, named.get(prefix + "used-percent"),
+                                   named.get(prefix + "window-minutes"),
+                                   named.get(prefix + "reset-at"),
+                                   named.get(prefix + "reset-after-seconds"), now)
+            if window is not None:
+                windows.append(window)
+    return _quota(windows, active, named.get("x-codex-plan-type"))
+
+
+def quota_from_usage(payload: Any, now: float) -> dict | None:
+    """The answer of GET {chatgpt}/wham/usage in the shape quota_from_headers gives:
+    rate_limit (the Codex limit) and additional_rate_limits[] (image_gen ...)."""
+    if not isinstance(payload, dict):
+        return None
+    windows: list[dict] = []
+
+    def read(limit: str, rate_limit: Any) -> None:
+        if not isinstance(rate_limit, dict):
+            return
+        for which in ("primary", "secondary"):
+            window = rate_limit.get(f"{which}_window")
+            if not isinstance(window, dict):
+                continue
+            seconds = _quota_number(window.get("limit_window_seconds"))
+            found = _quota_window(limit, which, window.get("used_percent"),
+                                  None if seconds is None else seconds // 60,
+                                  window.get("reset_at"), window.get("reset_after_seconds"), now)
+            if found is not None:
+                windows.append(found)
+
+    read("codex", payload.get("rate_limit"))
+    for extra in _listed(payload.get("additional_rate_limits")):
+        if isinstance(extra, dict):
+            name = extra.get("limit_name") or extra.get("metered_feature")
+            read(str(name) if name else "other", extra.get("rate_limit"))
+    return _quota(windows, None, payload.get("plan_type"))
 
 
 def window_label(minutes: int | None, name: str) -> str:
@@ -3797,19 +5143,51 @@ def window_label(minutes: int | None, name: str) -> str:
     return f"{minutes}-minute window"
 
 
-def describe_quota(quota: dict, now: float) -> str:
-    parts = []
-    for window in quota.get("windows", ()):
-        text = (f"{window_label(window.get('window_minutes'), window['name'])}: "
-                f"{window['used_percent']:g}% used")
+def _span(seconds: float) -> str:
+    left = max(0, int(seconds))
+    hours, minutes = divmod(left // 60, 60)
+    days, day_hours = divmod(hours, 24)
+    return (f"{days}d {day_hours}h" if days >= 2 else f"{hours}h {minutes}m" if hours
+            else f"{max(minutes, 1)}m" if left >= 60 else f"{left}s")
+
+
+def describe_quota(quota: dict, now: float, width: int = 83) -> str:
+    """One short line (at most `width` characters; the rest counted as "+N more"): the image
+    limit first, e.g. "images daily: 34% used, resets in 2h 0m; codex weekly: 3% used..."."""
+    parts = quota_parts(quota, now)
+    shown: list[str] = []
+    for index, part in enumerate(parts):
+        rest = len(parts) - index - 1
+        candidate = "; ".join(shown + [part])
+        if len(candidate) + (len(f" (+{rest} more)") if rest else 0) > width and shown:
+            return "; ".join(shown) + f" (+{len(parts) - index} more)"
+        shown.append(part)
+    return "; ".join(shown)
+
+
+def quota_parts(quota: dict, now: float) -> list[str]:
+    """Each window of a quota as a few words ("images daily: 34% used, resets in 2h 0m")."""
+    windows = [w for w in quota.get("windows", ()) if isinstance(w, dict)]
+    several = len({w.get("limit") for w in windows}) > 1
+    parts: list[str] = []
+    for window in windows:
+        label = window_label(window.get("window_minutes"), window.get("name", "")).replace(
+            " window", "")
+        if several:
+            limit = window.get("limit")
+            owner = "images" if is_image_limit(limit) else "codex" if limit in (
+                "codex", quota.get("active_limit")) else str(limit)
+            label = f"{owner} {label}"
+        text = f"{label}: {window.get('used_percent', 0):g}% used"
         resets_at = window.get("resets_at")
         if isinstance(resets_at, (int, float)) and resets_at <= now:
             # `auth status` shows values kept from an earlier run: don't say "resets in 0s"
-            parts.append(f"{text} when last seen, has reset since")
-            continue
-        reset = describe_reset(resets_at, now)
-        parts.append(f"{text}, {reset}" if reset else text)
-    return "; ".join(parts)
+            text += " when last seen, has reset since"
+        elif isinstance(resets_at, (int, float)):
+            text += f", resets in {_span(resets_at - now)}"
+        if text not in parts:  # two families may describe the same window
+            parts.append(text)
+    return parts
 
 
 def quota_state_path(env: dict) -> str:
@@ -3939,15 +5317,48 @@ class Generator:
         self.stop_starting = threading.Event()
         self.prepared = False
         self.rejected_routes: set[str] = set()  # once a route gave no image, skip it after
+        self.noted_routes: set[str] = set()  # routes whose ignored options were warned about
         self._lock = threading.Lock()
+
+    def check_routes(self) -> None:
+        """Refuse, before anything is sent, what no route of the job can deliver (exit 2),
+        and say once what the codex backend does with --size. (Only the codex backend's
+        routes are known to refuse things; the others' routes need prepare() first.)"""
+        if not isinstance(self.backend, CodexBackend):
+            return
+        routes = self.backend.routes(self.job)
+        problems = [unservable(self.job, route) for route in routes]
+        if all(problems):
+            raise UsageError("; ".join(dict.fromkeys(p for p in problems if p)))
+        line = aspect_line(self.job.size)
+        if line:
+            self.ctx.reporter.note(f"{self.label}--size {self.job.size}: the codex backend "
+                                   f"picks the size itself; the prompt asks for {line}")
+
+    def note_route(self, route: Any) -> None:
+        """One warning a route: the options it leaves out."""
+        ignored = getattr(route, "ignored", None)
+        options = ignored(self.job) if ignored else []
+        with self._lock:
+            if route.name in self.noted_routes:
+                return
+            self.noted_routes.add(route.name)
+        if options:
+            self.ctx.reporter.warn(f"{self.label}not sent on the codex {route.name} route (the "
+                                   f"service ignores or refuses them): {', '.join(options)}")
+        if isinstance(route, CodexImagesRoute) and self.job.mask:
+            self.ctx.reporter.warn(f"{self.label}whether the codex images route honours "
+                                   f"--mask is unknown: check the result")
 
     # dry run
     def dry_requests(self, inputs: Inputs) -> list[dict]:
+        self.check_routes()
         self.backend.prepare(self.job)
         requests = [HttpRequest("GET", source, {}).for_display()
                     for source in self.job.images + ((self.job.mask,) if self.job.mask else ())
                     if is_url(source)]
         route = self.backend.routes(self.job)[0]
+        self.note_route(route)
         if isinstance(self.backend, CodexBackend) and self.backend.login is not None \
                 and needs_refresh(self.backend.login, self.ctx.clock()):
             requests.append(json_request("POST", self.backend.auth.token_url(), {}, {
@@ -3961,8 +5372,9 @@ class Generator:
 
     # the real thing
     def prepare(self) -> None:
-        """Find the credentials once (AuthError when there are none)."""
+        """Check the routes, find the credentials once (AuthError when there are none)."""
         if not self.prepared:
+            self.check_routes()
             self.backend.prepare(self.job)
             self.prepared = True
 
@@ -3995,8 +5407,12 @@ class Generator:
                     self.saved.append(saved)
                 info = image.info
                 shown = relative_for_display(path, self.ctx.cwd)
-                reporter.note(f"saved {shown} ({info.width}x{info.height} {info.format}, "
-                              f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
+                received = f"{info.width}x{info.height}"
+                asked = f", {job.size} asked" if job.size and job.size not in (
+                    "auto", received) else ""
+                reporter.advance()
+                reporter.saved(f"saved {shown} ({received} {info.format}{asked}, "
+                               f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
             if len(images) < n:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
@@ -4010,7 +5426,7 @@ class Generator:
             done = sum(1 for s in self.saved if first <= s.index < first + n)
             self._fail(first + done, n - done, error)
         finally:
-            reporter.done(first)
+            reporter.done((id(self), first))  # the key: unique across a batch's generators
             for image in images:  # streamed files of images that were not saved
                 if image.spill is not None:
                     image.spill.discard()
@@ -4024,11 +5440,15 @@ class Generator:
         if len(routes) > 1:
             routes = [r for r in routes if r.name not in self.rejected_routes] or routes[-1:]
         deadline = self.ctx.monotonic() + self.job.timeout
+        answered: ImagegenError | None = None  # a model's text answer on an earlier route
         for position, route in enumerate(routes):
+            self.note_route(route)
             try:
                 return self._with_retries(route, inputs, first, n, deadline), route.name
             except ImagegenError as error:
                 if error.fallback and position + 1 < len(routes):
+                    if isinstance(error, NoImageError) and answered is None:
+                        answered = error
                     with self._lock:
                         first_switch = route.name not in self.rejected_routes
                         self.rejected_routes.add(route.name)
@@ -4037,8 +5457,22 @@ class Generator:
                             f"the {route.name} route gave no image ({error.message[:160]}); "
                             f"switching to the {routes[position + 1].name} route")
                     continue
+                if answered is not None and answered is not error:
+                    raise self._with_earlier_answer(error, answered, route.name) from None
                 raise
         raise BackendError("no route left")  # not reached
+
+    @staticmethod
+    def _with_earlier_answer(error: ImagegenError, answered: ImagegenError,
+                             route: str) -> ImagegenError:
+        """The last route's failure must not hide what the model said on an earlier one: a
+        route problem gives way to the model's answer (exit 6); any other failure keeps its
+        kind and carries the answer in its message."""
+        if error.fallback:
+            answered.message += f"; then the {route} route failed too: {error.message}"
+            return answered
+        error.message += f"; before that, {answered.message}"
+        return error
 
     def _with_retries(self, route: Any, inputs: Inputs, first: int, n: int,
                       deadline: float) -> list[RawImage]:
@@ -4067,7 +5501,7 @@ class Generator:
         while True:
             headers = backend.headers(route)
             request = route.build(job, inputs, n, backend.base_url(route), headers)
-            ctx.reporter.phase(first, "sending")
+            ctx.reporter.phase((id(self), first), "sending")
             try:
                 response = ctx.transport.open(request, deadline, job.stall_timeout)
             except Unauthorized as error:
@@ -4085,7 +5519,7 @@ class Generator:
             try:
                 ctx.see_headers(response.headers)
                 def progress(phase: str, received: int) -> None:
-                    ctx.reporter.phase(first, phase, received)
+                    ctx.reporter.phase((id(self), first), phase, received)
 
                 images = route.read(response, job, ctx.transport, progress, spills=spills)
             except BaseException:
@@ -4179,13 +5613,18 @@ def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> No
 
 def cmd_generate(job: Job, ctx: Context) -> int:
     reporter = ctx.reporter
+    if job.out == "-" and not job.dry_run:
+        return generate_to_stdout(job, ctx)
     inputs = load_inputs(job, ctx.transport)
+    warn_opaque_mask(job, inputs, reporter)
     generator = Generator(ctx, job)
     if job.dry_run:
-        reporter.result_json({"requests": generator.dry_requests(inputs)})
+        reporter.result_json({"requests": generator.dry_requests(inputs),
+                              "saves": planned_saves(generator.policy, job.count, ctx.cwd)})
         return 0
     generator.policy.preflight(job.count)
     generator.prepare()
+    reporter.expect(job.count, "saved")
     what = f"{job.count} images" if job.count > 1 else "an image"
     reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit else "")
                   + "...")
@@ -4219,6 +5658,76 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         reporter.error(error.message)
         return error.exit_code
     return 0
+
+
+def warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
+    if inputs.mask is not None and inputs.mask.data and png_is_opaque(inputs.mask.data):
+        reporter.warn(f"the mask {job.mask} has no transparent pixel, so the edit may change "
+                      f"nothing: make transparent the area to repaint")
+
+
+def generate_to_stdout(job: Job, ctx: Context) -> int:
+    """-o -: the image's bytes on stdout, for a pipe (one image; never onto a terminal).
+    It is made in a private temporary folder like any other save, then copied out."""
+    import shutil
+    import tempfile
+    reporter = ctx.reporter
+    if job.count != 1:
+        raise UsageError("-o - writes one image to stdout: use -n 1, or give -o a folder")
+    if job.json or job.meta:
+        raise UsageError(f"-o - puts the image itself on stdout: it cannot go with "
+                         f"{'--json' if job.json else '--meta'}")
+    if _isatty(reporter.stdout):
+        raise UsageError("-o - writes image bytes to stdout, which is a terminal here: pipe "
+                         "it (imagegen \"...\" -o - > image.png) or give -o a path")
+    folder = tempfile.mkdtemp(prefix="imagegen-stdout-")
+    try:
+        staged = replace(job, out=folder + os.sep)
+        inputs = load_inputs(staged, ctx.transport)
+        warn_opaque_mask(job, inputs, reporter)
+        generator = Generator(ctx, staged)
+        generator.prepare()
+        reporter.note(f"asking {job.backend} for an image" + (" (an edit)" if job.is_edit
+                                                               else "") + "...")
+        reporter.to_stdout = True
+        try:
+            generator.run(inputs)
+        finally:
+            reporter.close()
+        report_quota(ctx, job.backend)
+        error = generator.first_error()
+        if error is not None or not generator.saved:
+            error = error or NoImageError("no image was made")
+            reporter.error(error.message)
+            return error.exit_code
+        item = generator.saved[0]
+        with open(item.path, "rb") as handle:
+            reporter.result_bytes(handle.read())
+        info = item.image.info
+        reporter.note(f"wrote {info.width}x{info.height} {info.format} "
+                      f"({human_bytes(item.image.nbytes)}) to stdout")
+        return 0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def planned_saves(policy: SavePolicy, count: int, cwd: str) -> list[str]:
+    """Where a real run would save each image now (for --dry-run), claiming nothing: the
+    -o names, or the first free automatic names (a PNG's extension unless asked otherwise)."""
+    if policy.job.out == "-":
+        return ["-"]  # stdout
+    if policy.explicit:
+        paths = [policy.explicit_path(index) for index in range(count)]
+    else:
+        ext = EXTENSIONS[policy.job.format]
+        paths, number = [], 1
+        while len(paths) < count and number < 100_000:
+            name = policy.slug + (f"-{number}" if number > 1 else "") + ext
+            path = os.path.join(policy.directory, name)
+            if not os.path.lexists(path):
+                paths.append(path)
+            number += 1
+    return [relative_for_display(path, cwd) for path in paths]
 
 
 def report_quota(ctx: Context, backend: str) -> None:
@@ -4288,6 +5797,7 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                                "run `imagegen auth login`")
                 else:
                     status["usable"] = True
+                status.update(_live_usage(ctx, login, expired))
     try:
         with open(quota_state_path(env), encoding="utf-8") as handle:
             status["quota"] = json.load(handle)
@@ -4309,17 +5819,40 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                 if key == "access_token_expires_at" and status.get("access_token_expired"):
                     value = f"{value} (expired)"
                 reporter.result(f"{label + ':':22}{printable(value)}")  # claims: no escapes
+        if isinstance(status.get("usage"), dict):
+            for number, part in enumerate(quota_parts(status["usage"], now)):
+                reporter.result(f"{'usage (live):' if number == 0 else '':22}{printable(part)}")
+        elif status.get("usage_problem"):
+            reporter.result(f"{'usage (live):':22}{printable(status['usage_problem'])}")
         if isinstance(status.get("quota"), dict) and status["quota"].get("windows"):
+            reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now, 78)}")
             seen = status["quota"].get("seen_at")
-            when = time.strftime(" (seen %Y-%m-%d %H:%M)", time.localtime(seen)) if isinstance(
-                seen, (int, float)) else ""
-            reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now)}{when}")
+            if isinstance(seen, (int, float)):
+                reporter.result(f"{'quota seen:':22}"
+                                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(seen))}")
         reporter.result(f"{'usable:':22}{'yes' if status['usable'] else 'no'}")
         for warning in warnings:
             reporter.warn(warning)
         if problem:
             reporter.error(problem)
     return 0 if status["usable"] else AuthError.exit_code
+
+
+def _live_usage(ctx: Context, login: ChatGPTLogin, expired: bool) -> dict:
+    """{"usage": quota} from wham/usage, or {"usage_problem": why not} (never a refresh:
+    status only looks)."""
+    if expired:
+        return {"usage_problem": "not asked: the access token has expired (the next image "
+                                 "request refreshes it)"}
+    base = ctx.env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL
+    try:
+        quota = quota_from_usage(fetch_usage(ctx, login, base), ctx.clock())
+    except ImagegenError as error:
+        return {"usage_problem": f"could not read it from {chatgpt_base_url(base)}/wham/usage: "
+                                 f"{error.message[:200]}"}
+    if quota is None:
+        return {"usage_problem": "the wham/usage answer holds no rate limits"}
+    return {"usage": quota}
 
 
 def form_request(url: str, fields: dict, headers: dict) -> HttpRequest:
@@ -4457,6 +5990,72 @@ def write_login(env: dict, tokens: dict, now: float) -> str:
     return path
 
 
+def cmd_auth_logout(ctx: Context, force: bool) -> int:
+    """Forget what this tool keeps. auth.json is Codex's login as much as ours (auth login
+    writes it in Codex's format, for both): only --force removes the ChatGPT login from it,
+    after a copy in auth.json.bak, and keeps an API key that is also there."""
+    env, reporter = ctx.env, ctx.reporter
+    path = auth_file_path(env)
+    removed = []
+    cache = quota_state_path(env)
+    try:
+        os.unlink(cache)
+        removed.append(cache)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise AuthError(f"cannot remove {cache}: {exc.strerror}") from None
+    if not force:
+        for item in removed:
+            reporter.result(f"removed {item}")
+        if os.path.exists(path):
+            reporter.say(f"kept {path}: it is Codex's login too (shared); `codex logout` or "
+                         f"`imagegen auth logout --force` removes it, and logs out both")
+        else:
+            reporter.say("no login to remove")
+        return 0
+    with AuthLocks(path, sleep=ctx.sleep):
+        try:
+            with open(path, "rb") as handle:
+                old = handle.read()
+        except FileNotFoundError:
+            old = None
+        except OSError as exc:
+            raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+        data: Any = None
+        if old is not None:
+            try:
+                data = json.loads(old)
+            except ValueError:
+                pass
+        if isinstance(data, dict) and not isinstance(data.get("tokens"), dict):
+            old = None  # an API key only: no ChatGPT login to remove
+        if old is not None:
+            try:
+                write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
+            except OSError as exc:
+                raise AuthError(f"cannot back up {path}: {exc.strerror}; nothing was "
+                                f"changed") from None
+            try:
+                if isinstance(data, dict) and data.get("OPENAI_API_KEY"):
+                    # An API key Codex also keeps here: not a ChatGPT login, so it stays.
+                    kept = {key: value for key, value in data.items()
+                            if key not in ("tokens", "last_refresh", "agent_identity")}
+                    kept["auth_mode"] = "apikey"
+                    write_file_atomic(path, json.dumps(kept, indent=2).encode("utf-8"),
+                                      0o600, prefix=".auth-")
+                else:
+                    os.unlink(path)
+            except OSError as exc:
+                raise AuthError(f"cannot change {path}: {exc.strerror}") from None
+            removed.append(f"the ChatGPT login in {path} (a copy is in {path}.bak)")
+    for item in removed:
+        reporter.result(f"removed {item}")
+    if not removed:
+        reporter.say("no login to remove")
+    return 0
+
+
 # batch ######################################################################################
 
 def read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
@@ -4557,20 +6156,31 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
             outcomes[number] = UsageError(f"line {number}: {error.message}")
     if settings.get("dry_run"):
         requests: list[dict] = []
+        saves: list[str] = []
         for number, _ in lines:
             if number in jobs:
                 job = replace(jobs[number], dry_run=True)
-                explicit = SavePolicy(job, ctx.cwd, env).explicit
+                policy = SavePolicy(job, ctx.cwd, env)
+                explicit = policy.explicit
                 if explicit and not job.force and os.path.lexists(explicit):
                     continue  # its out exists: the real run would skip it and send nothing
                 inputs = load_inputs(job, ctx.transport)
                 requests.extend(Generator(ctx, job).dry_requests(inputs))
-        reporter.result_json({"requests": requests})
+                saves.extend(path for path in planned_saves(policy, job.count, ctx.cwd)
+                             if path not in saves)  # (automatic names are claimed in turn)
+        reporter.result_json({"requests": requests, "saves": saves})
         first = next((outcomes[n] for n, _ in lines if n in outcomes), None)
         if first is not None:
             reporter.error(first.message)
             return first.exit_code
         return 0
+    without_out = [number for number in jobs if not jobs[number].out]
+    if without_out:
+        shown = ", ".join(map(str, without_out[:5])) + (", ..." if len(without_out) > 5 else "")
+        reporter.warn(f"line{'s' if len(without_out) > 1 else ''} {shown} ha"
+                      f"{'ve' if len(without_out) > 1 else 's'} no \"out\": running this batch "
+                      f"again makes {'them' if len(without_out) > 1 else 'it'} again (give each "
+                      f"line an \"out\" and a re-run skips what is done)")
     stop = threading.Event()
     lock = threading.Condition()
     printed = [0]
@@ -4622,6 +6232,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
         if job.out and generator.policy.explicit and not job.force and os.path.lexists(
                 generator.policy.explicit):
             outcome = (generator.policy.explicit, [])
+            reporter.advance(job.count)
         elif stop.is_set():
             outcome = RateLimitError("not started: the usage limit was reached earlier in "
                                      "this batch")
@@ -4648,6 +6259,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     with lock:
         flush()
     numbers = [number for number, _ in lines if number in jobs]
+    reporter.expect(sum(jobs[number].count for number in numbers), "saved")
     parallel = settings.get("parallel") or min(len(numbers), 4) or 1
     try:
         run_pool([lambda number=number: run_line(number) for number in numbers], parallel, ctx)
@@ -4665,6 +6277,1317 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     reporter.note(f"batch: {done} done, {skipped} skipped, {len(failures)} failed in "
                   f"{ctx.monotonic() - started:.1f} s")
     return failures[0].exit_code if failures else 0
+
+
+# MCP server #################################################################################
+
+# The newest revision first. 2026-07-28 is stateless (a _meta envelope on every request,
+# server/discover, no initialize); the older ones open with the initialize handshake.
+MCP_MODERN_VERSIONS = ("2026-07-28",)
+MCP_HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+# Before structuredContent, outputSchema and tool titles (2025-06-18).
+MCP_PLAIN_VERSIONS = ("2025-03-26", "2024-11-05")
+MCP_META_VERSION = "io.modelcontextprotocol/protocolVersion"
+MCP_META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+MCP_HEARTBEAT_S = 2.0  # progress while an image is made; clients reset time-outs on it
+MCP_TOOL_TIMEOUT_S = 900  # what --print-config asks clients to allow: retries and -n 10 fit
+MCP_MAX_PREVIEWS = 4
+MCP_PARSE_ERROR, MCP_INVALID_REQUEST, MCP_METHOD_NOT_FOUND = -32700, -32600, -32601
+MCP_INVALID_PARAMS, MCP_INTERNAL_ERROR, MCP_UNSUPPORTED_VERSION = -32602, -32603, -32022
+MCP_INSTRUCTIONS = (
+    "Makes bitmap images (PNG, JPEG, WebP) with the user's ChatGPT subscription and saves them "
+    "in the workspace (default assets/generated/<slug>.png); results give the saved paths, "
+    "relative to the workspace. A generation takes 20 s to a few minutes. Existing files are "
+    "never replaced unless force is true. To change an existing picture use edit_image.")
+
+
+class McpProtocolError(Exception):
+    """A JSON-RPC error answer: the call itself was malformed, not the image job."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+def _mcp_string(description: str, **more: Any) -> dict:
+    return dict({"type": "string", "description": description}, **more)
+
+
+def _mcp_tool_schemas() -> list[dict]:
+    """The three tools: JSON Schema in (named as the CLI's long options) and out."""
+    image_options: dict[str, Any] = {
+        "prompt": _mcp_string("What to draw, or for an edit what to change.", minLength=1),
+        "out": _mcp_string("Where to save, relative to the workspace: a file (.png, .jpg, "
+                           ".webp) or a directory ending in /. Default: assets/generated/"
+                           "<slug>.<ext>, never replacing a file."),
+        "force": {"type": "boolean", "description": "Allow out to replace an existing file."},
+        "size": _mcp_string("auto or WIDTHxHEIGHT, e.g. 1536x1024 (gpt-image-2: sides "
+                            "divisible by 16, ratio 1:3..3:1, 655,360..8,294,400 pixels).",
+                            pattern="^(auto|[0-9]{2,5}x[0-9]{2,5})$"),
+        "quality": _mcp_string("Rendering quality.", enum=list(CHOICES["quality"])),
+        "background": _mcp_string("transparent needs png or webp.",
+                                  enum=list(CHOICES["background"])),
+        "format": _mcp_string("File format; default from out's extension, else png.",
+                              enum=list(FORMATS)),
+        "compression": {"type": "integer", "minimum": 0, "maximum": 100,
+                        "description": "jpeg and webp only."},
+        "moderation": _mcp_string("Moderation level.", enum=list(CHOICES["moderation"])),
+        "count": {"type": "integer", "minimum": 1, "maximum": 10,
+                  "description": "How many images (default 1)."},
+        "parallel": {"type": "integer", "minimum": 1, "maximum": 8,
+                     "description": "Requests in flight at once (default min(count, 4))."},
+        "images": {"type": "array", "items": {"type": "string", "minLength": 1},
+                   "maxItems": MAX_IMAGES,
+                   "description": "Reference images: paths relative to the workspace, or "
+                                  "http(s) URLs. Given, the request is an edit."},
+        "mask": _mcp_string("Edit mask: a PNG with alpha, the size of the first image."),
+        "input_fidelity": _mcp_string("How closely to keep the input images.",
+                                      enum=list(CHOICES["input_fidelity"])),
+        "action": _mcp_string("The Responses tool's action.", enum=list(CHOICES["action"])),
+        "backend": _mcp_string("Default codex (the ChatGPT login).",
+                               enum=list(CHOICES["backend"])),
+        "route": _mcp_string("codex backend only.", enum=list(CHOICES["route"])),
+        "model": _mcp_string("Host chat model for the Responses route."),
+        "image_model": _mcp_string("Image model (default gpt-image-2)."),
+        "base_url": _mcp_string("Override the backend's base URL."),
+        "config": _mcp_string("The api backend's key file."),
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
+                    "description": "Total seconds for one image (300)."},
+        "stall_timeout": {"type": "number", "minimum": 0, "maximum": 86400,
+                          "description": "Longest silence from the server, seconds (120; "
+                                         "0 = none)."},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 5,
+                    "description": "Re-sends after transient failures (2)."},
+        "meta": {"type": "boolean", "description": "Also write <image>.json beside each image."},
+    }
+    edit_options = dict(image_options, images=dict(image_options["images"], minItems=1,
+                                                   description="The image(s) to edit, "
+                                                   "first one first: paths relative to the "
+                                                   "workspace, or http(s) URLs."))
+    nullable_string = {"type": ["string", "null"]}
+    image_entry_schema = {"type": "object", "required": ["path", "bytes", "format"],
+                          "properties": {
+                              "path": {"type": "string"}, "bytes": {"type": "integer"},
+                              "format": {"type": "string"},
+                              "width": {"type": ["integer", "null"]},
+                              "height": {"type": ["integer", "null"]},
+                              "sha256": {"type": "string"}, "revised_prompt": nullable_string,
+                              "model": nullable_string, "route": nullable_string,
+                              "elapsed_s": {"type": "number"}}}
+    error_schema = {"type": "object", "required": ["kind", "message", "exit_code"],
+                    "properties": {"kind": {"type": "string"}, "message": {"type": "string"},
+                                   "exit_code": {"type": "integer"},
+                                   "retry_after_s": {"type": "number"}}}
+    image_output = {"type": "object", "required": ["ok", "images"], "properties": {
+        "ok": {"type": "boolean"}, "backend": nullable_string, "route": nullable_string,
+        "images": {"type": "array", "items": image_entry_schema}, "error": error_schema,
+        "quota": {"type": "object"}, "quota_line": {"type": "string"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "workspace": {"type": "string"}}}
+    auth_output = {"type": "object", "required": ["kind", "usable"], "properties": {
+        "auth_file": {"type": "string"}, "kind": {"type": "string"},
+        "usable": {"type": "boolean"}, "problem": {"type": "string"},
+        "warnings": {"type": "array", "items": {"type": "string"}}}}
+    writes = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False,
+              "openWorldHint": True}
+    return [
+        {"name": "generate_image", "title": "Generate an image",
+         "description": "Make image(s) from a prompt and save them in the workspace. Takes "
+                        "the imagegen CLI's options; with images it edits them (edit_image "
+                        "reads better for that). Returns the saved paths, sizes, formats, "
+                        "the revised prompt and the quota left.",
+         "inputSchema": {"type": "object", "properties": image_options,
+                         "required": ["prompt"], "additionalProperties": False},
+         "outputSchema": image_output, "annotations": dict(writes, title="Generate an image")},
+        {"name": "edit_image", "title": "Edit an image",
+         "description": "Change existing image(s) as the prompt says (optionally only where "
+                        "a mask is transparent), or use them as references for a new one; "
+                        "saves the result in the workspace, never over the input.",
+         "inputSchema": {"type": "object", "properties": edit_options,
+                         "required": ["prompt", "images"], "additionalProperties": False},
+         "outputSchema": image_output, "annotations": dict(writes, title="Edit an image")},
+        {"name": "auth_status", "title": "Login status",
+         "description": "Is there a usable ChatGPT login for image generation? Shows the "
+                        "plan, when the token expires and the last quota seen. Never a "
+                        "secret; costs no quota.",
+         "inputSchema": {"type": "object", "properties": {}, "additionalProperties": False},
+         "outputSchema": auth_output,
+         "annotations": {"title": "Login status", "readOnlyHint": True,
+                         "openWorldHint": False}},
+    ]
+
+
+_MCP_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float),
+                   "boolean": (bool,), "array": (list,), "object": (dict,)}
+
+
+def mcp_check_arguments(schema: dict, arguments: dict) -> None:
+    """Names, presence and JSON types against a tool's input schema (UsageError); the
+    values themselves are checked by make_job, with the CLI's messages."""
+    properties = schema.get("properties", {})
+    for name in arguments:
+        if name not in properties:
+            raise UsageError(f"unknown argument {printable(name)[:60]!r}; the tool takes "
+                             f"{', '.join(properties) or 'no arguments'}")
+    for name in schema.get("required", ()):
+        if arguments.get(name) is None:
+            raise UsageError(f"the argument {name!r} is required")
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        expected = properties[name].get("type")
+        ok = isinstance(value, _MCP_JSON_TYPES.get(expected, (object,)))
+        if expected in ("integer", "number") and isinstance(value, bool):
+            ok = False
+        if ok and expected == "array":
+            ok = all(isinstance(item, str) for item in value)
+            if not value and properties[name].get("minItems"):
+                raise UsageError(f"{name} needs at least one item")
+        if not ok:
+            raise UsageError(f"the argument {name!r} must be "
+                             f"{'a list of strings' if expected == 'array' else 'a ' + expected}")
+
+
+def mcp_job_options(arguments: dict, cwd: str) -> dict:
+    """Tool arguments as make_job's options: reference paths are the workspace's."""
+    options = {name: value for name, value in arguments.items() if value is not None}
+    images = options.pop("images", None)
+    if images is not None:
+        options["image"] = list(images)
+    for name in ("image", "mask", "config"):
+        value = options.get(name)
+        values = value if isinstance(value, list) else [value] if value else []
+        joined = [item if is_url(item) else os.path.join(cwd, os.path.expanduser(item))
+                  for item in values]
+        if values:
+            options[name] = joined if isinstance(value, list) else joined[0]
+    return options
+
+
+def _mcp_generate(job: Job, ctx: Context) -> dict:
+    """Make and save one tool call's images with the CLI's own pieces; returns what
+    `--json` prints ({"ok", "backend", "route", "images", "error"?, "quota"?}). The one
+    place to change when generate's outcome changes."""
+    generator: Generator | None = None
+    failure: ImagegenError | None = None
+    try:
+        inputs = load_inputs(job, ctx.transport)
+        generator = Generator(ctx, job)
+        generator.policy.preflight(job.count)
+        generator.prepare()
+        what = f"{job.count} images" if job.count > 1 else "an image"
+        ctx.reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit
+                                                                  else "") + "...")
+        generator.run(inputs)
+    except ImagegenError as error:
+        failure = error
+    finally:
+        ctx.reporter.close()
+    saved = sorted(generator.saved, key=lambda s: name_order(s.path)) if generator else []
+    if failure is None and generator is not None:
+        failure = generator.first_error()
+    report_quota(ctx, job.backend)
+    payload: dict[str, Any] = {"ok": failure is None, "backend": job.backend,
+                               "route": saved[0].route if saved else None}
+    if failure is not None:
+        payload["error"] = error_entry(failure)
+    payload["images"] = [image_entry(item, job, ctx.cwd) for item in saved]
+    if ctx.quota:
+        payload["quota"] = ctx.quota
+    return payload
+
+
+def _mcp_preview(path: str) -> bytes | None:
+    """A small PNG of the image at path (a few hundred pixels on its long side) for the
+    client to show, or None when none can be made without a dependency (JPEG and WebP:
+    the standard-library core reads PNG only)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_RESPONSE_BYTES + 1)
+        if len(data) > MAX_RESPONSE_BYTES or not data.startswith(b"\x89PNG\r\n\x1a\n"):
+            return None
+        return png_thumbnail(data, THUMBNAIL_SIDE)
+    except (OSError, PixelsError):
+        return None
+
+
+class McpReporter(Reporter):
+    """The Reporter of one tool call: never stdout (that is the protocol's); log lines go
+    to stderr, warnings into the result, the phases to the progress heartbeat."""
+
+    def __init__(self, stderr: Any, secrets: Secrets, env: dict) -> None:
+        super().__init__(stderr, stderr, secrets, env, progress=False)
+        self.warnings: list[str] = []
+        self.payloads: list[dict] = []
+        self.last_note = ""
+        self.phases: dict[int, tuple[str, int]] = {}
+        self.saved_count = 0
+
+    def result(self, line: str, keep: Iterable[str] = ()) -> None:
+        self._err(f"imagegen: {printable(line)}", keep)
+
+    def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
+        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
+        self.payloads.append(json.loads(self.secrets.redact(json.dumps(payload), escaped)))
+
+    def note(self, message: str, keep: Iterable[str] = ()) -> None:
+        super().note(message, keep)
+        with self._lock:
+            self.last_note = self.secrets.redact(printable(message), keep)[:200]
+            if message.startswith("saved "):
+                self.saved_count += 1
+
+    def warn(self, message: str) -> None:
+        super().warn(message)
+        with self._lock:
+            self.warnings.append(self.secrets.redact(printable(message)))
+
+    def phase(self, index: int, phase: str, received: int = 0) -> None:
+        with self._lock:
+            self.phases[index] = (phase, received)
+
+    def done(self, index: int) -> None:
+        with self._lock:
+            self.phases.pop(index, None)
+
+    def progress_line(self, elapsed: float) -> str:
+        with self._lock:
+            phases = sorted({phase for phase, _ in self.phases.values()})
+            received = sum(count for _, count in self.phases.values())
+            last = self.last_note
+        if not phases:
+            return f"{last or 'working'} · {elapsed:.0f} s"
+        return (f"{'/'.join(phases)} · {elapsed:.0f} s"
+                + (f" · {human_bytes(received)}" if received else ""))
+
+
+class _McpOpener:
+    """urllib's opener that remembers the answers it opened, so that cancelling a call
+    cuts them at once instead of waiting up to --stall-timeout for the server."""
+
+    def __init__(self) -> None:
+        self._opener: Any = None
+        self._answers: list[Any] = []
+        self._lock = threading.Lock()
+        self._cut = False
+
+    def open(self, request: Any, timeout: float | None = None) -> Any:
+        if self._opener is None:
+            import urllib.request
+            self._opener = urllib.request.build_opener(_same_origin_credentials())
+        raw = self._opener.open(request, timeout=timeout)
+        with self._lock:
+            self._answers = [a for a in self._answers if not getattr(a, "closed", False)]
+            self._answers.append(raw)
+            cut = self._cut
+        if cut:
+            self.cut()
+        return raw
+
+    def cut(self) -> None:
+        import socket
+        with self._lock:
+            self._cut = True
+            answers = list(self._answers)
+        for raw in answers:
+            sock = _socket_of(raw)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class McpCall:
+    """One tools/call in flight: its own Context (cancel event, secrets, temporary files),
+    its thread, and its progress heartbeat."""
+
+    def __init__(self, server: McpServer, request_id: Any, tool: str, arguments: dict,
+                 progress_token: Any, version: str) -> None:
+        self.server, self.request_id, self.tool = server, request_id, tool
+        self.arguments, self.progress_token, self.version = arguments, progress_token, version
+        seams = dict(server.runtime.get("seams") or {})
+        self.opener = seams.setdefault("opener", _McpOpener())
+        self.ctx = Context(server.env, server.cwd, None, server.stderr, server.stderr, **seams)
+        self.reporter = McpReporter(server.stderr, self.ctx.secrets, server.env)
+        self.ctx.reporter = self.reporter
+        self.cancelled = False
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"mcp-call-{request_id}")
+        self._progress = 0.0
+        count = arguments.get("count")
+        self._total = count if isinstance(count, int) and 1 <= count <= 10 else 1
+        self._started = time.monotonic()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self, reason: str = "") -> None:
+        """notifications/cancelled: stop at once, leave no partial file, answer nothing."""
+        self.cancelled = True
+        self.ctx.cancel.set()
+        if isinstance(self.opener, _McpOpener):
+            self.opener.cut()
+        self.ctx.remove_temporary_files()
+        self.server.log(f"call {self.request_id} cancelled" + (f" ({printable(reason)[:80]})"
+                                                                if reason else ""))
+
+    def _run(self) -> None:
+        heartbeat: threading.Thread | None = None
+        try:
+            if self.progress_token is not None and self.tool != "auth_status":
+                heartbeat = threading.Thread(target=self._beat, daemon=True)
+                heartbeat.start()
+            result = self.server.call_tool(self)
+        except Exception as error:  # a bug: an internal error result, the server lives on
+            if self.server.env.get("IMAGEGEN_DEBUG") == "1":
+                import traceback
+                traceback.print_exc()
+            crash = ImagegenError(f"internal error: {type(error).__name__}: {error} (set "
+                                  f"IMAGEGEN_DEBUG=1 for a traceback; please report it)")
+            self.reporter.error(crash.message)
+            try:
+                result = self.server.tool_result(self, {"ok": False, "backend": None,
+                                                        "route": None,
+                                                        "error": error_entry(crash),
+                                                        "images": []})
+            except Exception:
+                result = {"content": [{"type": "text", "text": "internal error"}],
+                          "isError": True}
+        finally:
+            self.finished.set()
+            if heartbeat is not None:
+                heartbeat.join()
+            if self.cancelled:
+                self.ctx.remove_temporary_files()
+        self.server.forget(self)  # first: the client may reuse the id once it has the answer
+        if not self.cancelled:
+            self.server.respond(self.request_id, result)
+
+    def _beat(self) -> None:
+        self.send_progress(None)
+        while not self.finished.wait(MCP_HEARTBEAT_S):
+            self.send_progress(None)
+
+    def set_total(self, count: int) -> None:
+        self._total = max(1, count)
+
+    def send_progress(self, message: str | None) -> None:
+        """notifications/progress: progress grows every time (the spec's rule) and stays
+        below the total until the result says it is done."""
+        if self.progress_token is None or self.finished.is_set() or self.cancelled:
+            return
+        elapsed = time.monotonic() - self._started
+        saved = min(self.reporter.saved_count, self._total)
+        ahead = (self._total - saved) * (1 - 1 / (1 + elapsed / 60))  # creeps, never done
+        value = round(max(saved + ahead, self._progress + 1e-6), 6)
+        self._progress = value
+        params = {"progressToken": self.progress_token, "progress": value,
+                  "total": self._total,
+                  "message": message or self.reporter.progress_line(elapsed)}
+        self.server.notify("notifications/progress", params)
+
+
+class McpServer:
+    """`imagegen mcp`: JSON-RPC 2.0 over stdio, one message a line; tool calls run in
+    threads, everything else is answered at once on the reading thread."""
+
+    def __init__(self, runtime: dict, cwd: str) -> None:
+        self.runtime, self.env, self.cwd = runtime, runtime["env"], cwd
+        self.stdin, self.stdout, self.stderr = (runtime["stdin"], runtime["stdout"],
+                                                runtime["stderr"])
+        self.tools = {tool["name"]: tool for tool in _mcp_tool_schemas()}
+        self.era: str | None = None  # "legacy" after initialize, "modern" after an envelope
+        self.legacy_version = MCP_HANDSHAKE_VERSIONS[0]
+        self.calls: dict[Any, McpCall] = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self.secrets = Secrets()
+
+    # output
+    def send(self, message: dict) -> None:
+        line = json.dumps(message, ensure_ascii=True, separators=(",", ":")) + "\n"
+        with self._write_lock:
+            try:
+                self.stdout.write(line)
+                self.stdout.flush()
+            except (OSError, ValueError):
+                pass  # the client has gone; the reading loop ends on its own
+
+    def respond(self, request_id: Any, result: dict) -> None:
+        self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def fail(self, request_id: Any, error: McpProtocolError) -> None:
+        body: dict[str, Any] = {"code": error.code, "message": error.message}
+        if error.data is not None:
+            body["data"] = error.data
+        self.send({"jsonrpc": "2.0", "id": request_id, "error": body})
+
+    def notify(self, method: str, params: dict) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def log(self, message: str) -> None:
+        line = self.secrets.redact(f"imagegen: mcp: {printable(message)}")
+        try:
+            self.stderr.write(line + "\n")
+            self.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    # input
+    def serve(self) -> int:
+        stream = getattr(self.stdin, "buffer", self.stdin)
+        self.log(f"serving on stdio in {self.cwd} (MCP {MCP_MODERN_VERSIONS[0]}, and "
+                 f"{', '.join(MCP_HANDSHAKE_VERSIONS)} after initialize)")
+        try:
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                if isinstance(line, bytes):
+                    try:
+                        line = line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        self.fail(None, McpProtocolError(MCP_PARSE_ERROR,
+                                                         "Parse error: not UTF-8"))
+                        continue
+                if line.strip():
+                    self.handle_line(line)
+        finally:
+            self.stop_all("the client closed the connection")
+        return 0
+
+    def stop_all(self, reason: str) -> None:
+        """Cancel what is in flight (no partial file stays) and wait a little for it."""
+        with self._lock:
+            calls = list(self.calls.values())
+        for call in calls:
+            call.cancel(reason)
+        deadline = time.monotonic() + 5
+        for call in calls:
+            call.thread.join(max(0.0, deadline - time.monotonic()))
+            call.ctx.remove_temporary_files()
+
+    def forget(self, call: McpCall) -> None:
+        with self._lock:
+            if self.calls.get(call.request_id) is call:
+                del self.calls[call.request_id]
+
+    def handle_line(self, line: str) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            self.fail(None, McpProtocolError(MCP_PARSE_ERROR, "Parse error: not JSON"))
+            self.log("protocol error: a line that is not JSON")
+            return
+        if isinstance(message, dict) and "method" not in message and (
+                "result" in message or "error" in message):
+            return  # an answer to a request of ours: we send none
+        request_id = message.get("id") if isinstance(message, dict) else None
+        if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+            request_id = None
+        notification = False
+        try:
+            if isinstance(message, list):
+                raise McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: batches are "
+                                       "not supported; send one message a line")
+            if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or \
+                    not isinstance(message.get("method"), str):
+                raise McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: not a JSON-RPC "
+                                       "2.0 request or notification")
+            method, params = message["method"], message.get("params")
+            notification = "id" not in message
+            if params is not None and not isinstance(params, dict):
+                raise McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: not an object")
+            if notification:
+                self.handle_notification(method, params or {})
+                return
+            if request_id is None:
+                raise McpProtocolError(MCP_INVALID_REQUEST,
+                                       "Invalid Request: id must be a string or a number")
+            result = self.handle_request(request_id, method, params or {})
+            if result is not None:
+                self.respond(request_id, result)
+        except McpProtocolError as error:
+            self.log(f"protocol error {error.code}: {error.message}")
+            if not notification:
+                self.fail(request_id, error)
+        except Exception as error:  # a bug: answer it and keep serving
+            if self.env.get("IMAGEGEN_DEBUG") == "1":
+                import traceback
+                traceback.print_exc()
+            self.log(f"internal error: {type(error).__name__}: {error}")
+            if not notification:
+                self.fail(request_id, McpProtocolError(
+                    MCP_INTERNAL_ERROR, f"Internal error: {type(error).__name__}"))
+
+    def handle_notification(self, method: str, params: dict) -> None:
+        if method == "notifications/cancelled":
+            with self._lock:
+                call = self.calls.get(params.get("requestId"))
+            if call is not None:
+                call.cancel(str(params.get("reason") or ""))
+        # notifications/initialized and anything else: nothing to do
+
+    def era_of(self, method: str, params: dict) -> str:
+        """Which protocol this request speaks; checks the 2026 envelope (protocol errors)."""
+        meta = params.get("_meta")
+        enveloped = isinstance(meta, dict) and MCP_META_VERSION in meta
+        if method == "initialize":
+            if self.era == "modern":
+                raise McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol "
+                                       "version: this connection speaks per-request _meta",
+                                       {"supported": list(MCP_MODERN_VERSIONS),
+                                        "requested": str(params.get("protocolVersion"))})
+            return "legacy"
+        if not enveloped and method != "server/discover":
+            if self.era == "modern":
+                raise McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must "
+                                       f"carry {MCP_META_VERSION} and "
+                                       f"{MCP_META_CAPABILITIES}")
+            return "legacy"
+        if self.era == "legacy":
+            raise McpProtocolError(MCP_INVALID_REQUEST, f"Invalid Request: this connection "
+                                   f"began with initialize (protocol {self.legacy_version}); "
+                                   f"per-request _meta versions belong to a new connection")
+        meta = meta if isinstance(meta, dict) else {}
+        version = meta.get(MCP_META_VERSION)
+        if not isinstance(version, str) or not isinstance(meta.get(MCP_META_CAPABILITIES),
+                                                          dict):
+            raise McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must carry "
+                                   f"{MCP_META_VERSION} and {MCP_META_CAPABILITIES}")
+        if version not in MCP_MODERN_VERSIONS:
+            raise McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
+                                   {"supported": list(MCP_MODERN_VERSIONS
+                                                      + MCP_HANDSHAKE_VERSIONS),
+                                    "requested": printable(version)[:40]})
+        return "modern"
+
+    def server_info(self) -> dict:
+        return {"name": "codex-imagegen", "title": "codex-imagegen", "version": __version__}
+
+    def handle_request(self, request_id: Any, method: str, params: dict) -> dict | None:
+        era = self.era_of(method, params)
+        if era == "modern":
+            self.era = "modern"
+        version = MCP_MODERN_VERSIONS[0] if era == "modern" else self.legacy_version
+        done = {"resultType": "complete"} if era == "modern" else {}
+        cached = dict(done, ttlMs=3_600_000, cacheScope="public") if done else {}
+        if method == "initialize":
+            asked = params.get("protocolVersion")
+            self.legacy_version = (asked if asked in MCP_HANDSHAKE_VERSIONS
+                                   else MCP_HANDSHAKE_VERSIONS[0])
+            self.era = "legacy"
+            self.log(f"initialize: protocol {self.legacy_version}")
+            return {"protocolVersion": self.legacy_version,
+                    "capabilities": {"tools": {"listChanged": False}},
+                    "serverInfo": self.server_info(), "instructions": MCP_INSTRUCTIONS}
+        if method == "server/discover":
+            return dict(cached, supportedVersions=list(MCP_MODERN_VERSIONS),
+                        capabilities={"tools": {}}, serverInfo=self.server_info(),
+                        instructions=MCP_INSTRUCTIONS)
+        if method == "ping" and era == "legacy":
+            return {}
+        if method == "tools/list":
+            structured = version not in MCP_PLAIN_VERSIONS
+            tools = [tool if structured else {k: v for k, v in tool.items()
+                                              if k not in ("outputSchema", "title")}
+                     for tool in self.tools.values()]
+            return dict(cached, tools=tools)
+        if method == "tools/call":
+            self.start_call(request_id, params, version)
+            return None
+        raise McpProtocolError(MCP_METHOD_NOT_FOUND,
+                               f"Method not found: {printable(method)[:80]}")
+
+    def start_call(self, request_id: Any, params: dict, version: str) -> None:
+        name, arguments = params.get("name"), params.get("arguments")
+        if not isinstance(name, str) or name not in self.tools:
+            raise McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: unknown tool "
+                                   f"{printable(str(name))[:60]!r}; the tools are "
+                                   f"{', '.join(self.tools)}")
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise McpProtocolError(MCP_INVALID_PARAMS,
+                                   "Invalid params: arguments must be an object")
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        token = meta.get("progressToken")
+        if not isinstance(token, (str, int)) or isinstance(token, bool):
+            token = None
+        with self._lock:
+            if request_id in self.calls:
+                raise McpProtocolError(MCP_INVALID_REQUEST,
+                                       "Invalid Request: this id is already in flight")
+            call = McpCall(self, request_id, name, arguments, token, version)
+            self.calls[request_id] = call
+        call.start()
+
+    # the tools
+    def call_tool(self, call: McpCall) -> dict:
+        ctx, reporter = call.ctx, call.reporter
+        tool = self.tools[call.tool]
+        if call.tool == "auth_status":
+            try:
+                mcp_check_arguments(tool["inputSchema"], call.arguments)
+                cmd_auth_status(ctx, True)
+            except ImagegenError as error:
+                return self.tool_result(call, {"ok": False, "error": error_entry(error),
+                                               "images": []})
+            status = reporter.payloads[-1] if reporter.payloads else {"kind": "none",
+                                                                        "usable": False}
+            return self.auth_result(call, status)
+        try:
+            mcp_check_arguments(tool["inputSchema"], call.arguments)
+            job = make_job(mcp_job_options(call.arguments, self.cwd), self.env)
+        except ImagegenError as error:
+            reporter.error(error.message)
+            return self.tool_result(call, {"ok": False, "backend": None, "route": None,
+                                           "error": error_entry(error), "images": []})
+        call.set_total(job.count)
+        payload = _mcp_generate(job, ctx)
+        if payload.get("error"):
+            reporter.error(payload["error"]["message"])
+        return self.tool_result(call, payload)
+
+    def tool_result(self, call: McpCall, payload: dict) -> dict:
+        """structuredContent (the --json object plus the quota line, warnings and the
+        workspace), a summary a model can read, and previews when there are any."""
+        ctx = call.ctx
+        structured = dict(payload)
+        if ctx.quota:
+            structured["quota_line"] = describe_quota(ctx.quota, ctx.clock())
+        structured["warnings"] = list(call.reporter.warnings)
+        structured["workspace"] = self.cwd
+        paths = [image["path"] for image in structured.get("images", ())]
+        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in paths]
+        structured = json.loads(ctx.secrets.redact(json.dumps(structured, ensure_ascii=False),
+                                                   escaped))
+        content: list[dict] = [{"type": "text", "text": self.summary(structured)}]
+        for path in paths[:MCP_MAX_PREVIEWS]:
+            preview = _mcp_preview(os.path.join(self.cwd, path))
+            if preview:
+                content.append({"type": "image", "mimeType": "image/png",
+                                "data": base64.b64encode(preview).decode("ascii")})
+        return self.finish(call, content, structured, not structured.get("ok", False))
+
+    def auth_result(self, call: McpCall, status: dict) -> dict:
+        lines = [f"login: {status.get('kind', 'none')}"
+                 + (f", plan {status['plan']}" if status.get("plan") else "")
+                 + (f", account {status['account_id']}" if status.get("account_id") else ""),
+                 f"auth file: {status.get('auth_file')}",
+                 f"usable: {'yes' if status.get('usable') else 'no'}"]
+        if status.get("access_token_expires_at"):
+            lines.append(f"access token expires: {status['access_token_expires_at']}")
+        quota = status.get("quota")
+        if isinstance(quota, dict) and quota.get("windows"):
+            lines.append(f"quota (last seen): {describe_quota(quota, call.ctx.clock())}")
+        if status.get("problem"):
+            lines.append(f"problem: {status['problem']}")
+        lines.extend(f"warning: {warning}" for warning in status.get("warnings", ()))
+        text = call.ctx.secrets.redact("\n".join(lines))
+        return self.finish(call, [{"type": "text", "text": text}], status, False)
+
+    def finish(self, call: McpCall, content: list, structured: dict, is_error: bool) -> dict:
+        result: dict[str, Any] = {"content": content, "isError": is_error}
+        if call.version not in MCP_PLAIN_VERSIONS:
+            result["structuredContent"] = structured
+        else:  # older clients read only content: give them the object as text as well
+            content.append({"type": "text", "text": json.dumps(structured, ensure_ascii=False)})
+        if call.version in MCP_MODERN_VERSIONS:
+            result["resultType"] = "complete"
+        return result
+
+    @staticmethod
+    def summary(structured: dict) -> str:
+        images, error = structured.get("images", []), structured.get("error")
+        lines = []
+        if images:
+            route = f", {structured['route']} route" if structured.get("route") else ""
+            lines.append(f"Saved {len(images)} image{'s' if len(images) > 1 else ''} "
+                         f"({structured.get('backend')}{route}), paths relative to "
+                         f"{structured.get('workspace')}:")
+            for image in images:
+                size = (f"{image['width']}x{image['height']} " if image.get("width") else "")
+                lines.append(f"- {image['path']} ({size}{image['format']}, "
+                             f"{human_bytes(image['bytes'])})")
+                if image.get("revised_prompt"):
+                    lines.append(f"  revised prompt: {image['revised_prompt']}")
+        if error:
+            lines.append(f"{'Then failed' if images else 'Failed'} ({error['kind']}, exit code "
+                         f"{error['exit_code']}): {error['message']}")
+            if error.get("retry_after_s") is not None:
+                lines.append(f"Retry after {error['retry_after_s']:g} s.")
+        for warning in structured.get("warnings", ()):
+            lines.append(f"warning: {warning}")
+        if structured.get("quota_line"):
+            lines.append(f"quota: {structured['quota_line']}")
+        return "\n".join(lines)
+
+
+MCP_CONFIG_PLACES = {
+    "codex": "~/.codex/config.toml (or .codex/config.toml in a trusted project)",
+    "claude-code": "a shell: the server starts in the project, so images go under it; for "
+                   "long calls start Claude Code with "
+                   f"MCP_TOOL_TIMEOUT={MCP_TOOL_TIMEOUT_S * 1000}",
+    "claude-desktop": "claude_desktop_config.json (Settings > Developer > Edit Config); "
+                      "--workspace is where images go",
+    "cursor": ".cursor/mcp.json in the project (or ~/.cursor/mcp.json)",
+    "vscode": ".vscode/mcp.json in the project",
+    "gemini": "~/.gemini/settings.json (or .gemini/settings.json in the project)",
+}
+
+
+def mcp_config_snippet(client: str, python: str, script: str, workspace: str) -> str:
+    """The registration snippet for one MCP client, with this file's real path: exactly
+    what goes into the file (MCP_CONFIG_PLACES says which), so it can be redirected."""
+    command = [python, script, "mcp"]
+    if client == "codex":
+        def toml(value: str) -> str:
+            return json.dumps(value, ensure_ascii=False)
+        return ("[mcp_servers.imagegen]\n"
+                f"command = {toml(python)}\n"
+                f"args = [{', '.join(toml(arg) for arg in command[1:])}]\n"
+                "startup_timeout_sec = 20\n"
+                f"tool_timeout_sec = {MCP_TOOL_TIMEOUT_S}  # an image takes minutes; the "
+                "default 60 s is too short\n")
+    if client == "claude-code":
+        import shlex
+        return (f"claude mcp add --scope user imagegen -- "
+                f"{' '.join(shlex.quote(arg) for arg in command)}\n")
+    in_project = command[1:] + ["--workspace", "${workspaceFolder}"]
+    if client == "claude-desktop":
+        document: dict[str, Any] = {"mcpServers": {"imagegen": {
+            "command": python, "args": command[1:] + ["--workspace", workspace]}}}
+    elif client == "cursor":
+        document = {"mcpServers": {"imagegen": {"command": python, "args": in_project}}}
+    elif client == "vscode":
+        document = {"servers": {"imagegen": {"type": "stdio", "command": python,
+                                             "args": in_project}}}
+    elif client == "gemini":
+        document = {"mcpServers": {"imagegen": {"command": python, "args": command[1:],
+                                                "timeout": MCP_TOOL_TIMEOUT_S * 1000}}}
+    else:
+        raise UsageError(f"--print-config takes one of {', '.join(MCP_CLIENTS)} "
+                         f"(got {printable(client)[:40]!r})")
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+MCP_CLIENTS = tuple(MCP_CONFIG_PLACES)
+MCP_HELP = f"""\
+usage: imagegen mcp [--workspace DIR]
+       imagegen mcp --print-config CLIENT
+
+Run an MCP server on stdio (JSON-RPC 2.0, one message a line) with the tools generate_image,
+edit_image and auth_status. Images are saved under the workspace (default: the current
+directory) by the same rules as the command line. Logs go to stderr.
+
+  --workspace DIR         where images are saved and relative paths start (default .)
+  --print-config CLIENT   print the registration snippet for CLIENT, with this file's path:
+                          {', '.join(MCP_CLIENTS)}
+"""
+
+
+def cmd_mcp(args: list[str], runtime: dict) -> int:
+    """`imagegen mcp [--workspace DIR] | --print-config CLIENT`."""
+    cwd, client = runtime["cwd"], None
+    rest = list(args)
+    while rest:
+        option = rest.pop(0)
+        name, _, value = option.partition("=")
+        if option in ("-h", "--help"):
+            runtime["stdout"].write(MCP_HELP)
+            return 0
+        if name not in ("--workspace", "--print-config"):
+            shown = "extra words" if not option.startswith("-") else printable(name)[:40]
+            raise UsageError(f"imagegen mcp takes no {shown} (see imagegen mcp --help)")
+        if not value:
+            if not rest:
+                raise UsageError(f"{name} needs a value (see imagegen mcp --help)")
+            value = rest.pop(0)
+        if name == "--print-config":
+            client = value
+        else:
+            cwd = os.path.abspath(os.path.join(cwd, os.path.expanduser(value)))
+            if not os.path.isdir(cwd):
+                raise UsageError(f"--workspace {value}: no such directory")
+    if client is not None:
+        client = client.lower()
+        script = os.path.abspath(__file__)
+        runtime["stdout"].write(mcp_config_snippet(client, sys.executable or "python3",
+                                                   script, cwd))
+        runtime["stderr"].write(f"imagegen: for {MCP_CONFIG_PLACES[client]}\n")
+        return 0
+    server = McpServer(runtime, cwd)
+    saved_stdout = sys.stdout
+    sys.stdout = runtime["stderr"]  # a stray print() must not corrupt the protocol stream
+    try:
+        return server.serve()
+    except KeyboardInterrupt:
+        server.stop_all("interrupted")
+        raise
+    finally:
+        sys.stdout = saved_stdout
+
+
+# Doctor #####################################################################################
+
+DOCTOR_NETWORK_TIMEOUT_S = 10.0  # each of name lookup, connect and handshake
+# What Pillow adds when it is importable (the tool itself needs only the standard library).
+PILLOW_ADDS = "optional: imagegen needs only the standard library; the tests decode with it"
+
+
+class Probes:
+    """The network steps of `imagegen doctor`, one method each, so a test can replace one
+    (a resolver that fails, say) and point the rest at its own server."""
+
+    def resolve(self, host: str, port: int, timeout: float) -> list[tuple]:
+        """getaddrinfo bounded by timeout (it has none of its own): the socket addresses."""
+        import socket
+        found: list = []
+        failure: list[BaseException] = []
+
+        def lookup() -> None:
+            try:
+                found.extend(info[4] for info in socket.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM))
+            except BaseException as exc:  # handed to the caller
+                failure.append(exc)
+
+        worker = threading.Thread(target=lookup, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise socket.timeout(f"no answer within {timeout:g} s")
+        if failure:
+            raise failure[0]
+        return found
+
+    def connect(self, address: tuple, timeout: float) -> Any:
+        import socket
+        return socket.create_connection(address[:2], timeout=timeout)
+
+    def handshake(self, sock: Any, host: str, timeout: float) -> Any:
+        """TLS as the transport does it: the default context (so SSL_CERT_FILE counts)."""
+        import ssl
+        sock.settimeout(timeout)
+        return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+
+
+@dataclass
+class Check:
+    """One line of the doctor's report. status: ok, warn, fail (the default backend is not
+    ready: kind auth or network), or "-" (not used, nothing to do)."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+    kind: str | None = None  # "auth" or "network" when a failure blocks the backend
+    timings_ms: dict | None = None
+
+    def as_dict(self) -> dict:
+        entry: dict[str, Any] = {"name": self.name, "status": self.status,
+                                 "detail": self.detail}
+        if self.fix:
+            entry["fix"] = self.fix
+        if self.timings_ms:
+            entry["timings_ms"] = self.timings_ms
+        return entry
+
+    def line(self) -> str:
+        text = f"{self.status:5} {self.name:12} {self.detail}"
+        return text + (f"; fix: {self.fix}" if self.fix else "")
+
+
+def _severity(backend: str, default_backend: str) -> str:
+    """A problem blocks the default backend (fail) or only another one (warn)."""
+    return "fail" if backend == default_backend else "warn"
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(round(seconds * 1000)))
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy urllib would use for url (HTTPS_PROXY and NO_PROXY, as the transport)."""
+    import urllib.parse
+    import urllib.request
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
+def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], float],
+                   bad: str, fix: str) -> Check:
+    """Name lookup, TCP and (for https) TLS to url's host, each timed; through the proxy
+    the transport would use. `bad` is the status when it fails (fail or warn)."""
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return Check(name, bad, f"{url} has no valid port", fix, "network")
+    proxy = _proxy_for(url)
+    target_host, target_port, via = host, port, ""
+    if proxy:
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        try:
+            target_host = proxy_parts.hostname or ""
+            target_port = proxy_parts.port or 80
+        except ValueError:
+            return Check(name, bad, f"the proxy for {host} is not a valid URL", fix, "network")
+        via = f" via proxy {target_host}:{target_port}"
+    where = f"{host}:{port}{via}"
+    timings: dict[str, int] = {}
+    step = "DNS"
+    sock = None
+    try:
+        started = monotonic()
+        addresses = probes.resolve(target_host, target_port, DOCTOR_NETWORK_TIMEOUT_S)
+        timings["dns"] = _ms(monotonic() - started)
+        if not addresses:
+            raise OSError("no address")
+        step, started = "TCP", monotonic()
+        sock = probes.connect(addresses[0], DOCTOR_NETWORK_TIMEOUT_S)
+        timings["tcp"] = _ms(monotonic() - started)
+        if proxy and parts.scheme == "https":
+            step, started = "proxy CONNECT", monotonic()
+            _proxy_connect(sock, host, port)
+            timings["connect"] = _ms(monotonic() - started)
+        tls = ""
+        if parts.scheme == "https":
+            step, started = "TLS", monotonic()
+            sock = probes.handshake(sock, host, DOCTOR_NETWORK_TIMEOUT_S)
+            timings["tls"] = _ms(monotonic() - started)
+            version = sock.version() if hasattr(sock, "version") else None
+            tls = f", TLS {timings['tls']} ms" + (f" ({version})" if version else "")
+        detail = (f"{where}: DNS {timings['dns']} ms, TCP {timings['tcp']} ms" + tls
+                  + ("" if parts.scheme == "https" else " (plain http: no TLS)"))
+        return Check(name, "ok", detail, timings_ms=timings)
+    except Exception as exc:
+        return Check(name, bad, f"{where}: {step} failed: {_network_reason(exc, step)}",
+                     _network_fix(exc, step, fix), "network", timings or None)
+    finally:
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _proxy_connect(sock: Any, host: str, port: int) -> None:
+    """Open an HTTPS tunnel through an HTTP proxy (what urllib does for https URLs)."""
+    sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("ascii"))
+    answer = b""
+    while b"\r\n\r\n" not in answer and len(answer) < 65536:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    status = answer.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+    if not re.match(r"HTTP/\d(\.\d)? 2\d\d", status):
+        raise OSError(f"the proxy answered {status.strip() or 'nothing'!r}")
+
+
+def _network_reason(exc: BaseException, step: str) -> str:
+    import socket
+    import ssl
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(exc):
+        return f"the certificate is not trusted ({getattr(exc, 'verify_message', None) or exc})"
+    if isinstance(exc, socket.gaierror):
+        return "the name does not resolve (no network or DNS)"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _network_fix(exc: BaseException, step: str, fix: str) -> str:
+    import ssl
+    if isinstance(exc, ssl.SSLError) or step == "TLS":
+        return ("behind a corporate proxy or TLS inspection, set SSL_CERT_FILE to its CA "
+                "bundle")
+    if step == "DNS":
+        return "check the network (a sandbox without network access?) or HTTPS_PROXY"
+    return fix
+
+
+def chatgpt_base_url(codex_base: str) -> str:
+    """The ChatGPT backend (wham/*) beside the Codex backend: the base without `/codex`."""
+    base = codex_base.rstrip("/")
+    return base[:-len("/codex")] if base.endswith("/codex") else base
+
+
+def fetch_usage(ctx: Context, login: ChatGPTLogin, codex_base: str) -> dict:
+    """GET {chatgpt base}/wham/usage: live usage; costs no image quota."""
+    headers = {"Authorization": f"Bearer {login.access_token}",
+               "User-Agent": user_agent(codex_version(ctx.env)), "Accept": "*/*"}
+    if login.account_id:
+        headers["ChatGPT-Account-ID"] = login.account_id
+    request = HttpRequest("GET", chatgpt_base_url(codex_base) + "/wham/usage", headers)
+    answer, _ = ctx.transport.fetch_json(request, ctx.monotonic() + 30, 30)
+    if not isinstance(answer, dict):
+        raise BackendError("the wham/usage answer is not a JSON object")
+    return answer
+
+
+def describe_usage(usage: dict, now: float) -> str:
+    """ "plan plus; 5-hour window 12% used (resets ...); ..." from a wham/usage answer."""
+    parts = [f"plan {usage['plan_type']}"] if isinstance(usage.get("plan_type"), str) else []
+
+    def windows(limits: Any, label: str) -> None:
+        if not isinstance(limits, dict):
+            return
+        for key in ("primary_window", "secondary_window"):
+            window = limits.get(key)
+            if not isinstance(window, dict) or not isinstance(
+                    window.get("used_percent"), (int, float)):
+                continue
+            seconds = window.get("limit_window_seconds")
+            span = ("window" if not isinstance(seconds, int) or seconds <= 0
+                    else f"{seconds // 86400}d" if seconds % 86400 == 0
+                    else f"{seconds // 3600}h" if seconds % 3600 == 0
+                    else f"{seconds // 60}m")
+            text = f"{label}{span} {window['used_percent']:g}%"
+            resets_at = window.get("reset_at")
+            if isinstance(resets_at, (int, float)):
+                reset = describe_reset(resets_at, now).replace("resets at ", "resets ")
+                text += f", {reset}" if reset else ""
+            parts.append(text)
+
+    named = len(parts)
+    windows(usage.get("rate_limit"), "")
+    for extra in usage.get("additional_rate_limits") or ():
+        if isinstance(extra, dict):
+            name = extra.get("limit_name") or extra.get("metered_feature") or "other"
+            windows(extra.get("rate_limit"), f"{name} ")
+    if len(parts) == named:
+        parts.append("no usage windows reported")
+    return "; ".join(parts)
+
+
+def _writable(directory: str) -> str | None:
+    """None when directory can be written to, else why not (read-only file system,
+    permission denied, missing)."""
+    if not os.path.isdir(directory):
+        return "does not exist"
+    try:
+        if os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 1):
+            return "read-only file system"
+    except (AttributeError, OSError):
+        pass  # no statvfs (Windows)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "permission denied"
+    return None
+
+
+def doctor_checks(ctx: Context, probes: Probes) -> tuple[list[Check], str]:
+    """Every check, in the order shown, and the default backend's name."""
+    env, now = ctx.env, ctx.clock()
+    default = env.get("IMAGEGEN_BACKEND") or "codex"
+    checks: list[Check] = []
+    add = checks.append
+    version = sys.version.split()[0]
+    add(Check("python", "ok" if sys.version_info >= (3, 9) else "fail",
+              f"{version} ({sys.executable or 'python'})",
+              None if sys.version_info >= (3, 9) else "use Python 3.9 or newer"))
+    if default not in CHOICES["backend"]:
+        add(Check("backend", "fail", f"IMAGEGEN_BACKEND={default!r} is not a backend",
+                  f"use one of {', '.join(CHOICES['backend'])}", "auth"))
+
+    # the ChatGPT login (codex backend)
+    bad = _severity("codex", default)
+    path = auth_file_path(env)
+    login: ChatGPTLogin | None = None
+    try:
+        data = read_auth_json(path, env)
+    except AuthError as error:
+        hint = keyring_hint(env)
+        add(Check("auth file", bad, error.message if hint else f"{path}: none",
+                  None if hint else "run `imagegen auth login` (or `codex login`)", "auth"))
+        data = None
+    if data is not None:
+        kind = login_kind(data)
+        mode = ""
+        try:
+            mode = f", mode {os.stat(path).st_mode & 0o777:04o}"
+        except OSError:
+            pass
+        try:
+            login = chatgpt_login(data, path)
+        except AuthError as error:
+            add(Check("auth file", bad, f"{path}: {kind} login{mode}: {error.message}",
+                      "run `imagegen auth login` (or `codex login`)", "auth"))
+        else:
+            ctx.secrets.add(*login.secrets())
+            expires = access_expiry(login)
+            expiry = ""
+            if expires is not None:
+                left = describe_reset(expires, now).replace("resets at", "expires")
+                expiry = f", access token {left}" if expires > now else ", access token expired"
+            status, fix = "ok", None
+            if needs_refresh(login, now) and not login.refresh_token:
+                status, fix = bad, "run `imagegen auth login` (or `codex login`)"
+                expiry += " and no refresh token"
+            elif needs_refresh(login, now):
+                expiry += " (refreshed on the next request)"
+            if readable_by_others(path) and status == "ok":
+                status, fix = "warn", f"chmod 600 {path}"
+            hint = keyring_hint(env)
+            if hint and status == "ok":
+                status = "warn"
+                fix = ("Codex's config.toml keeps new logins in the OS keyring, so this file "
+                       "may go stale: set cli_auth_credentials_store = \"file\"")
+            add(Check("auth file", status, f"{path}: {kind} login{mode}{expiry}", fix,
+                      "auth" if status == "fail" else None))
+
+    # the Codex home must be writable: a refresh rotates the refresh token and saves it
+    directory = os.path.dirname(path)
+    why = _writable(directory)
+    refresh_soon = login is not None and needs_refresh(login, now + 3600)
+    if why is None:
+        add(Check("codex home", "ok", f"{directory} is writable (refreshed logins can be "
+                                      f"saved)"))
+    else:
+        add(Check("codex home", bad if refresh_soon else "warn",
+                  f"{directory}: {why}; a login refresh could not be saved",
+                  f"make {directory} writable (in a sandbox, allow writes to it)",
+                  "auth" if refresh_soon else None))
+
+    # the network
+    codex_base = (env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL).rstrip("/")
+    auth_base = (env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
+    token_url = env.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE") or auth_base + "/oauth/token"
+    codex_net = doctor_network("codex host", codex_base, probes, ctx.monotonic, bad,
+                               "check the network, HTTPS_PROXY and NO_PROXY")
+    add(codex_net)
+    add(doctor_network("auth host", token_url, probes, ctx.monotonic,
+                       bad if refresh_soon else "warn",
+                       "check the network, HTTPS_PROXY and NO_PROXY"))
+
+    # live usage: costs no image quota
+    if login is None:
+        add(Check("usage", "-", "not checked: no ChatGPT login"))
+    elif needs_refresh(login, now):
+        add(Check("usage", "-", "not checked: the access token needs a refresh first (the "
+                                "doctor changes nothing)"))
+    elif codex_net.status != "ok":
+        add(Check("usage", "-", "not checked: the codex host cannot be reached"))
+    else:
+        try:
+            usage = fetch_usage(ctx, login, codex_base)
+        except ImagegenError as error:
+            refused = getattr(error, "status", None) in (401, 403) or isinstance(
+                error, AuthError)
+            add(Check("usage", bad if refused else "warn", f"wham/usage: {error.message}",
+                      "run `imagegen auth login` (or `codex login`)" if refused else None,
+                      "auth" if refused else None))
+        else:
+            add(Check("usage", "ok", describe_usage(usage, now)))
+
+    # the other backends
+    probe_ctx = Context(env, ctx.cwd, ctx.stdin, ctx.reporter.stdout, ctx.reporter.stderr,
+                        quiet=True, monotonic=ctx.monotonic, clock=ctx.clock)
+    probe_job = Job(prompt="doctor", dry_run=True)
+    gateway = GatewayBackend(probe_ctx, probe_job)
+    gateway.prepare(probe_job)
+    ctx.secrets.add(gateway.token if gateway.token != DEFAULT_GATEWAY_TOKEN else None)
+    checked = doctor_network("gateway", gateway.base, probes, ctx.monotonic,
+                             _severity("gateway", default), f"start it: {GATEWAY_START_HINT}")
+    if checked.status != "ok" and default != "gateway":
+        checked = Check("gateway", "-", f"{checked.detail} (needed only for --backend "
+                                        f"gateway)")
+    add(checked)
+
+    api = ApiBackend(probe_ctx, probe_job)
+    try:
+        api.prepare(probe_job)
+    except UsageError as error:
+        add(Check("api key", _severity("api", default), error.message,
+                  "fix the config file (a JSON object with api_key and base_url)",
+                  "auth"))
+    else:
+        ctx.secrets.add(api.key)
+        config_path, _ = api.config_path(probe_job)
+        source = ("IMAGEGEN_API_KEY" if api.key and api.key == env.get("IMAGEGEN_API_KEY")
+                  else config_path)
+        if not api.key:
+            status = _severity("api", default) if default == "api" else "-"
+            add(Check("api key", status, "none configured (needed only for --backend api)",
+                      "set IMAGEGEN_API_KEY or write ~/.config/codex-imagegen/config.json"
+                      if status != "-" else None, "auth" if status == "fail" else None))
+        elif source == config_path and config_path and readable_by_others(config_path):
+            mode = os.stat(config_path).st_mode & 0o777
+            add(Check("api key", "warn", f"in {config_path}, mode {mode:04o}: other users can "
+                                         f"read it", f"chmod 600 {config_path}"))
+        else:
+            mode = ""
+            if source == config_path and config_path:
+                mode = f", mode {os.stat(config_path).st_mode & 0o777:04o}"
+            add(Check("api key", "ok", f"from {source}{mode}; base {api.base}"))
+        if default == "api" and api.key:
+            add(doctor_network("api host", api.base, probes, ctx.monotonic, "fail",
+                               "check the network, HTTPS_PROXY and NO_PROXY"))
+
+    if default == "responses":
+        responses = ResponsesBackend(probe_ctx, probe_job)
+        try:
+            responses.prepare(probe_job)
+        except ImagegenError as error:
+            add(Check("provider", "fail", error.message, "fix model_provider in config.toml",
+                      "auth"))
+        else:
+            ctx.secrets.add(responses.key)
+            if responses.key:
+                add(Check("provider", "ok", f"{responses.provider} at {responses.base}"))
+                add(doctor_network("provider", responses.base, probes, ctx.monotonic, "fail",
+                                   "check the network, HTTPS_PROXY and NO_PROXY"))
+            else:
+                add(Check("provider", "fail", f"no API key for provider "
+                          f"\"{responses.provider}\"", "set its env_key variable", "auth"))
+
+    # the rest of the machine
+    try:
+        import PIL
+        add(Check("pillow", "ok", f"{getattr(PIL, '__version__', '?')} importable "
+                                  f"({PILLOW_ADDS})"))
+    except ImportError:
+        add(Check("pillow", "-", f"not installed ({PILLOW_ADDS})"))
+    why = _writable(ctx.cwd)
+    if why is None:
+        add(Check("directory", "ok", f"{ctx.cwd} is writable (images go to "
+                                     f"assets/generated/ unless -o says otherwise)"))
+    else:
+        add(Check("directory", "warn", f"{ctx.cwd}: {why}",
+                  "run from your project, or give -o a writable path"))
+    return checks, default
+
+
+def cmd_doctor(ctx: Context, json_mode: bool, probes: Probes | None = None) -> int:
+    """`imagegen doctor`: one line a check; exit 0 when the default backend is ready, 3 when
+    its login or key is not, 5 when the network is not. Changes nothing; prints no secret."""
+    checks, default = doctor_checks(ctx, probes or Probes())
+    failed = next((check for check in checks if check.status == "fail"), None)
+    code = 0 if failed is None else (AuthError.exit_code if failed.kind == "auth"
+                                     else BackendError.exit_code)
+    if json_mode:
+        ctx.reporter.result_json({"ok": failed is None, "backend": default,
+                                  "exit_code": code, "checks": [c.as_dict() for c in checks]})
+        return code
+    for check in checks:
+        ctx.reporter.result(printable(check.line()))
+    ctx.reporter.result(f"the {default} backend is ready" if failed is None else
+                        f"the {default} backend is not ready: see the fail line"
+                        + ("s" if sum(c.status == "fail" for c in checks) > 1 else "")
+                        + " above")
+    return code
 
 
 # CLI ########################################################################################
@@ -4726,10 +7649,19 @@ def parse_options(args: list[str]) -> dict:
         raise UsageError("secrets are never taken from the command line: use CODEX_HOME/"
                          "auth.json, IMAGEGEN_API_KEY, CODEX_API_TOKEN or a config file")
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]} (see imagegen --help)")
+        known = [option for action in parser._actions for option in action.option_strings]
+        raise UsageError(f"unknown option {unknown[0]}" + (did_you_mean(unknown[0], known)
+                                                           or " (see imagegen --help)"))
     if extras:
         raise UsageError("give the prompt as one quoted argument")
     return vars(namespace)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ "; did you mean --size?" for a near miss, else ""."""
+    import difflib
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | None:
@@ -4761,7 +7693,8 @@ def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | 
         raise UsageError(f"--prompt-file {source} is not UTF-8 text") from None
 
 
-COMMANDS = ("generate", "auth", "batch")
+COMMANDS = ("generate", "auth", "batch", "doctor")
+AUTH_COMMANDS = ("status", "login", "logout")
 JOB_FLAGS = ("force", "quiet", "json", "dry_run", "meta")
 
 
@@ -4783,17 +7716,24 @@ def dispatch(args: list[str], runtime: dict) -> int:
     if args[0] in ("-V", "--version"):
         runtime["stdout"].write(f"imagegen {__version__}\n")
         return 0
+    if args[0] == "mcp":
+        return cmd_mcp(args[1:], runtime)
     command = args[0] if args[0] in COMMANDS else "generate"
     rest = args[1:] if args[0] in COMMANDS else args
     if command == "auth":
-        if not rest or rest[0] not in ("status", "login"):
-            raise UsageError("imagegen auth status [--json] | imagegen auth login "
-                             "[--open-browser]")
+        if not rest:
+            raise UsageError("imagegen auth status | login | logout (see imagegen auth --help)")
+        if rest[0] in ("-h", "--help", "help"):
+            runtime["stdout"].write(AUTH_HELP)
+            return 0
+        if rest[0] not in AUTH_COMMANDS:
+            raise UsageError(f"unknown auth command {rest[0]!r} ({', '.join(AUTH_COMMANDS)})"
+                             + did_you_mean(rest[0], AUTH_COMMANDS))
         options = parse_options(rest[1:])
         if options["help"]:
-            runtime["stdout"].write(HELP)
+            runtime["stdout"].write(AUTH_HELP)
             return 0
-        allowed = {"json"} if rest[0] == "status" else {"open_browser"}
+        allowed = {"status": {"json"}, "login": {"open_browser"}, "logout": {"force"}}[rest[0]]
         used = [name for name, value in options.items()
                 if value not in (None, [], False) and name not in allowed | {"help"}]
         if used:
@@ -4802,10 +7742,24 @@ def dispatch(args: list[str], runtime: dict) -> int:
         ctx = context(options)
         if rest[0] == "status":
             return cmd_auth_status(ctx, bool(options["json"]))
+        if rest[0] == "logout":
+            return cmd_auth_logout(ctx, bool(options["force"]))
         return cmd_auth_login(ctx, bool(options["open_browser"]))
+    if command == "doctor":
+        options = parse_options(rest)
+        if options["help"]:
+            runtime["stdout"].write(HELP)
+            return 0
+        used = [name for name, value in options.items()
+                if value not in (None, [], False) and name not in ("json", "help")]
+        if used:
+            shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
+            raise UsageError(f"imagegen doctor takes no {shown} (only --json)")
+        return cmd_doctor(context(options), bool(options["json"]),
+                          runtime.get("probes"))
     options = parse_options(rest)
     if options["help"]:
-        runtime["stdout"].write(HELP)
+        runtime["stdout"].write(BATCH_HELP if command == "batch" else HELP)
         return 0
     if options.pop("open_browser"):
         raise UsageError("--open-browser belongs to imagegen auth login")
@@ -4835,14 +7789,16 @@ def dispatch(args: list[str], runtime: dict) -> int:
 def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
     """Run the command line. Returns the exit code (see the exit-code table in --help).
 
-    `_seams` lets tests replace the opener, the clocks and sleep (keyword-only, private)."""
+    `_seams` lets tests replace the opener, the clocks and sleep, and `probes` the doctor's
+    network steps (keyword-only, private)."""
     args = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     env = dict(os.environ)
     # `>&-` leaves sys.stdout None: results then meet a closed pipe (F10)
     stdout = sys.stdout if sys.stdout is not None else _ClosedStream()
     stderr = sys.stderr if sys.stderr is not None else _ClosedStream(quiet=True)
     runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": stdout,
-               "stderr": stderr, "seams": _seams or {}, "contexts": []}
+               "stderr": stderr, "seams": dict(_seams or {}), "contexts": []}
+    runtime["probes"] = runtime["seams"].pop("probes", None)  # imagegen doctor's network steps
     json_mode = "--json" in args
     fallback = Reporter(stdout, stderr, Secrets(), env, json_mode=json_mode)
 

@@ -34,6 +34,16 @@ for _path in (str(REPO_DIR), str(TESTS_DIR)):
 
 from fakeserver import FakeServer, find_secrets, make_auth_json, write_auth_file  # noqa: E402
 
+# Hypothesis keeps its database in ./.hypothesis unless told otherwise: keep the checkout
+# clean, since `npx skills add ./checkout` copies every file in it (see pyproject.toml).
+try:
+    from hypothesis.configuration import set_hypothesis_home_dir
+except ImportError:
+    pass
+else:
+    set_hypothesis_home_dir(os.path.join(os.path.expanduser("~"), ".cache", "codex-imagegen",
+                                         "hypothesis"))
+
 # Variables that would send imagegen somewhere else than the fake, or change its output.
 REMOVED_VARIABLES = (
     "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",

@@ -14,7 +14,40 @@ shared/PROTOCOL.md:
     POST /v1/images/generations                  Images API, JSON         (bearer: server.api_key)
     POST /v1/images/edits                        Images API, multipart    (bearer: server.api_key)
     POST /v1/responses                           Responses provider, SSE  (bearer: server.provider_key)
+    GET  /backend-api/wham/usage                 live usage, no quota spent (bearer: access token)
     GET  /files/<name>                           bytes registered with server.add_file()
+
+The codex backend behaves as measured on the live service (December 2026; see
+shared/reference/protocol-2026-12.md and codex-0.169-capture.md):
+
+  images routes   size, quality, output_format, n and model are ignored (any value): one PNG
+                  comes back, its canvas chosen by an "Aspect ratio: [word] W:H" line in the
+                  prompt (nearest of 1:1 1254x1254, 3:2 1536x1024, 2:3 1024x1536, 16:9 1672x941,
+                  9:16 941x1672, 21:9 1916x821, 6:5 1370x1148; no line: 1254x1254); background
+                  transparent gives RGBA. data[] carries generation_id and no revised_prompt;
+                  headers x-codex-imagegen-request-id and x-oai-request-id.
+  /responses      the tool is rewritten (gpt-image-2-codex, quality and size auto; the canvas
+                  follows the aspect line; output_format is honoured); a tool background
+                  "transparent" gets 400 image_generation_user_error "Transparent background is
+                  not supported for this model."; input_fidelity gets 400
+                  invalid_input_fidelity_model; a tool model not in CODEX_TOOL_MODELS gets a
+                  response.failed server_is_overloaded. tool_choice {"type": "image_generation"}
+                  works while server.image_generation is True; without it: 400 "Tool choice
+                  'image_generation' not found in 'tools' parameter." (the provider route
+                  /v1/responses still refuses any non-string tool_choice).
+  plans           server.image_generation = False: a plan without image generation (the images
+                  routes answer 403 FORBIDDEN_BODIES["plan"], the forced tool is "not found").
+  quota headers   on both codex routes x-codex-{primary,secondary}-{used-percent,window-minutes,
+                  reset-at,reset-after-seconds} (server.rate_limits), x-codex-plan-type,
+                  x-codex-credits-*, x-codex-active-limit (server.active_limit by route kind:
+                  "image_gen" on images, "premium" on /responses); on the images routes also
+                  x-image-gen-* with x-image-gen-limit-name: image_gen (server.image_rate_limits,
+                  its secondary window 0 minutes, as live). wham/usage answers the same numbers
+                  in the captured shape (rate_limit, additional_rate_limits[image_gen]), or
+                  server.usage when set.
+
+Scripted answers (ok(size=...), ok(fmt=...), ok(n=...), server.answer_size,
+server.answer_format) still win over all of this, on every route.
 
 So the environment for the CLI is: IMAGEGEN_CODEX_BASE_URL=<url>/backend-api/codex,
 IMAGEGEN_AUTH_BASE_URL=<url>, CODEX_API_BASE_URL=<url>, IMAGEGEN_API_BASE_URL=<url>/v1,
@@ -54,6 +87,9 @@ Behaviours (factories below; each returns a ``Behaviour``; ``b.plus(**opts)`` ad
                                    the current refresh/id tokens and any refresh_token the request
                                    sent; in_stream=True on the SSE routes: a 200 stream with an
                                    ``error`` event instead; in_header=True: also in x-request-id
+    forbidden(kind="plan")         a JSON 403: "plan" (no image generation), "workspace" (no access to
+                                   Codex, {"detail": ...}), "misalignment", "bio", "cyber" (policy codes);
+                                   bodies in FORBIDDEN_BODIES
     refresh_error(code="refresh_token_expired", status_code=401)
                                    for /oauth/token: {"error": {"code": code, "message": ...}}
   streams and images (SSE routes; most also map onto the JSON routes, see each)
@@ -111,7 +147,8 @@ declare_length=True) -> URL.
 
 Server knobs: server.delay, server.strict, server.min_version, server.answer_format,
 server.answer_size, server.api_answer_url, server.gateway_content, server.rate_limits (None:
-no x-codex-* headers), server.block_python_user_agent (gateway: 403 "error code: 1010" for
+no quota headers at all), server.image_rate_limits (None: no x-image-gen-*),
+server.active_limit, server.image_generation, server.usage, server.block_python_user_agent (gateway: 403 "error code: 1010" for
 Python-urllib), server.api_key / provider_key / gateway_token (the gateway token defaults to
 the CLI's documented fallback "devtoken", which is public and so not in server.secrets).
 server.by_prompt[text] = behaviour: an image request (SSE, images or gateway route) whose
@@ -145,6 +182,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import secrets as _random
@@ -181,6 +219,12 @@ USAGE = {
     "output_tokens_details": {"image_tokens": 1372, "text_tokens": 0},
     "total_tokens": 2846,
 }
+# The canvases the live codex backend makes (it ignores `size`): an "Aspect ratio: W:H" line
+# in the prompt picks the nearest; with none, a square.
+CODEX_CANVASES = {(1, 1): (1254, 1254), (3, 2): (1536, 1024), (2, 3): (1024, 1536),
+                  (16, 9): (1672, 941), (9, 16): (941, 1672), (21, 9): (1916, 821),
+                  (6, 5): (1370, 1148)}
+CODEX_TOOL_MODELS = ("gpt-image-2", "gpt-image-2-codex", "gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini")
 PALETTE = [(200, 40, 40), (40, 160, 60), (40, 80, 200), (220, 180, 30), (150, 60, 170), (20, 170, 170)]
 
 
@@ -451,6 +495,16 @@ def parse_size(text: Any) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+def codex_canvas(prompt: str) -> tuple[int, int]:
+    """The canvas the codex backend makes for a prompt: the nearest to its aspect line."""
+    match = re.search(r"(?i)aspect(?: ratio)?\W+(?:[a-z]+\s+)?(\d{1,2})\s*:\s*(\d{1,2})", prompt)
+    if not match or not int(match.group(1)) or not int(match.group(2)):
+        return CODEX_CANVASES[(1, 1)]
+    asked = math.log(int(match.group(1)) / int(match.group(2)))
+    ratio = min(CODEX_CANVASES, key=lambda r: abs(math.log(r[0] / r[1]) - asked))
+    return CODEX_CANVASES[ratio]
+
+
 def gpt_image_2_size_error(width: int, height: int) -> str | None:
     """Why the Images API would refuse this size for gpt-image-2, or None."""
     if width % 16 or height % 16:
@@ -677,6 +731,25 @@ def disconnect() -> Behaviour:
 
 def echo_secrets(code: int = 500, in_stream: bool = False, in_header: bool = False) -> Behaviour:
     return Behaviour("echo", code=code, in_stream=in_stream, in_header=in_header)
+
+
+FORBIDDEN_BODIES = {
+    # what the live service and Codex 0.169's capture show for a JSON 403 (never cured by a refresh)
+    "plan": {"error": {"message": "Your plan does not include image generation.", "type": "invalid_request_error",
+                       "code": "forbidden"}},
+    "workspace": {"detail": "Your workspace does not have access to Codex."},
+    "misalignment": {"error": {"message": "This request was flagged as a misalignment policy violation.",
+                               "type": "invalid_request_error", "code": "misalignment_policy_violation"}},
+    "bio": {"error": {"message": "This request may violate our usage policies (bio).", "type": "invalid_request_error",
+                      "code": "bio_policy"}},
+    "cyber": {"error": {"message": "This request may violate our usage policies (cyber).",
+                        "type": "invalid_request_error", "code": "cyber_policy"}},
+}
+
+
+def forbidden(kind: str = "plan") -> Behaviour:
+    """A JSON 403 of one kind: plan, workspace (no access), misalignment, bio, cyber (policy)."""
+    return status(403, FORBIDDEN_BODIES[kind])
 
 
 def refresh_error(code: str = "refresh_token_expired", status_code: int = 401) -> Behaviour:
@@ -907,6 +980,7 @@ ROUTES = [
     _Route("/api/accounts/deviceauth/usercode", "usercode"),
     _Route("/api/accounts/deviceauth/token", "devicetoken"),
     _Route("/files/", "files", method="GET", prefix=True),
+    _Route("/backend-api/wham/usage", "usage", "codex", method="GET"),
 ]
 
 
@@ -954,6 +1028,14 @@ class FakeServer:
             "primary": {"used_percent": 12.5, "window_minutes": 300, "reset_after_seconds": 3600},
             "secondary": {"used_percent": 3.0, "window_minutes": 10080, "reset_after_seconds": 259200},
         }
+        # the images route's own limit (x-image-gen-*, limit name image_gen), and its 0-minute window
+        self.image_rate_limits: dict | None = {
+            "primary": {"used_percent": 34.0, "window_minutes": 1440, "reset_after_seconds": 7200},
+            "secondary": {"used_percent": 0.0, "window_minutes": 0, "reset_after_seconds": 0},
+        }
+        self.active_limit: dict = {"images": "image_gen", "sse": "premium"}  # x-codex-active-limit by route kind
+        self.image_generation = True  # False: a plan without image generation (403 / tool not found)
+        self.usage: Any = None  # GET wham/usage answer; None: built from the knobs above
         self.by_prompt: dict[str, Behaviour] = {}
         self.max_in_flight = 0
         self._in_flight = 0
@@ -1162,14 +1244,52 @@ class FakeServer:
     def _next_color(self) -> tuple:
         return PALETTE[next(self._colors) % len(PALETTE)]
 
-    def _rate_limit_headers(self) -> dict:
-        headers = {}
+    def _rate_limit_headers(self, kind: str = "sse") -> dict:
+        """The quota headers of a codex answer: x-codex-* always (when rate_limits is set); on
+        the images routes also x-image-gen-* with its limit name; the active limit and plan."""
+        headers: dict = {}
+        if not self.rate_limits:
+            return headers
         now = int(time.time())
-        for family, window in (self.rate_limits or {}).items():
-            headers[f"x-codex-{family}-used-percent"] = str(window["used_percent"])
-            headers[f"x-codex-{family}-window-minutes"] = str(window["window_minutes"])
-            headers[f"x-codex-{family}-reset-at"] = str(now + int(window["reset_after_seconds"]))
+        families = [("codex", self.rate_limits)]
+        if kind == "images" and self.image_rate_limits:
+            families.append(("image-gen", self.image_rate_limits))
+            headers["x-image-gen-limit-name"] = "image_gen"
+        for family, windows in families:
+            for which, window in (windows or {}).items():
+                headers[f"x-{family}-{which}-used-percent"] = str(window["used_percent"])
+                headers[f"x-{family}-{which}-window-minutes"] = str(window["window_minutes"])
+                headers[f"x-{family}-{which}-reset-at"] = str(now + int(window["reset_after_seconds"]))
+                headers[f"x-{family}-{which}-reset-after-seconds"] = str(int(window["reset_after_seconds"]))
+        headers["x-codex-plan-type"] = self.auth.plan
+        if self.active_limit.get(kind):
+            headers["x-codex-active-limit"] = self.active_limit[kind]
+        headers.update({"x-codex-credits-has-credits": "False", "x-codex-credits-unlimited": "False",
+                        "x-codex-credits-balance": ""})
         return headers
+
+    def usage_answer(self) -> dict:
+        """GET wham/usage, as Codex 0.169's capture shows it: the Codex limit and image_gen."""
+        if self.usage is not None:
+            return self.usage
+        now = int(time.time())
+
+        def windows(spec: dict | None) -> dict:
+            found: dict = {}
+            for which, window in (spec or {}).items():
+                found[f"{which}_window"] = {
+                    "used_percent": window["used_percent"], "limit_window_seconds": int(window["window_minutes"]) * 60,
+                    "reset_after_seconds": int(window["reset_after_seconds"]),
+                    "reset_at": now + int(window["reset_after_seconds"])}
+            return found
+
+        answer: dict = {"plan_type": self.auth.plan, "rate_limit": windows(self.rate_limits),
+                        "credits": {"has_credits": False, "unlimited": False, "balance": "0"},
+                        "additional_rate_limits": []}
+        if self.image_rate_limits:
+            answer["additional_rate_limits"].append({"limit_name": "image_gen", "metered_feature": "image_gen",
+                                                     "rate_limit": windows(self.image_rate_limits)})
+        return answer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1320,10 +1440,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._deliver(code, merged, [_Frame(data, images)], opts or {})
 
     def _diagnostic_headers(self) -> dict:
-        headers = {"x-request-id": "req_" + _random.token_hex(12)}
+        request_id = "req_" + _random.token_hex(12)
+        headers = {"x-request-id": request_id}
         if self.route is not None and self.route.auth == "codex":
+            headers["x-oai-request-id"] = request_id
             headers["cf-ray"] = _random.token_hex(8) + "-SJC"
-            headers.update(self.fake._rate_limit_headers())
+            if self.route.kind in ("sse", "images"):
+                headers.update(self.fake._rate_limit_headers(self.route.kind))
+            if self.route.kind == "images":
+                headers["x-codex-imagegen-request-id"] = "imgreq_" + _random.token_hex(8)
         return headers
 
     # dispatch
@@ -1393,12 +1518,15 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             self._send(400, problem)
             return True
+        if route.kind == "images" and route.auth == "codex" and not fake.image_generation:
+            self._send(403, FORBIDDEN_BODIES["plan"])
+            return True
         return False
 
     def _invalid(self) -> dict | None:
         """What the real server would say about a malformed request, or None."""
         route, rec = self.route, self.rec
-        if route.auth == "codex" and self.fake.min_version and \
+        if route.auth == "codex" and route.kind != "usage" and self.fake.min_version and \
                 _version_tuple(rec.header("version")) < _version_tuple(self.fake.min_version):
             return too_old().opts["body"]
         if route.kind == "sse":
@@ -1414,10 +1542,26 @@ class _Handler(BaseHTTPRequestHandler):
                 return {"detail": "Stream must be set to true"}
             if not isinstance(body.get("input"), list):
                 return {"detail": "Input must be a list"}
-            if not isinstance(body.get("tool_choice", "auto"), str):
+            choice = body.get("tool_choice", "auto")
+            # The codex backend takes a forced image_generation tool for plans that include it
+            # (it strips the tool for the others); other providers here take only a string.
+            if not isinstance(choice, str) and (route.auth != "codex" or not self.fake.image_generation):
                 return {"error": {"message": "Tool choice 'image_generation' not found in 'tools' parameter.",
                                   "type": "invalid_request_error", "param": "tool_choice", "code": None}}
+            if route.auth == "codex":
+                tool = next((t for t in body.get("tools") or [] if isinstance(t, dict)
+                             and t.get("type") == "image_generation"), {})
+                if tool.get("background") == "transparent":
+                    return {"error": {"message": "Transparent background is not supported for this model.",
+                                      "type": "image_generation_user_error", "param": "tools",
+                                      "code": "image_generation_user_error"}}
+                if "input_fidelity" in tool:
+                    return {"error": {"message": "The model 'gpt-image-2-codex' does not support the "
+                                                 "'input_fidelity' parameter.", "type": "invalid_request_error",
+                                      "param": "tools", "code": "invalid_input_fidelity_model"}}
             return self._invalid_images(rec)
+        if route.kind == "images" and route.auth == "codex" and not self.fake.image_generation:
+            return None  # answered by _refused: a 403, as for a plan without image generation
         if route.kind == "images":
             fields = self._image_fields()
             if fields is None:
@@ -1549,6 +1693,12 @@ class _Handler(BaseHTTPRequestHandler):
         size = opts.get("size") or fake.answer_size
         if isinstance(size, str):
             size = parse_size(size)
+        codex = self.route.auth == "codex"
+        if codex:  # the live service ignores size, quality, format, n and model (measured)
+            kept = ("prompt", "background", "output_format") if self.route.kind == "sse" else ("prompt", "background")
+            fields = {key: value for key, value in fields.items() if key in kept}
+        if not size and codex:
+            size = codex_canvas(fields.get("prompt") or "")
         if not size:
             asked = parse_size(fields.get("size"))
             if self.route.kind == "gateway":
@@ -1562,7 +1712,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fmt not in ("png", "jpeg", "webp"):
             fmt = "png"
         background = fields.get("background") if fields.get("background") in ("opaque", "transparent") else "opaque"
-        quality = fields.get("quality") if fields.get("quality") in ("low", "medium", "high") else "medium"
+        quality = fields.get("quality") if fields.get("quality") in ("low", "medium", "high") else (
+            "low" if codex else "medium")
         rgba = background == "transparent" and fmt in ("png", "webp")
         count = int(opts.get("n") or (fields.get("n") if self.route.kind == "images" else 1) or 1)
         images = []
@@ -1624,6 +1775,11 @@ class _Handler(BaseHTTPRequestHandler):
             return event(type_, response={"id": response_id, "object": "response", "created_at": now,
                                           "status": status_, "model": model, "output": output, **extra})
 
+        tool_model = fields.get("model")
+        if kind == "ok" and self.route.auth == "codex" and tool_model and tool_model not in CODEX_TOOL_MODELS:
+            # what the live codex backend does with a tool model it does not know
+            kind, opts = "failed", {"code": "server_is_overloaded", "message": "Our servers are currently "
+                                    "overloaded. Please try again later.", **opts}
         if kind == "ok":
             plan = self._plan(opts, fields)
             call_id = "ig_" + _random.token_hex(8)
@@ -1702,7 +1858,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         opts = behaviour.opts
         fields = self._image_fields() or {}
-        headers = {"x-codex-imagegen-request-id": "imgreq_" + _random.token_hex(8)} if self.route.auth == "codex" else {}
+        headers: dict = {}
         created = int(time.time())
         if behaviour.kind == "text_only":
             self._send(200, {"created": created, "data": []}, headers=headers, opts=opts)
@@ -1717,6 +1873,8 @@ class _Handler(BaseHTTPRequestHandler):
                 name = f"gen-{_random.token_hex(6)}.{plan['format']}"
                 payload = raw if raw is not None else encoded.encode()
                 data.append({"url": self.fake.add_file(name, payload, MIME.get(plan["format"], "image/png")), "revised_prompt": None})
+        elif self.route.auth == "codex":  # no revised_prompt here; a generation id instead
+            data = [{"b64_json": encoded, "generation_id": "gen_" + _random.token_hex(8)} for encoded in plan["b64"]]
         else:
             data = [{"b64_json": encoded, "revised_prompt": None} for encoded in plan["b64"]]
         answer = {"created": created, "data": data, "background": plan["background"], "output_format": plan["format"],
@@ -1787,6 +1945,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fields = self.rec.json if isinstance(self.rec.json, dict) else {}
         self._send(*self.fake.auth.poll_device_login(fields), opts=behaviour.opts)
+
+    def _route_usage(self, behaviour: Behaviour) -> None:
+        if behaviour.kind != "ok":
+            self._unsupported(behaviour)
+            return
+        self._send(200, self.fake.usage_answer(), opts=behaviour.opts)
 
     def _route_files(self, behaviour: Behaviour) -> None:
         if behaviour.kind != "ok":

@@ -358,7 +358,7 @@ def test_401_rereads_refreshes_and_retries_once(env, fake, run):
 
 
 def test_queued_401_refreshes_and_retries_once(env, fake, run):
-    fake.queue("/codex/responses", status(401))
+    fake.queue("/codex/images/generations", status(401))  # the first route tried
 
     result = generate(run)
 
@@ -382,13 +382,13 @@ def test_401_that_survives_the_refresh_is_exit_3(env, fake, run, route):
     assert list(env.work.rglob("*.png")) == []
 
 
-def test_401_on_route_auto_never_falls_back_to_the_images_route(env, fake, run):
-    fake.default("/codex/responses", status(401))
+def test_401_on_route_auto_never_falls_back_to_the_responses_route(env, fake, run):
+    fake.default("/codex/images/generations", status(401))
 
     result = generate(run)
 
     assert result.code == 3, result
-    assert fake.requests_to("/images/generations") == []
+    assert fake.requests_to("/codex/responses") == []
 
 
 def test_401_when_another_program_already_refreshed_sends_no_refresh(env, fake, run):
@@ -396,7 +396,7 @@ def test_401_when_another_program_already_refreshed_sends_no_refresh(env, fake, 
     and writes token B (killing the old refresh token); the server answers 401 to A. The
     retry must use B from the file, and no refresh may be sent (it would fail: reused)."""
     old = env.read_auth()["tokens"]
-    fake.queue("/codex/responses", status(401))
+    fake.queue("/codex/images/generations", status(401))
     inner = urllib.request.build_opener()
     written: list[dict] = []
 

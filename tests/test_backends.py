@@ -18,8 +18,8 @@ import pytest
 from fakeserver import decode_data_url, echo_secrets, jpeg_bytes, make_secret, ok, png_bytes, text_only
 
 # Headers that belong to the Codex backend's conversation and must never reach other hosts.
-CODEX_ONLY_HEADERS = ("ChatGPT-Account-ID", "originator", "version", "session_id",
-                      "x-client-request-id", "OpenAI-Beta")
+CODEX_ONLY_HEADERS = ("ChatGPT-Account-ID", "originator", "version", "session_id", "session-id",
+                      "thread-id", "x-client-request-id", "OpenAI-Beta")
 
 
 def closed_port_url() -> str:
@@ -143,7 +143,7 @@ def test_gateway_request_shape(env, gateway, run):
     assert request.method == "POST" and request.path == "/v1/chat/completions"
     assert request.bearer == gateway.gateway_token
     agent = request.header("User-Agent") or ""
-    assert agent and not agent.startswith("Python-urllib")
+    assert agent.startswith("codex-imagegen/") and not agent.startswith("Python-urllib")
     body = request.json
     assert body["stream"] is False
     (message,) = body["messages"]
@@ -685,3 +685,130 @@ def test_api_sends_no_output_format_to_a_dall_e_model_unless_asked(env, fake, ru
     default = run("a fox", "--backend", "api")
     assert default.code == 0, default
     assert fake.requests_to("/v1/images/generations")[-1].json["output_format"] == "png"
+
+
+# the codex backend: quota, live usage, answers of the token endpoint ########################
+
+import http.client  # noqa: E402
+
+import imagegen  # noqa: E402
+from fakeserver import refresh_error, status  # noqa: E402
+
+
+def _message(pairs: dict) -> http.client.HTTPMessage:
+    message = http.client.HTTPMessage()
+    for name, value in pairs.items():
+        message[name] = value
+    return message
+
+
+def test_every_quota_family_is_read_the_image_limit_first_and_empty_windows_hidden():
+    now = 1_800_000_000
+    quota = imagegen.quota_from_headers(_message({
+        "x-codex-primary-used-percent": "12", "x-codex-primary-window-minutes": "300",
+        "x-codex-primary-reset-after-seconds": "600",
+        "x-codex-secondary-used-percent": "0", "x-codex-secondary-window-minutes": "0",
+        "x-image-gen-primary-used-percent": "34", "x-image-gen-primary-window-minutes": "1440",
+        "x-image-gen-primary-reset-at": str(now + 7200), "x-image-gen-limit-name": "image_gen",
+        "x-codex-active-limit": "image_gen", "x-codex-plan-type": "plus",
+    }), now)
+    assert quota == {"windows": [
+        {"limit": "image_gen", "name": "primary", "used_percent": 34.0, "window_minutes": 1440,
+         "resets_at": now + 7200},
+        {"limit": "codex", "name": "primary", "used_percent": 12.0, "window_minutes": 300,
+         "resets_at": now + 600},
+    ], "active_limit": "image_gen", "plan_type": "plus"}
+    line = imagegen.describe_quota(quota, now)
+    assert line == "images daily: 34% used, resets in 2h 0m; codex 5-hour: 12% used, resets in 10m"
+
+
+def test_the_codex_family_is_the_image_limit_when_the_server_says_so():
+    # live, the images route sends only x-codex-* with x-codex-active-limit: imagegen_premium
+    quota = imagegen.quota_from_headers({
+        "x-codex-primary-used-percent": "40", "x-codex-primary-window-minutes": "1440",
+        "x-codex-secondary-used-percent": "0", "x-codex-secondary-window-minutes": "0",
+        "x-codex-active-limit": "imagegen_premium"}, 0)
+    assert [(w["limit"], w["name"]) for w in quota["windows"]] == [("imagegen_premium", "primary")]
+    assert imagegen.describe_quota(quota, 0) == "daily: 40% used"
+
+
+def test_a_quota_line_never_passes_100_columns():
+    now = 1_800_000_000
+    windows = [{"limit": name, "name": which, "used_percent": 99.5, "window_minutes": minutes,
+                "resets_at": now + 300_000}
+               for name in ("image_gen", "codex", "codex_other_model_with_a_long_name")
+               for which, minutes in (("primary", 300), ("secondary", 10080))]
+    line = "imagegen: quota: " + imagegen.describe_quota({"windows": windows}, now)
+    assert len(line) <= 100, line
+    assert line.startswith("imagegen: quota: images 5-hour: 99.5% used") and "more)" in line
+
+
+def test_the_run_ends_with_the_image_limit_first_in_one_short_line(env, fake, run):
+    result = run("a fox", "-o", "fox.png")
+    assert result.code == 0, result
+    (line,) = [text for text in result.err.splitlines() if "quota:" in text]
+    assert line.startswith("imagegen: quota: images daily: 34% used, resets in ")
+    assert len(line) <= 100 and "0% used" not in line  # the 0-minute window is hidden
+    as_json = run("a fox", "-o", "fox2.png", "--json")
+    quota = as_json.json["quota"]
+    assert quota["windows"][0]["limit"] == "image_gen" and quota["active_limit"] == "image_gen"
+    assert quota["plan_type"] == "plus"
+    assert all(w["window_minutes"] != 0 for w in quota["windows"])
+
+
+def test_auth_status_reads_the_live_usage_without_spending_quota(env, fake, run):
+    shown = run("auth", "status")
+    assert shown.code == 0, shown
+    lines = shown.out.splitlines()
+    first = next(i for i, text in enumerate(lines) if text.startswith("usage (live):"))
+    usage = lines[first:first + 3]  # one window a line, the image limit first
+    assert "images daily: 34% used" in usage[0]
+    assert usage[1].strip().startswith("codex 5-hour: 12.5% used") and usage[1].startswith(" " * 22)
+    assert usage[2].strip().startswith("codex weekly: 3% used")
+    assert all(len(text) <= 100 for text in usage)
+    (request,) = fake.requests
+    assert (request.method, request.path) == ("GET", "/backend-api/wham/usage")
+    assert request.bearer == fake.auth.tokens["access_token"]
+    assert request.header("ChatGPT-Account-ID") == fake.auth.account_id
+    assert (request.header("User-Agent") or "").startswith("codex-imagegen/")
+    assert request.header("version") is None
+    as_json = run("auth", "status", "--json")
+    usage = as_json.json["usage"]
+    assert usage["plan_type"] == "plus"
+    assert [w["limit"] for w in usage["windows"]] == ["image_gen", "codex", "codex"]
+
+
+@pytest.mark.parametrize("problem", ["unreachable", "refused", "expired"])
+def test_auth_status_says_when_it_cannot_read_the_live_usage(env, fake, run, problem):
+    if problem == "unreachable":
+        with socket.socket() as probe:  # a port nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env.set(IMAGEGEN_CODEX_BASE_URL=f"http://127.0.0.1:{port}/backend-api/codex")
+    elif problem == "refused":
+        fake.queue("/wham/usage", status(403, {"detail": "nope"}), status(403, {"detail": "nope"}))
+    else:
+        env.write_auth(expired=True)
+    shown = run("auth", "status")
+    assert shown.code == 0, shown  # the login itself is usable: status exits on that
+    (line,) = [text for text in shown.out.splitlines() if text.startswith("usage (live):")]
+    assert ("expired" if problem == "expired" else "could not read it") in line, line
+    as_json = run("auth", "status", "--json")
+    assert "usage" not in as_json.json and as_json.json["usage_problem"]
+    assert fake.auth.refresh_attempts == 0
+
+
+@pytest.mark.parametrize("answer, why", [
+    (status(400, {"error": "invalid_grant", "error_description": "Refresh token not found."}),
+     "revoked or has expired"),
+    (refresh_error("refresh_token_reused", status_code=400), "already used"),
+])
+def test_a_refresh_answer_that_ends_the_login_says_log_in_again(env, fake, run, answer, why):
+    env.write_auth(expired=True)
+    fake.queue("/oauth/token", answer)
+    result = run("a fox", "--retries", "3")
+    assert result.code == 3, result
+    assert len(fake.requests_to("/oauth/token")) == 1  # permanent: never retried
+    assert fake.requests_to("/images/generations") == []
+    (line,) = [text for text in result.err.splitlines() if "error" in text]
+    assert why in line and "log in again" in line

@@ -129,8 +129,9 @@ def test_find_secrets_reports_whole_and_partial_leaks():
 # the Responses stream
 
 
-def test_happy_stream_carries_a_png_of_the_requested_size(fake):
-    code, headers, raw = stream(fake, responses_body("a fox", size="1536x1024"))
+def test_happy_stream_ignores_size_and_follows_the_aspect_line(fake):
+    # like the live codex backend: the tool's size is rewritten to auto; the prompt's line wins
+    code, headers, raw = stream(fake, responses_body("a fox\n\nAspect ratio: landscape 3:2.", size="1024x1536"))
     assert code == 200
     assert headers["Content-Type"] == "text/event-stream"
     for name in ("x-codex-primary-used-percent", "x-codex-primary-window-minutes", "x-codex-primary-reset-at",
@@ -148,8 +149,11 @@ def test_happy_stream_carries_a_png_of_the_requested_size(fake):
     assert fake.images_sent == [image]
     item = events[-2]["item"]
     assert item["status"] == "completed" and "a fox" in item["revised_prompt"] and item["size"] == "1536x1024"
+    assert events[0]["response"]["tools"][0]["model"] == "gpt-image-2-codex"
     request = fake.requests_to("/responses")[0]
-    assert request.json["input"][0]["content"][0]["text"] == "a fox"
+    assert request.json["input"][0]["content"][0]["text"].startswith("a fox")
+    _, _, raw = stream(fake, responses_body("a fox", size="1536x1024"))
+    assert image_info(image_from(parse_sse(raw))) == ("png", 1254, 1254)  # no line: a square
     assert request.header("authorization") == "Bearer " + fake.auth.tokens["access_token"]
 
 
@@ -168,7 +172,7 @@ def test_stream_framings_still_carry_the_image(fake, framing):
     events = parse_sse(raw)
     assert events[-1]["type"] == "response.completed"
     image = image_from(events) or base64.b64decode(events[-1]["response"]["output"][0]["result"])
-    assert image_info(image) == ("png", 1024, 1024) and fake.images_sent == [image]
+    assert image_info(image) == ("png", 1254, 1254) and fake.images_sent == [image]
     if framing.get("newline") == "\r":
         assert b"\n" not in raw
     if framing.get("space") is False:
@@ -182,8 +186,8 @@ def test_stream_framings_still_carry_the_image(fake, framing):
 
 
 def test_output_format_and_other_format(fake):
-    code, _, raw = stream(fake, responses_body(output_format="webp", size="1024x1536"))
-    assert image_info(image_from(parse_sse(raw))) == ("webp", 1024, 1536)
+    code, _, raw = stream(fake, responses_body("a fox. Aspect ratio: portrait 9:16", output_format="webp"))
+    assert image_info(image_from(parse_sse(raw))) == ("webp", 941, 1672)
     fake.queue("/responses", other_format("jpeg"))
     _, _, raw = stream(fake)
     events = parse_sse(raw)
@@ -224,7 +228,7 @@ def test_trickle_delivers_everything_slowly(fake):
     started = time.monotonic()
     _, _, raw = stream(fake)
     assert time.monotonic() - started >= 0.04
-    assert image_info(image_from(parse_sse(raw))) == ("png", 1024, 1024)
+    assert image_info(image_from(parse_sse(raw))) == ("png", 1254, 1254)
 
 
 def test_stall_then_finish(fake):
@@ -388,8 +392,10 @@ def test_codex_images_route(fake):
             "images": [{"image_url": fs.data_url(fs.png_bytes(64, 64))}]}
     code, response_headers, raw = post(url, body, token=token, headers=headers)
     answer = json.loads(raw)
-    assert code == 200 and answer["output_format"] == "png" and answer["size"] == "1024x1024" and answer["usage"]
+    assert code == 200 and answer["output_format"] == "png" and answer["size"] == "1254x1254" and answer["usage"]
+    assert answer["data"][0]["generation_id"] and "revised_prompt" not in answer["data"][0]
     assert response_headers["x-codex-primary-used-percent"]
+    assert response_headers["x-codex-imagegen-request-id"] and response_headers["x-oai-request-id"]
     bad = {**body, "images": [{"image_url": "data:image/png;base64," + base64.b64encode(b"not an image").decode()}]}
     code, _, raw = post(url, bad, token=token, headers=headers)
     assert code == 400 and "does not represent a valid image" in json.loads(raw)["error"]["message"]
@@ -500,6 +506,97 @@ def test_standalone_main_prints_exports(tmp_path):
     assert set(exports) == {"CODEX_HOME", "IMAGEGEN_CODEX_BASE_URL", "IMAGEGEN_AUTH_BASE_URL", "CODEX_API_BASE_URL",
                             "IMAGEGEN_API_BASE_URL", "IMAGEGEN_API_KEY"}
     assert exports["IMAGEGEN_CODEX_BASE_URL"].endswith("/backend-api/codex")
+
+
+# the live service as measured (December 2026)
+
+
+def codex_post(fake, path, body):
+    return post(fake.codex_base_url + path, body, token=fake.auth.tokens["access_token"], headers={"version": VERSION})
+
+
+@pytest.mark.parametrize("line, shape", [
+    ("", (1254, 1254)), ("Aspect ratio: landscape 16:9.", (1672, 941)), ("Aspect ratio: portrait 9:16.", (941, 1672)),
+    ("aspect ratio 3:2", (1536, 1024)), ("Aspect ratio: portrait 2:3.", (1024, 1536)), ("Aspect ratio: 1:1", (1254, 1254)),
+    ("Aspect ratio: 21:9", (1916, 821)),
+])
+def test_codex_images_route_answers_one_png_shaped_by_the_prompt(fake, line, shape):
+    body = {"prompt": f"a lighthouse\n\n{line}", "model": "no-such-model", "size": "256x256", "quality": "high",
+            "output_format": "jpeg", "n": 3, "background": "opaque"}
+    code, _, raw = codex_post(fake, "/images/generations", body)
+    data = json.loads(raw)["data"]
+    assert code == 200 and len(data) == 1
+    assert image_info(base64.b64decode(data[0]["b64_json"])) == ("png", *shape)
+
+
+def test_codex_images_route_honours_a_transparent_background(fake):
+    code, _, raw = codex_post(fake, "/images/generations", {"prompt": "a sticker", "background": "transparent"})
+    png = base64.b64decode(json.loads(raw)["data"][0]["b64_json"])
+    assert code == 200 and png[25] == 6  # colour type 6: RGBA
+
+
+def test_codex_responses_route_rejects_transparent_and_input_fidelity(fake):
+    code, _, raw = stream(fake, responses_body(background="transparent"))
+    error = json.loads(raw)["error"]
+    assert (code, error["code"]) == (400, "image_generation_user_error")
+    assert error["message"] == "Transparent background is not supported for this model."
+    code, _, raw = stream(fake, responses_body(input_fidelity="high"))
+    assert (code, json.loads(raw)["error"]["code"]) == (400, "invalid_input_fidelity_model")
+    events = parse_sse(stream(fake, responses_body(model="gpt-image-9"))[2])
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["code"] == "server_is_overloaded"
+
+
+def test_a_forced_tool_works_unless_the_plan_has_no_image_generation(fake):
+    forced = {**responses_body(), "tool_choice": {"type": "image_generation"}}
+    code, _, raw = stream(fake, forced)
+    assert code == 200 and image_from(parse_sse(raw))
+    fake.image_generation = False
+    code, _, raw = stream(fake, forced)
+    assert code == 400
+    assert json.loads(raw)["error"]["message"] == "Tool choice 'image_generation' not found in 'tools' parameter."
+    code, _, raw = codex_post(fake, "/images/generations", {"prompt": "x"})
+    assert code == 403 and json.loads(raw) == fs.FORBIDDEN_BODIES["plan"]
+    assert fake.auth.refresh_count == 0
+
+
+@pytest.mark.parametrize("kind", sorted(fs.FORBIDDEN_BODIES))
+def test_forbidden_bodies(fake, kind):
+    fake.queue("/images/generations", fs.forbidden(kind))
+    code, headers, raw = codex_post(fake, "/images/generations", {"prompt": "x"})
+    assert code == 403 and json.loads(raw) == fs.FORBIDDEN_BODIES[kind]
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_quota_header_families(fake):
+    _, images, _ = codex_post(fake, "/images/generations", {"prompt": "x"})
+    assert images["x-image-gen-limit-name"] == "image_gen"
+    assert images["x-image-gen-primary-used-percent"] == "34.0"
+    assert images["x-image-gen-primary-window-minutes"] == "1440"
+    assert images["x-image-gen-secondary-window-minutes"] == "0"
+    assert images["x-codex-active-limit"] == "image_gen" and images["x-codex-plan-type"] == "plus"
+    assert int(images["x-codex-primary-reset-after-seconds"]) == 3600
+    _, sse, _ = stream(fake)
+    assert sse["x-codex-active-limit"] == "premium" and sse["x-image-gen-primary-used-percent"] is None
+    fake.rate_limits = None
+    _, bare, _ = stream(fake)
+    assert not [name for name in bare.keys() if name.lower().startswith("x-codex-")]
+
+
+def test_wham_usage_has_the_captured_shape(fake):
+    request = urllib.request.Request(fake.url + "/backend-api/wham/usage",
+                                     headers={"Authorization": "Bearer " + fake.auth.tokens["access_token"]})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        usage = json.loads(response.read())
+    assert usage["plan_type"] == "plus"
+    assert usage["rate_limit"]["primary_window"]["limit_window_seconds"] == 300 * 60
+    assert usage["rate_limit"]["primary_window"]["used_percent"] == 12.5
+    (extra,) = usage["additional_rate_limits"]
+    assert extra["limit_name"] == "image_gen" and extra["rate_limit"]["primary_window"]["limit_window_seconds"] == 86400
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(fake.url + "/backend-api/wham/usage",
+                                                      headers={"Authorization": "Bearer nope"}), timeout=5)
+    assert refused.value.code == 401
 
 
 # the fixtures

@@ -1,4 +1,8 @@
-"""The core `generate` path: the default codex backend on the Responses route.
+"""The core `generate` path: the default codex backend on its Responses route.
+
+The images route is the default since December 2026 (test_routes.py covers it and the
+choice between routes); every test here runs with IMAGEGEN_ROUTE=responses, because the
+machinery it checks (SSE reading, retries, failures, output) is exercised best on a stream.
 
 What a user notices: the file and its bytes (compared with what the fake sent), stdout and
 stderr, the exit code, what reached the server, and what is left on disk after a failure.
@@ -31,6 +35,12 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 
 # helpers ###################################################################################
+
+@pytest.fixture(autouse=True)
+def responses_route(env):
+    """The whole file runs on the Responses route (see the docstring)."""
+    env.set(IMAGEGEN_ROUTE="responses")
+
 
 def files_in(folder: Path) -> list[str]:
     """Every file under folder (hidden ones too), relative, sorted."""
@@ -90,21 +100,25 @@ def test_the_request_carries_codex_headers(fake, env, run):
     assert request.path == "/backend-api/codex/responses"
     assert request.header("Authorization") == f"Bearer {tokens['access_token']}"
     assert request.header("ChatGPT-Account-ID") == tokens["account_id"]
-    assert request.header("originator") == "codex_cli_rs"
+    assert request.header("originator") == "codex-imagegen"   # who we are, never Codex
     assert request.header("version") == "0.169.0"
     imagegen = importlib.import_module("imagegen")
     agent = request.header("User-Agent")
-    match = re.fullmatch(r"codex_cli_rs/0\.169\.0 \((\S[^;()]*) ([^;()]*); ([^;()]+)\) codex-imagegen/(\S+)",
-                         agent or "")
+    match = re.fullmatch(r"codex-imagegen/(\S+) \((\S[^;()]*) ([^;()]*); ([^;()]+)\)", agent or "")
     assert match, agent
-    assert match.group(4) == imagegen.__version__
+    assert match.group(1) == imagegen.__version__
     if platform.system() == "Linux":
-        assert match.group(1) == "Linux"
-        assert match.group(2) == platform.release()
-    assert match.group(3) == platform.machine()
-    session = request.header("session_id")
+        assert match.group(2) == "Linux"
+        assert match.group(3) == platform.release()
+    assert match.group(4) == platform.machine()
+    assert "codex_cli_rs" not in agent and "codex_exec" not in agent
+    session = request.header("session-id")
     assert session and UUID_RE.match(session), session
-    assert request.header("x-client-request-id") == session
+    assert request.header("thread-id") == request.header("x-client-request-id") == session
+    assert request.header("session_id") is None   # underscores are dropped by proxies
+    for codex_only in ("x-codex-installation-id", "x-codex-window-id", "x-codex-turn-metadata",
+                       "x-codex-image-turn-id", "x-codex-beta-features", "x-oai-attestation"):
+        assert request.header(codex_only) is None
     assert request.header("Accept") == "text/event-stream"
     assert request.header("Content-Type") == "application/json"
     assert request.header("OpenAI-Beta") is None
@@ -113,7 +127,7 @@ def test_the_request_carries_codex_headers(fake, env, run):
 def test_each_request_gets_a_fresh_session_id(fake, env, run):
     result = run(PROMPT, "-n", "2")
     assert result.code == 0, result
-    sessions = [r.header("session_id") for r in fake.requests_to(CODEX)]
+    sessions = [r.header("session-id") for r in fake.requests_to(CODEX)]
     assert len(sessions) == 2 and len(set(sessions)) == 2
     assert all(UUID_RE.match(s) for s in sessions)
 
@@ -158,7 +172,8 @@ def test_version_header_is_the_newest_of_version_json_and_the_floor(fake, env, r
     assert result.code == 0, result
     request = fake.last_request
     assert request.header("version") == sent
-    assert request.header("User-Agent").startswith(f"codex_cli_rs/{sent} (")
+    assert request.header("User-Agent").startswith("codex-imagegen/")   # Codex's version is not ours
+    assert sent not in request.header("User-Agent")
 
 
 def test_the_body_is_a_codex_responses_request(fake, env, run):
@@ -170,7 +185,7 @@ def test_the_body_is_a_codex_responses_request(fake, env, run):
     assert body["input"] == [{"type": "message", "role": "user",
                               "content": [{"type": "input_text", "text": prompt}]}]
     assert body["tools"] == [{"type": "image_generation", "output_format": "png"}]
-    assert body["tool_choice"] == "auto"
+    assert body["tool_choice"] == {"type": "image_generation"}   # forced: no chat instead of an image
     assert body["parallel_tool_calls"] is False
     assert body["store"] is False
     assert body["stream"] is True
@@ -190,27 +205,41 @@ def test_host_model_from_option_or_environment(fake, env, run, args, env_model, 
 
 
 def test_tool_carries_only_the_options_the_user_set(fake, env, run):
+    # The codex backend rewrites size and quality: size becomes the prompt's aspect line, and
+    # quality is left out with one warning line.
     result = run(PROMPT, "--size", "1536x1024", "--quality", "high", "--background", "opaque",
                  "--format", "webp", "--compression", "80", "--moderation", "low")
     assert result.code == 0, result
-    assert fake.last_request.json["tools"] == [{
-        "type": "image_generation", "output_format": "webp", "size": "1536x1024", "quality": "high",
-        "background": "opaque", "output_compression": 80, "moderation": "low"}]
+    body = fake.last_request.json
+    assert body["tools"] == [{
+        "type": "image_generation", "output_format": "webp", "background": "opaque",
+        "output_compression": 80, "moderation": "low"}]
+    assert body["input"][0]["content"] == [
+        {"type": "input_text", "text": PROMPT + "\n\nAspect ratio: landscape 3:2."}]
+    warnings = [line for line in result.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "--quality high" in warnings[0], result.err
+    assert "landscape 3:2" in result.err
     assert result.out == "assets/generated/a-red-fox-in-fresh-snow.webp\n"
     assert (env.work / result.lines[0]).read_bytes() == fake.images_sent[-1]
     assert fake.images_sent[-1][:4] == b"RIFF"
 
 
-@pytest.mark.parametrize("args, env_vars, model", [
-    (["--image-model", "gpt-image-1"], {}, "gpt-image-1"),
-    ([], {"IMAGEGEN_IMAGE_MODEL": "gpt-image-2"}, "gpt-image-2"),
-    (["--image-model", "gpt-image-1.5"], {"IMAGEGEN_IMAGE_MODEL": "gpt-image-2"}, "gpt-image-1.5"),
+@pytest.mark.parametrize("args, env_vars, warned", [
+    (["--image-model", "gpt-image-1"], {}, "--image-model gpt-image-1"),
+    ([], {"IMAGEGEN_IMAGE_MODEL": "gpt-image-2"}, None),
+    (["--image-model", "gpt-image-1.5"], {"IMAGEGEN_IMAGE_MODEL": "gpt-image-2"}, "--image-model gpt-image-1.5"),
+    (["--input-fidelity", "high", "-i", "ref.png"], {}, "--input-fidelity high"),
 ])
-def test_image_model_only_when_asked_for(fake, env, run, args, env_vars, model):
+def test_image_model_and_input_fidelity_never_reach_the_codex_responses_route(fake, env, run, args,
+                                                                              env_vars, warned):
+    # live, the route answers another model with server_is_overloaded and input_fidelity with a 400
+    (env.work / "ref.png").write_bytes(png_bytes(64, 48))
     result = run(PROMPT, *args, env_vars=env_vars)
     assert result.code == 0, result
-    assert fake.last_request.json["tools"] == [{"type": "image_generation", "output_format": "png",
-                                                "model": model}]
+    (tool,) = fake.last_request.json["tools"]
+    assert "model" not in tool and "input_fidelity" not in tool
+    warnings = [line for line in result.err.splitlines() if "warning" in line]
+    assert warnings == ([] if warned is None else [warnings[0]]) and (warned is None or warned in warnings[0])
 
 
 # SSE framing ###############################################################################
@@ -630,14 +659,15 @@ def test_dry_run_without_credentials(fake, env, run):
     assert result.code == 0, result
     assert fake.requests == []
     payload = result.json
-    assert set(payload) == {"requests"}
+    assert set(payload) == {"requests", "saves"}
+    assert payload["saves"] == [DEFAULT_PATH]
     assert len(payload["requests"]) == 1
     request = payload["requests"][0]
     assert set(request) == {"method", "url", "headers", "body"}
     assert request["method"] == "POST"
     assert request["url"] == fake.codex_base_url + "/responses"
     assert request["headers"]["Authorization"] == "Bearer ***"
-    assert request["headers"]["originator"] == "codex_cli_rs"
+    assert request["headers"]["originator"] == "codex-imagegen"
     body = request["body"]
     assert body["model"] == "gpt-5.5" and body["stream"] is True and body["store"] is False
     assert body["input"][0]["content"] == [{"type": "input_text", "text": PROMPT}]
@@ -656,7 +686,8 @@ def test_dry_run_with_credentials_hides_the_token(fake, env, run):
     for request in requests:
         assert request["headers"]["Authorization"] == "Bearer ***"
         assert request["headers"]["ChatGPT-Account-ID"] == tokens["account_id"]
-        assert request["body"]["tools"][0]["size"] == "1024x1024"
+        assert "size" not in request["body"]["tools"][0]   # the service ignores it: an aspect line
+        assert request["body"]["input"][0]["content"][-1]["text"].endswith("Aspect ratio: square 1:1.")
     assert files_in(env.work) == []
 
 
@@ -664,7 +695,7 @@ def test_dry_run_json_flag_still_one_object(fake, env, run):
     env.auth_file.unlink()
     result = run(PROMPT, "--dry-run", "--json")
     assert result.code == 0, result
-    assert set(result.json) == {"requests"}
+    assert set(result.json) == {"requests", "saves"}
     assert fake.requests == []
 
 
@@ -688,12 +719,12 @@ def test_secrets_echoed_by_the_server_are_never_printed(fake, env, run, options)
 
 
 def test_secrets_echoed_in_a_rejection_before_the_route_switch(fake, env, run):
-    # route auto: a 400 not about the prompt moves to the images route, and says so on stderr
-    fake.queue(CODEX, echo_secrets(code=400, in_header=True))
-    result = run(PROMPT)
+    # route auto: a 400 not about the prompt moves to the Responses route, and says so on stderr
+    fake.queue("/images/generations", echo_secrets(code=400, in_header=True))
+    result = run(PROMPT, env_vars={"IMAGEGEN_ROUTE": "auto"})
     assert result.code == 0, result
-    assert [r.path.rsplit("/", 2)[-2:] for r in fake.requests] == [["codex", "responses"],
-                                                                   ["images", "generations"]]
+    assert [r.path.rsplit("/", 2)[-2:] for r in fake.requests] == [["images", "generations"],
+                                                                   ["codex", "responses"]]
     assert any("switching" in line and "Invalid credentials" in line for line in result.err.splitlines())
     assert "SECRETx" not in result.err
     assert (env.work / result.lines[0]).read_bytes() == fake.images_sent[-1]

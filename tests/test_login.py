@@ -106,7 +106,9 @@ def test_status_of_a_chatgpt_login(env, fake, run):
 
     for result in (text, as_json):
         assert account not in result.out + result.err  # only the shortened form
-    assert fake.requests == []  # status never refreshes nor calls anyone
+    # status never refreshes: its only call is the live usage (GET wham/usage, no quota spent)
+    assert [(r.method, r.path) for r in fake.requests] == [("GET", "/backend-api/wham/usage")] * 2
+    assert fake.auth.refresh_attempts == 0
 
 
 def test_status_reads_the_account_id_from_the_id_token_claim(env, fake, run):

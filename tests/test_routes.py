@@ -2,14 +2,15 @@
 checked by what reached the fake server and what was saved."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from fakeserver import (cloudflare, content_policy, data_url, decode_data_url, detail,
-                        error_event, insufficient_quota, jpeg_bytes, overloaded, png_bytes,
-                        stall, status, text_only, usage_limit, webp_bytes)
+from fakeserver import (FORBIDDEN_BODIES, cloudflare, content_policy, data_url, decode_data_url,
+                        detail, error_event, forbidden, insufficient_quota, jpeg_bytes, overloaded,
+                        png_bytes, stall, status, text_only, usage_limit, webp_bytes)
 
 GENERATED = Path("assets") / "generated"
 RESPONSES = "/backend-api/codex/responses"
@@ -55,30 +56,64 @@ def test_images_route_generate_request(env, fake, run):
     assert result.code == 0, result
     assert paths(fake) == [GENERATIONS]
     request = fake.last_request
-    assert request.json == {"prompt": "a lighthouse at dusk", "model": "gpt-image-2",
-                            "background": "auto", "quality": "auto", "size": "auto"}
+    # exactly the body Codex itself sends, in its order
+    assert list(request.json.items()) == [("prompt", "a lighthouse at dusk"), ("background", "auto"),
+                                          ("model", "gpt-image-2"), ("quality", "auto"), ("size", "auto")]
     assert request.bearer == fake.auth.tokens["access_token"]
     assert request.header("ChatGPT-Account-ID") == fake.auth.account_id
-    assert request.header("originator") == "codex_cli_rs"
-    assert (request.header("User-Agent") or "").startswith("codex_cli_rs/")
+    assert request.header("originator") == "codex-imagegen"
+    assert (request.header("User-Agent") or "").startswith("codex-imagegen/")
     assert request.header("version")
-    assert request.header("session_id") is None
+    for header in ("session_id", "session-id", "thread-id", "x-client-request-id", "x-codex-image-turn-id",
+                   "x-codex-turn-metadata"):
+        assert request.header(header) is None, header
     assert "text/event-stream" not in (request.header("Accept") or "")
     assert request.content_type == "application/json"
     saved = env.work / GENERATED / "a-lighthouse-at-dusk.png"
     assert result.lines == [str(GENERATED / "a-lighthouse-at-dusk.png")]
     assert saved.read_bytes() == fake.images_sent[0]
+    assert fake.errors == []
 
 
-def test_images_route_carries_the_users_options(env, fake, run):
+def test_images_route_sends_what_codex_sends_and_says_what_it_ignores(env, fake, run):
+    # Measured: the service ignores size, quality and model; the prompt's aspect line shapes the canvas.
     result = run("a lighthouse", "--route", "images", "--size", "1536x1024", "--quality", "high",
-                 "--background", "opaque", "--json")
+                 "--background", "opaque", "--image-model", "gpt-image-1.5", "--json")
     assert result.code == 0, result
     body = fake.last_request.json
-    assert (body["size"], body["quality"], body["background"]) == ("1536x1024", "high", "opaque")
-    assert body["model"] == "gpt-image-2"
+    assert (body["size"], body["quality"], body["background"], body["model"]) == ("auto", "auto", "opaque",
+                                                                                  "gpt-image-2")
+    assert body["prompt"] == "a lighthouse\n\nAspect ratio: landscape 3:2."
     assert result.json["route"] == "images"
-    assert result.json["images"][0]["width"] == 1536
+    assert (result.json["images"][0]["width"], result.json["images"][0]["height"]) == (1536, 1024)
+    warnings = [line for line in result.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.err
+    assert "--quality high" in warnings[0] and "--image-model gpt-image-1.5" in warnings[0]
+
+
+@pytest.mark.parametrize("size, line, shape", [
+    ("1920x1088", "landscape 16:9", (1672, 941)),
+    ("1088x1920", "portrait 9:16", (941, 1672)),
+    ("1024x1024", "square 1:1", (1254, 1254)),
+    ("1024x1536", "portrait 2:3", (1024, 1536)),
+    ("1152x1024", "square 1:1", (1254, 1254)),
+    ("1280x1024", "landscape 3:2", (1536, 1024)),
+])
+def test_size_becomes_an_aspect_line_and_the_size_received_is_reported(env, fake, run, size, line, shape):
+    result = run("a harbour", "--size", size, "--meta", "-o", "harbour.png")
+    assert result.code == 0, result
+    assert fake.last_request.json["prompt"] == f"a harbour\n\nAspect ratio: {line}."
+    assert fake.last_request.json["size"] == "auto"
+    received = f"{shape[0]}x{shape[1]}"
+    saved = [text for text in result.err.splitlines() if "saved harbour.png" in text]
+    assert len(saved) == 1 and received in saved[0], result.err
+    assert (f"{size} asked" in saved[0]) == (received != size)
+    assert line in result.err  # said before the request: the backend picks the size itself
+    meta = json.loads((env.work / "harbour.png.json").read_text())
+    assert (meta["size_requested"], meta["size_received"]) == (size, received)
+    as_json = run("a harbour", "--size", size, "--json")
+    image = as_json.json["images"][0]
+    assert (image["width"], image["height"]) == shape
 
 
 def test_images_route_from_the_environment(env, fake, run):
@@ -94,6 +129,7 @@ def test_images_route_count_2_saves_two_images(env, fake, run):
     saved = sorted((env.work / line).read_bytes() for line in result.lines)
     assert saved == sorted(fake.images_sent)
     assert set(codex_paths(fake)) == {GENERATIONS}
+    assert all("n" not in request.json for request in fake.requests)  # one request an image
 
 
 def test_images_route_refreshes_after_a_401_and_sends_again(env, fake, run):
@@ -125,13 +161,15 @@ def test_images_route_edit_request(env, fake, run, pictures):
     assert result.code == 0, result
     assert paths(fake) == [EDITS]
     body = fake.last_request.json
+    assert list(body)[0] == "images"  # first, as Codex puts them
     assert body["images"] == [{"image_url": data_url(pictures["a.png"], "image/png")},
                               {"image_url": data_url(pictures["b.jpg"], "image/jpeg")},
                               {"image_url": data_url(pictures["c.webp"], "image/webp")}]
     assert body["mask"] == {"image_url": data_url(pictures["mask.png"], "image/png")}
     assert body["prompt"] == "make it night" and body["model"] == "gpt-image-2"
-    assert fake.last_request.header("session_id") is None
+    assert fake.last_request.header("session-id") is None
     assert (env.work / GENERATED / "make-it-night.png").read_bytes() == fake.images_sent[0]
+    assert re.search(r"warning: .*--mask is unknown", result.err), result.err
 
 
 def test_transparent_background_goes_straight_to_the_images_route(env, fake, run):
@@ -150,31 +188,67 @@ def test_transparent_edit_goes_straight_to_images_edits(env, fake, run, pictures
     assert fake.last_request.input_images() == [pictures["a.png"]]
 
 
+# formats a route cannot deliver ############################################################
+
+@pytest.mark.parametrize("argv, fmt", [
+    (("-o", "fox.jpg"), "jpeg"), (("--format", "webp"), "webp"), (("-o", "fox.jpeg"), "jpeg"),
+])
+def test_the_images_route_refuses_jpeg_and_webp_before_sending(env, fake, run, argv, fmt):
+    result = run("a fox", "--route", "images", *argv)
+    assert_refused_before_sending(result, fake, "PNG", ".png", "--backend api")
+    assert fmt in result.err
+    assert list(env.work.rglob("*.*")) == []
+    dry = run("a fox", "--route", "images", *argv, "--dry-run")
+    assert dry.code == 2 and dry.out == "", dry
+
+
+def test_auto_sends_jpeg_to_the_responses_route(env, fake, run):
+    result = run("a fox", "-o", "fox.jpg", "--json")
+    assert result.code == 0, result
+    assert paths(fake) == [RESPONSES]
+    assert fake.last_request.json["tools"][0]["output_format"] == "jpeg"
+    data = (env.work / "fox.jpg").read_bytes()
+    assert data[:3] == b"\xff\xd8\xff" and data == fake.images_sent[0]
+    assert result.json["route"] == "responses" and result.json["images"][0]["format"] == "jpeg"
+
+
+def test_transparent_webp_on_the_codex_backend_is_refused_before_sending(env, fake, run):
+    result = run("a sticker", "--background", "transparent", "-o", "sticker.webp")
+    assert_refused_before_sending(result, fake, "PNG", "transparent")
+
+
+def test_transparent_on_the_forced_responses_route_is_refused_before_sending(env, fake, run):
+    result = run("a sticker", "--route", "responses", "--background", "transparent")
+    assert_refused_before_sending(result, fake, "transparent", "--route images")
+
+
 # --route auto: when it falls back #########################################################
 
 @pytest.mark.parametrize("behaviour, why", [
     (status(404, {"detail": "Not Found"}), "404"),
     (detail("Model not supported"), "Model not supported"),
-    (detail("Tool 'image_generation' is not supported with gpt-5.5."), "not supported"),
-    (text_only("I would rather describe a fox than draw one."), "rather describe a fox"),
-])
-def test_auto_falls_back_to_images_after_a_free_rejection(env, fake, run, behaviour, why):
-    fake.queue("/codex/responses", behaviour)
+    (detail("Unsupported parameter: 'background' is not supported here."), "not supported"),
+    (status(400, {"error": {"message": "The model 'gpt-image-2' does not support the 'input_fidelity' parameter.",
+                            "code": "invalid_input_fidelity_model", "type": "invalid_request_error"}}),
+     "input_fidelity"),
+], ids=["404", "model", "parameter", "route-refusal"])
+def test_auto_falls_back_to_responses_after_a_free_rejection(env, fake, run, behaviour, why):
+    fake.queue("/images/generations", behaviour)
     result = run("a fox", "--json")
     assert result.code == 0, result
-    assert paths(fake) == [RESPONSES, GENERATIONS]
+    assert paths(fake) == [GENERATIONS, RESPONSES]
     lines = switch_lines(result.err)
     assert len(lines) == 1, result.err
-    assert "images" in lines[0] and why in lines[0]
-    assert result.json["route"] == "images"
-    assert [image["route"] for image in result.json["images"]] == ["images"]
+    assert "responses" in lines[0] and why in lines[0]
+    assert result.json["route"] == "responses"
+    assert [image["route"] for image in result.json["images"]] == ["responses"]
     saved = env.work / result.json["images"][0]["path"]
     assert saved.read_bytes() == fake.images_sent[0]
     assert len(fake.images_sent) == 1
 
 
-def test_auto_fallback_of_an_edit_goes_to_images_edits_with_the_same_images(env, fake, run, pictures):
-    fake.queue("/codex/responses", text_only("No."))
+def test_an_edit_with_a_mask_starts_on_responses_and_falls_back_to_images_edits(env, fake, run, pictures):
+    fake.queue("/codex/responses", status(404, {"detail": "Not Found"}))
     result = run("make it night", "-i", "a.png", "--mask", "mask.png")
     assert result.code == 0, result
     assert paths(fake) == [RESPONSES, EDITS]
@@ -184,21 +258,44 @@ def test_auto_fallback_of_an_edit_goes_to_images_edits_with_the_same_images(env,
     assert len(switch_lines(result.err)) == 1
 
 
-def test_auto_when_neither_route_gives_an_image_is_exit_6(env, fake, run):
-    fake.queue("/codex/responses", text_only("I only talk."))
-    fake.queue("/images/generations", text_only())
+def test_a_server_refusal_of_transparent_moves_to_the_images_route(env, fake, run, pictures):
+    # sent as opaque-or-auto, refused as a route problem (never a content-policy exit 6)
+    fake.queue("/codex/responses", status(400, {"error": {
+        "message": "Transparent background is not supported for this model.",
+        "type": "image_generation_user_error", "code": "image_generation_user_error"}}))
+    result = run("make it night", "-i", "a.png", "--mask", "mask.png")
+    assert result.code == 0, result
+    assert paths(fake) == [RESPONSES, EDITS]
+
+
+def test_auto_when_neither_route_gives_an_image_keeps_the_models_words(env, fake, run):
+    fake.queue("/images/generations", status(404, {"detail": "Not Found"}))
+    fake.queue("/codex/responses", text_only("I only talk about foxes."))
     result = run("a fox", "--json")
     assert result.code == 6, result
-    assert paths(fake) == [RESPONSES, GENERATIONS]
+    assert paths(fake) == [GENERATIONS, RESPONSES]
     assert result.json["ok"] is False and result.json["error"]["kind"] == "no_image"
+    assert "I only talk about foxes." in result.json["error"]["message"]
+    assert "I only talk about foxes." in result.err
     assert list((env.work).rglob("*.png")) == []
 
 
-def test_auto_without_trouble_stays_on_responses(env, fake, run):
+def test_the_models_words_survive_a_failure_of_the_next_route(env, fake, run, pictures):
+    # a mask starts on the Responses route: the model talks, then the images route is not there
+    fake.queue("/codex/responses", text_only("A mask? I would rather describe it."))
+    fake.queue("/images/edits", status(404, {"detail": "Not Found"}))
+    result = run("make it night", "-i", "a.png", "--mask", "mask.png", "--json")
+    assert result.code == 6, result
+    assert paths(fake) == [RESPONSES, EDITS]
+    message = result.json["error"]["message"]
+    assert "I would rather describe it." in message and "404" in message
+
+
+def test_auto_without_trouble_stays_on_images(env, fake, run):
     result = run("a fox", "--json")
     assert result.code == 0, result
-    assert paths(fake) == [RESPONSES]
-    assert result.json["route"] == "responses"
+    assert paths(fake) == [GENERATIONS]
+    assert result.json["route"] == "images"
     assert switch_lines(result.err) == []
 
 
@@ -216,53 +313,90 @@ def test_auto_without_trouble_stays_on_responses(env, fake, run):
             headers={"Retry-After": "0"}), ("--retries", "0"), 4),
     (insufficient_quota(), (), 4),
     (stall(seconds=5, after=1), ("--retries", "0", "--stall-timeout", "0.5"), 5),
+    (forbidden("plan"), (), 3),
+    (forbidden("misalignment"), (), 6),
 ], ids=["403-html", "429-usage-limit", "content-policy", "500", "502", "error-event",
-        "400-prompt", "429-rate-limit", "insufficient-quota", "stall"])
+        "400-prompt", "429-rate-limit", "insufficient-quota", "stall", "403-plan", "403-policy"])
 def test_auto_does_not_fall_back(env, fake, run, behaviour, argv, code):
-    fake.queue("/codex/responses", behaviour)
+    fake.queue("/images/generations", behaviour)
     result = run("a fox", *argv)
     assert result.code == code, result
-    assert paths(fake) == [RESPONSES]
+    assert paths(fake) == [GENERATIONS]
     assert switch_lines(result.err) == []
     assert list((env.work).rglob("*.png")) == []
 
 
 def test_auto_does_not_fall_back_after_a_400_about_the_images(env, fake, run, pictures):
-    fake.queue("/codex/responses", detail("Invalid image: the file could not be decoded."))
+    fake.queue("/images/edits", detail("Invalid image: the file could not be decoded."))
     result = run("make it night", "-i", "a.png")
     assert result.code in (2, 5), result
-    assert paths(fake) == [RESPONSES]
+    assert paths(fake) == [EDITS]
     assert switch_lines(result.err) == []
 
 
 def test_auto_does_not_fall_back_after_a_401_that_survives_a_refresh(env, fake, run):
     refused = {"error": {"message": "Unauthorized", "code": "token_expired"}}
-    fake.queue("/codex/responses", status(401, refused), status(401, refused))
+    fake.queue("/images/generations", status(401, refused), status(401, refused))
     result = run("a fox")
     assert result.code == 3, result
     assert fake.auth.refresh_count == 1
-    assert codex_paths(fake) == [RESPONSES, RESPONSES]  # the first try, and one after the refresh
+    assert codex_paths(fake) == [GENERATIONS, GENERATIONS]  # the first try, and one after the refresh
     assert switch_lines(result.err) == []
 
 
-def test_auto_does_not_fall_back_after_a_json_403_that_survives_a_refresh(env, fake, run):
-    refused = {"error": {"message": "You do not have access to this resource."}}
-    fake.queue("/codex/responses", status(403, refused), status(403, refused))
-    result = run("a fox")
+@pytest.mark.parametrize("kind", ["plan", "workspace"])
+@pytest.mark.parametrize("route", ["images", "responses"])
+def test_a_json_403_is_exit_3_without_a_refresh(env, fake, run, kind, route):
+    # Codex never refreshes after a 403: it is the plan or the workspace, not the login
+    fake.queue("/images/generations" if route == "images" else "/codex/responses", forbidden(kind))
+    result = run("a fox", "--route", route, "--json")
     assert result.code == 3, result
-    assert fake.auth.refresh_count == 1  # exit 3 is "a 401/403 that survives one refresh"
-    assert codex_paths(fake) == [RESPONSES, RESPONSES]
-    assert switch_lines(result.err) == []
+    assert fake.auth.refresh_attempts == 0
+    assert len(codex_paths(fake)) == 1
+    message = result.json["error"]["message"]
+    assert "403" in message and "plan or workspace" in message
+    said = FORBIDDEN_BODIES[kind].get("detail") or FORBIDDEN_BODIES[kind]["error"]["message"]
+    assert said in message
     assert list((env.work).rglob("*.png")) == []
 
 
-def test_a_json_403_is_cured_by_one_refresh(env, fake, run):
-    fake.queue("/codex/responses", status(403, {"error": {"message": "Forbidden"}}))
+@pytest.mark.parametrize("kind", ["misalignment", "bio", "cyber"])
+def test_a_policy_403_is_a_refusal(env, fake, run, kind):
+    fake.queue("/images/generations", forbidden(kind))
+    result = run("a fox", "--retries", "3")
+    assert result.code == 6, result
+    assert fake.auth.refresh_attempts == 0 and len(codex_paths(fake)) == 1
+    assert "content policy" in result.err
+
+
+def test_a_plan_without_image_generation(env, fake, run):
+    fake.image_generation = False
     result = run("a fox")
-    assert result.code == 0, result
-    assert fake.auth.refresh_count == 1
-    assert codex_paths(fake) == [RESPONSES, RESPONSES]
-    assert (env.work / result.lines[0]).read_bytes() == fake.images_sent[-1]
+    assert result.code == 3, result
+    assert codex_paths(fake) == [GENERATIONS] and fake.auth.refresh_attempts == 0
+    assert "plan" in result.err
+    forced = run("a fox", "--route", "responses")  # the forced tool is "not found" in the tools
+    assert forced.code == 3, forced
+    (line,) = [text for text in forced.err.splitlines() if "error" in text]
+    assert "does not include image generation" in line and "Tool choice" in line
+    assert fake.auth.refresh_attempts == 0
+
+
+@pytest.mark.parametrize("code", ["invalid_prompt"])
+def test_an_invalid_prompt_is_not_retried(env, fake, run, code):
+    fake.default("/images/generations", status(400, {"error": {"message": "Invalid prompt.", "code": code}}))
+    result = run("a fox", "--retries", "3")
+    assert result.code == 5, result
+    assert codex_paths(fake) == [GENERATIONS]
+
+
+def test_the_request_id_of_the_images_route_is_in_the_error(env, fake, run):
+    fake.queue("/images/generations", status(500, {"error": {"message": "boom"}}))
+    result = run("a fox", "--retries", "0")
+    assert result.code == 5, result
+    assert re.search(r"x-codex-imagegen-request-id imgreq_[0-9a-f]+", result.err), result.err
+    assert re.search(r"x-oai-request-id req_[0-9a-f]+", result.err), result.err
+    assert "x-request-id" not in result.err  # the same id as x-oai-request-id: shown once
 
 
 def test_explicit_route_responses_never_falls_back(env, fake, run):
@@ -271,6 +405,21 @@ def test_explicit_route_responses_never_falls_back(env, fake, run):
     assert result.code == 6, result
     assert "No." in result.err
     assert paths(fake) == [RESPONSES]
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"error": {"message": "The model 'gpt-image-2-codex' does not support the 'input_fidelity' parameter.",
+                "type": "invalid_request_error", "code": "invalid_input_fidelity_model"}}, "--input-fidelity"),
+    ({"error": {"message": "Transparent background is not supported for this model.",
+                "type": "image_generation_user_error", "code": "image_generation_user_error"}}, "--route images"),
+], ids=["input-fidelity", "transparent"])
+def test_a_route_refusal_on_a_forced_route_is_exit_2_with_the_fix(env, fake, run, body, words):
+    fake.queue("/codex/responses", status(400, body))
+    result = run("a fox", "--route", "responses", "--json")
+    assert result.code == 2, result
+    assert paths(fake) == [RESPONSES]
+    assert words in result.json["error"]["message"]
+    assert "content policy" not in result.json["error"]["message"]
 
 
 def test_explicit_route_images_failure_is_reported_as_is(env, fake, run):
@@ -299,12 +448,13 @@ def test_responses_edit_puts_images_before_the_text_and_the_mask_in_the_tool(env
     assert tool["type"] == "image_generation"
     assert tool["input_image_mask"] == {"image_url": data_url(pictures["mask.png"], "image/png")}
     assert tool["action"] == "edit"
-    assert tool["input_fidelity"] == "high"
+    assert "input_fidelity" not in tool  # the route refuses it (400 invalid_input_fidelity_model)
+    assert re.search(r"warning: .*--input-fidelity high", result.err), result.err
     assert (env.work / GENERATED / "make-it-night.png").read_bytes() == fake.images_sent[0]
 
 
 def test_responses_edit_without_action_or_fidelity_leaves_them_out(env, fake, run, pictures):
-    result = run("make it night", "-i", "c.webp")
+    result = run("make it night", "--route", "responses", "-i", "c.webp")
     assert result.code == 0, result
     body = fake.last_request.json
     tool = body["tools"][0]
@@ -320,8 +470,8 @@ def test_reference_from_a_url_is_downloaded_and_sent_as_a_data_url(env, fake, ru
     url = fake.add_file("ref.png", picture, chunked=chunked)
     result = run("make it night", "-i", url)
     assert result.code == 0, result
-    assert paths(fake) == ["/files/ref.png", RESPONSES]
-    image_url = fake.last_request.json["input"][0]["content"][0]["image_url"]
+    assert paths(fake) == ["/files/ref.png", EDITS]
+    image_url = fake.last_request.json["images"][0]["image_url"]
     assert decode_data_url(image_url) == ("image/png", picture)
 
 
@@ -442,10 +592,37 @@ def test_dry_run_shows_the_first_route_auto_would_try(env, fake, run, pictures):
     requests = result.json["requests"]
     assert len(requests) == 1
     assert requests[0]["method"] == "POST"
-    assert requests[0]["url"] == fake.codex_base_url + "/responses"
-    image_url = requests[0]["body"]["input"][0]["content"][0]["image_url"]
+    assert requests[0]["url"] == fake.codex_base_url + "/images/edits"
+    image_url = requests[0]["body"]["images"][0]["image_url"]
     assert image_url.startswith("data:image/png;base64,")
     assert f"<base64: {len(pictures['a.png'])} bytes>" in image_url
+
+
+def test_dry_run_of_a_plain_prompt_shows_the_images_route_with_honest_headers(env, fake, run):
+    result = run("x", "--dry-run")
+    assert result.code == 0, result
+    assert fake.requests == []
+    (request,) = result.json["requests"]
+    assert request["url"] == fake.codex_base_url + "/images/generations"
+    headers = request["headers"]
+    assert headers["originator"] == "codex-imagegen"
+    assert re.fullmatch(r"codex-imagegen/\S+ \(\S[^;()]* [^;()]*; [^;()]+\)", headers["User-Agent"]), headers
+    assert headers["version"] == "0.169.0"
+    assert headers["Authorization"] == "Bearer ***" and headers["ChatGPT-Account-ID"] == fake.auth.account_id
+    assert set(headers) == {"Authorization", "ChatGPT-Account-ID", "originator", "User-Agent", "version",
+                            "Accept", "Content-Type"}
+    assert request["body"] == {"prompt": "x", "background": "auto", "model": "gpt-image-2",
+                               "quality": "auto", "size": "auto"}
+
+
+def test_dry_run_of_the_responses_route_shows_hyphenated_session_headers(env, fake, run):
+    result = run("x", "--route", "responses", "--dry-run")
+    assert result.code == 0, result
+    (request,) = result.json["requests"]
+    headers = request["headers"]
+    assert headers["session-id"] == headers["thread-id"] == headers["x-client-request-id"]
+    assert "session_id" not in headers
+    assert request["body"]["tool_choice"] == {"type": "image_generation"}
 
 
 def test_dry_run_of_the_images_route_shows_the_edit_request(env, fake, run, pictures):
@@ -482,9 +659,9 @@ def test_dry_run_without_credentials_still_shows_the_images_request(env, fake, r
 
 
 def test_a_rejected_route_is_not_tried_again_for_the_next_images(env, fake, run):
-    fake.queue("/codex/responses", status(404, {"detail": "Not Found"}))
+    fake.queue("/images/generations", status(404, {"detail": "Not Found"}))
     result = run("a fox", "-n", "3", "--parallel", "1")
     assert result.code == 0, result
-    assert paths(fake) == [RESPONSES, GENERATIONS, GENERATIONS, GENERATIONS]
+    assert paths(fake) == [GENERATIONS, RESPONSES, RESPONSES, RESPONSES]
     assert len(switch_lines(result.err)) == 1
     assert len(result.lines) == 3

@@ -78,7 +78,7 @@ def test_slug_rules(env, fake, run, prompt, slug):
     assert (generated(env) / f"{slug}.png").read_bytes() == fake.images_sent[0]
     # nothing was written outside assets/generated, whatever the prompt held
     assert files_under(env.work) == [generated(env) / f"{slug}.png"]
-    assert fake.last_request.json["input"][0]["content"][-1]["text"] == prompt
+    assert fake.last_request.json["prompt"] == prompt
 
 
 def test_a_3000_character_prompt_gives_a_short_slug_and_is_sent_whole(env, fake, run):
@@ -91,7 +91,7 @@ def test_a_3000_character_prompt_gives_a_short_slug_and_is_sent_whole(env, fake,
     slug = name[:-len(".png")]
     assert len(slug) <= 48
     assert slug == "alpha-bravo-charlie-delta-echo-foxtrot-golf"  # cut where a word ends
-    assert fake.last_request.json["input"][0]["content"][-1]["text"] == prompt
+    assert fake.last_request.json["prompt"] == prompt
 
 
 def test_taken_names_get_2_then_3_and_earlier_files_are_kept(env, fake, run):
@@ -246,7 +246,11 @@ def test_the_extension_chooses_the_format_asked_and_saved(env, fake, run, name, 
     result = run("a cat", "-o", name)
     assert result.code == 0, result
     assert result.lines == [name]
-    assert fake.last_request.json["tools"][0]["output_format"] == fmt
+    body = fake.last_request.json
+    if fmt == "png":  # the codex images route, which only makes PNG
+        assert fake.last_request.path.endswith("/images/generations") and "output_format" not in body
+    else:  # JPEG and WebP go to the Responses route, which is asked for them
+        assert body["tools"][0]["output_format"] == fmt
     data = (env.work / name).read_bytes()
     assert data == fake.images_sent[0]
     assert image_info(data)[0] == fmt
@@ -366,7 +370,7 @@ def test_automatic_name_when_the_workspace_is_the_codex_home_is_exit_7(env, fake
 ])
 @pytest.mark.parametrize("out", [None, "shots/cat.png"])
 def test_no_partial_or_temporary_file_after_a_failure(env, fake, run, behaviour, argv, code, out):
-    fake.queue("/codex/responses", behaviour)
+    fake.queue("/images/generations", behaviour)
     result = run("a cat", *(("-o", out) if out else ()), *argv)
     assert result.code == code, result
     assert result.out == ""
@@ -375,7 +379,7 @@ def test_no_partial_or_temporary_file_after_a_failure(env, fake, run, behaviour,
 
 
 def test_with_count_2_one_failure_keeps_the_other_image_only(env, fake, run):
-    fake.queue("/codex/responses", ok(), truncated(after=4))
+    fake.queue("/images/generations", ok(), truncated(after=4))
     result = run("a cat", "-n", "2", "--parallel", "1", "--retries", "0", "-o", "cat.png")
     assert result.code == 5, result
     assert result.lines == ["cat.png"]
@@ -385,9 +389,9 @@ def test_with_count_2_one_failure_keeps_the_other_image_only(env, fake, run):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_leaves_no_file(env, fake, run_cli, signum):
-    fake.queue("/codex/responses", stall(seconds=10, after=3))
+    fake.queue("/images/generations", stall(seconds=10, after=3))
     proc = run_cli.popen("a cat", "-o", "shots/cat.png", "--no-progress")
-    assert fake.wait_for("/codex/responses", 1, timeout=20)
+    assert fake.wait_for("/images/generations", 1, timeout=20)
     time.sleep(0.3)  # let the first events arrive
     proc.send_signal(signum)
     result = run_cli.wait(proc, timeout=20)
@@ -398,7 +402,7 @@ def test_interrupted_run_leaves_no_file(env, fake, run_cli, signum):
 
 def test_the_final_file_only_ever_appears_complete(env, fake, run_cli):
     image = png_bytes(640, 480)
-    fake.queue("/codex/responses", trickle(interval=0.005, chunk=64).plus(image=image))
+    fake.queue("/images/generations", trickle(interval=0.005, chunk=64).plus(image=image))
     target = env.work / "slow.png"
     proc = run_cli.popen("a slow cat", "-o", "slow.png", "--no-progress")
     while proc.poll() is None:
@@ -415,7 +419,7 @@ def test_the_final_file_only_ever_appears_complete(env, fake, run_cli):
 # rule 7: the format the server really sent #################################################
 
 def test_server_sends_jpeg_for_png_automatic_name_gets_jpg(env, fake, run):
-    fake.queue("/codex/responses", other_format("jpeg"))
+    fake.queue("/images/generations", other_format("jpeg"))
     result = run("a cat")
     assert result.code == 0, result
     assert result.lines == [str(GENERATED / "a-cat.jpg")]
@@ -425,7 +429,7 @@ def test_server_sends_jpeg_for_png_automatic_name_gets_jpg(env, fake, run):
 
 
 def test_server_sends_jpeg_for_png_explicit_out_keeps_its_name_and_warns(env, fake, run):
-    fake.queue("/codex/responses", other_format("jpeg"))
+    fake.queue("/images/generations", other_format("jpeg"))
     result = run("a cat", "-o", "cat.png")
     assert result.code == 0, result
     assert result.lines == ["cat.png"]
@@ -435,7 +439,7 @@ def test_server_sends_jpeg_for_png_explicit_out_keeps_its_name_and_warns(env, fa
 
 
 def test_server_sends_webp_when_jpeg_asked_into_a_directory(env, fake, run):
-    fake.queue("/codex/responses", other_format("webp"))
+    fake.queue("/codex/responses", other_format("webp"))  # jpeg: the Responses route
     result = run("a cat", "--format", "jpeg", "-o", "out/")
     assert result.code == 0, result
     assert result.lines == [os.path.join("out", "a-cat.webp")]

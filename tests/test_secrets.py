@@ -143,8 +143,8 @@ def http_errors_that_echo_the_tokens(t: Stage) -> None:
     for behaviour, code in ((cloudflare(), 5), (echo_secrets(403), 3), (echo_secrets(403, in_header=True), 3),
                             (usage_limit(), 4), (echo_secrets(429), 4), (echo_secrets(500, in_header=True), 5),
                             (echo_secrets(502), 5), (status(500, "Bearer " + t.fake.auth.tokens["access_token"]), 5)):
-        # A JSON 403 earns one refresh and a second try, like a 401: it must fail twice.
-        tries = 2 if code == 3 else 1
+        # A JSON 403 is final (no refresh, no second try), like every other answer here.
+        tries = 1
         t.fake.queue("/responses", *[behaviour] * tries)
         t.expect(code, "a fox", *FAST, "--route", "responses")
         t.fake.queue("/responses", *[behaviour] * tries)
@@ -166,7 +166,7 @@ def a_retried_5xx_and_a_stream_error_echo_the_tokens(t: Stage) -> None:
 
 @scenario
 def the_route_fallback_warning_echoes_the_tokens(t: Stage) -> None:
-    t.fake.queue("/codex/responses", echo_secrets(404, in_header=True))
+    t.fake.queue("/images/generations", echo_secrets(404, in_header=True))  # the first route tried
     result = t.expect(0, "a fox", *FAST)
     assert "switching" in result.err
 

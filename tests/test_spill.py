@@ -105,7 +105,7 @@ def test_unclaimed_spills_are_deleted(tmp_path):
 
 def test_a_large_image_is_saved_whole_through_the_streaming_path(env, fake, run):
     image = png_bytes(64, 64) + os.urandom(3 * 1024 * 1024)  # well past the line threshold
-    fake.queue("/codex/responses", ok(image=image))
+    fake.queue("/images/generations", ok(image=image))
     result = run("a large picture", "--json")
     assert result.code == 0, result
     saved = env.work / result.json["images"][0]["path"]
@@ -129,7 +129,7 @@ def test_a_large_image_on_the_images_route_is_saved_whole(env, fake, run):
 
 def test_a_large_answer_that_is_not_an_image_leaves_nothing(env, fake, run):
     data = b"GIF89a" + os.urandom(2 * 1024 * 1024)
-    fake.queue("/codex/responses", ok(image=data))
+    fake.queue("/images/generations", ok(image=data))
     result = run("a large picture", "--retries", "0")
     assert result.code == 5, result
     assert "not a PNG, JPEG or WebP" in result.err
