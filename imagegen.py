@@ -171,16 +171,19 @@ MIN_PIXELS = 655_360
 MAX_PIXELS = 3840 * 2160
 MAX_EDGE = 3840
 
-REFRESH_SKEW_S = 60  # refresh this long before the access token's exp
+REFRESH_SKEW_S = 300  # refresh this long before the access token's exp (Codex 0.169: 5 min)
 REFRESH_INTERVAL_S = 8 * 24 * 3600  # Codex's rule when the token carries no exp
 LOCK_WAIT_S = 30.0
 MAX_ERROR_CHARS = 500
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024  # the backends' data-URL limit is about 20 MiB
+MAX_CONFIG_BYTES = 1024 * 1024  # auth.json, config files, a prompt file: far more than any
+MAX_BATCH_BYTES = 256 * 1024 * 1024  # a batch file (100k lines with long prompts fit)
 MAX_RESPONSE_BYTES = 192 * 1024 * 1024  # a 3840x2160 PNG in base64 is well under this
 MAX_IMAGES_CODEX_ROUTE = 5  # what Codex itself sends on /images/edits
 MAX_IMAGES = 16
 DOWNLOAD_TIMEOUT_S = 60.0
 DEVICE_LOGIN_LIMIT_S = 15 * 60
+DEVICE_POLL_MAX_S = 60.0  # the longest wait between polls, whatever the server's interval
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
 RETRY_AFTER_CAP_S = 60.0
@@ -256,21 +259,64 @@ class Unauthorized(AuthError):
 
 # Redaction ##################################################################################
 
+# Each pattern is written so that it cannot backtrack over a long run: a lookbehind makes a
+# match start only where a run of token characters starts, so a server's 300 KB of "eyJeyJ..."
+# or "a.a.a..." is scanned once, not once for every position in it.
 _SECRET_PATTERNS = (
     # JWTs (access and id tokens) wherever they appear
-    (re.compile(r"eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"), "***"),
+    (re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"),
+     "***"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]{6,}"), r"\1***"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{12,}"), "***"),
     (re.compile(r"\brt_[A-Za-z0-9_.-]{12,}"), "***"),
     (re.compile(
         r"(?i)([\"']?(?:access_token|refresh_token|id_token|api_key|apikey|openai_api_key|token|"
-        r"authorization|code_verifier|authorization_code|client_secret|password)[\"']?\s*[:=]\s*"
+        r"authorization|code_verifier|authorization_code|client_secret|password)[\"']?[ \t]*"
         # (JSON's true/false/null are not secrets: `"refresh_token": true` must stay JSON)
-        r"[\"']?)(?!(?i:bearer|basic)\s)(?!\*\*\*)(?!(?:true|false|null)\b)"
+        r"[:=][ \t]*[\"']?)(?!(?i:bearer|basic)\s)(?!\*\*\*)(?!(?:true|false|null)\b)"
         r"([^\"'\s,}&]{4,})"), r"\1***"),
     # a password in a URL (https://user:password@host/...)
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@"), r"\1***@"),
+    (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@"), r"\1***@"),
 )
+# An echo may break a secret with a line break or a space (also as a JSON escape), cut it
+# short, or encode it: a known secret is found from its first ECHO_MIN_CHARS characters on,
+# whatever whitespace sits between them, and as base64 or hex.
+ECHO_MIN_CHARS = 12
+_ECHO_GAP = r"(?:\s|\\[nrt])*"
+
+
+def _encoded_forms(value: str) -> set[str]:
+    """base64 (standard and URL-safe, at each of the 3 byte alignments, without the edge
+    characters that depend on the neighbouring bytes) and hex of a secret."""
+    raw = value.encode("utf-8", "replace")
+    forms = {raw.hex(), raw.hex().upper()}
+    for shift in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            middle = encode(b"\0" * shift + raw).decode("ascii")[4:-4]
+            if len(middle) >= ECHO_MIN_CHARS:
+                forms.add(middle)
+    return forms
+
+
+def _echo_spans(text: str, value: str, head: re.Pattern) -> list[tuple[int, int]]:
+    """Where text holds value, or a prefix of it of ECHO_MIN_CHARS or more, with whitespace
+    anywhere inside: (start, end) pairs. Linear: each start is extended once."""
+    spans = []
+    for match in head.finditer(text):
+        index, matched, end = match.end(), ECHO_MIN_CHARS, match.end()
+        while matched < len(value) and index < len(text):
+            char = text[index]
+            if char == value[matched]:
+                index, matched = index + 1, matched + 1
+                end = index
+            elif char.isspace():
+                index += 1
+            elif char == "\\" and text[index + 1:index + 2] in ("n", "r", "t"):
+                index += 2
+            else:
+                break
+        spans.append((match.start(), end))
+    return spans
 
 
 class Secrets:
@@ -278,11 +324,18 @@ class Secrets:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._echoes: dict[str, tuple[re.Pattern, set[str]]] = {}
         self._lock = threading.Lock()
 
     def add(self, *values: str | None) -> None:
         with self._lock:
-            self._values.update(v for v in values if isinstance(v, str) and len(v) >= 4)
+            for value in values:
+                if not isinstance(value, str) or len(value) < 4 or value in self._values:
+                    continue
+                self._values.add(value)
+                if len(value) >= ECHO_MIN_CHARS:
+                    head = re.compile(_ECHO_GAP.join(map(re.escape, value[:ECHO_MIN_CHARS])))
+                    self._echoes[value] = (head, _encoded_forms(value))
 
     def redact(self, text: str, keep: Iterable[str] = ()) -> str:
         """Known secrets become ***, then whatever looks like one. The parts of text equal to
@@ -290,15 +343,40 @@ class Secrets:
         step: the patterns would print sk-8-skateboard.png as ***.png."""
         with self._lock:
             values = sorted(self._values, key=len, reverse=True)
+            echoes = dict(self._echoes)
         for value in values:
             if value in text:
                 text = text.replace(value, "***")
         kept = sorted({k for k in keep if k and k in text}, key=len, reverse=True)
         pieces = re.split("(" + "|".join(map(re.escape, kept)) + ")", text) if kept else [text]
         for index in range(0, len(pieces), 2):  # the odd pieces are the kept strings
+            pieces[index] = self._redact_echoes(pieces[index], echoes)
             for pattern, replacement in _SECRET_PATTERNS:
                 pieces[index] = pattern.sub(replacement, pieces[index])
         return "".join(pieces)
+
+    @staticmethod
+    def _redact_echoes(text: str, echoes: dict) -> str:
+        spans: list[tuple[int, int]] = []
+        for value, (head, forms) in echoes.items():
+            spans.extend(_echo_spans(text, value, head))
+            for form in forms:
+                start = text.find(form)
+                while start >= 0:
+                    spans.append((start, start + len(form)))
+                    start = text.find(form, start + len(form))
+        if not spans:
+            return text
+        out, position = [], 0
+        for start, end in sorted(spans):
+            if end <= position:
+                continue
+            if start >= position:
+                out.append(text[position:start])
+                out.append("***")
+            position = end
+        out.append(text[position:])
+        return "".join(out)
 
 
 # Small pure helpers #########################################################################
@@ -1737,8 +1815,9 @@ class SSEDecoder:
         self._spills = spills  # where long strings of long data lines go (None: nowhere)
         self._strings: LongStrings | None = None
         self._long_checked = False
-        self._data: list[bytes] = []
+        self._data: bytes | bytearray | None = None  # the event's data lines, joined as they come
         self._event = ""
+        self._skip_line = False  # the rest of an over-long line that is not data
         self._skip_lf = False
         self._started = False
         self._head = b""  # the first bytes, held until a BOM split across chunks is ruled out
@@ -1788,7 +1867,14 @@ class SSEDecoder:
 
     def _add(self, piece: bytes) -> None:
         """Part of an unfinished line. A data line past SPILL_LINE_BYTES (an image event)
-        from then on streams through LongStrings, so the base64 is never held whole."""
+        from then on streams through LongStrings, so the base64 is never held whole. Any
+        other line longer than SSE_FIELD_BYTES (an event name, a comment) is dropped."""
+        if self._skip_line:
+            return
+        if self._partial_length + len(piece) > SSE_FIELD_BYTES and not self._long_checked \
+                and not (b"".join(self._partial[:4]) + piece[:4]).startswith(b"data"):
+            self._partial, self._partial_length, self._skip_line = [], 0, True
+            return
         if self._strings is not None:
             piece = self._strings.feed(piece)
         self._partial.append(piece)
@@ -1809,6 +1895,9 @@ class SSEDecoder:
             self._strings = None
         line = b"".join(self._partial)
         self._partial, self._partial_length, self._long_checked = [], 0, False
+        if self._skip_line:
+            self._skip_line = False
+            return b":"  # a comment: ignored
         return line
 
     def close(self) -> list[SSEEvent]:
@@ -1831,15 +1920,22 @@ class SSEDecoder:
         if colon and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
-            self._data.append(value)
+            # One growing buffer, not a list of lines: a million 2-byte lines must cost
+            # about 3 MB, not 50 (F8). The response cap bounds its size.
+            if self._data is None:
+                self._data = value
+            else:
+                if not isinstance(self._data, bytearray):
+                    self._data = bytearray(self._data)
+                self._data += b"\n"
+                self._data += value
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
 
     def _dispatch(self, events: list[SSEEvent]) -> None:
-        if self._data:
-            data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-            events.append(SSEEvent(self._event, data))
-        self._data = []
+        if self._data is not None:
+            events.append(SSEEvent(self._event, bytes(self._data)))
+        self._data = None
         self._event = ""
 
 
@@ -1847,6 +1943,7 @@ class SSEDecoder:
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 SPILL_LINE_BYTES = 1024 * 1024  # only lines longer than this are filtered (image events)
+SSE_FIELD_BYTES = 64 * 1024  # an event name or comment line longer than this is dropped
 SPILL_STRING_BYTES = 64 * 1024  # strings longer than this leave the JSON
 SPILL_MARK = "imagegen-spill:"
 SPILL_HEAD_BYTES = 64 * 1024  # enough to find a JPEG's dimensions after its metadata
@@ -2342,7 +2439,7 @@ def images_from_chat(payload: Any) -> tuple[list[RawImage], str]:
         data = decode_image_base64(re.sub(r"\s+", "", match.group(2)), "gateway answer")
         images.append(RawImage(data=data, info=sniff_image(data)))  # type: ignore[arg-type]
     said = _DATA_URI_RE.sub("", " ".join(texts))
-    said = re.sub(r"!\[[^\]]*\]\(\s*\)", "", said).strip()
+    said = re.sub(r"!\[[^\][]*\]\(\s*\)", "", said).strip()  # no "[" inside: linear
     return images, said
 
 
@@ -2488,8 +2585,9 @@ class Response:
     """An open HTTP answer whose reads keep to the stall and total deadlines."""
 
     def __init__(self, raw: Any, transport: Transport, deadline: float,
-                 stall_timeout: float) -> None:
+                 stall_timeout: float, watch: _Watch | None = None) -> None:
         self.raw = raw
+        self.watch = watch  # cuts the connection at the deadline (see _Watch)
         self.status = raw.status
         self.headers = raw.headers
         self.transport = transport
@@ -2520,15 +2618,21 @@ class Response:
             try:
                 chunk = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
             except (socket.timeout, TimeoutError):
+                if self.cut():
+                    raise self.transport.cut_error() from None
                 if self.transport.clock() >= self.deadline - 0.01:
                     raise self.transport.timeout_error() from None
                 raise BackendError(f"stalled: the server sent nothing for "
                                    f"{self.stall_timeout:g} s (--stall-timeout)",
                                    transient=True) from None
             except (http.client.IncompleteRead, ConnectionError, OSError,
-                    http.client.HTTPException) as exc:
+                    http.client.HTTPException, ValueError) as exc:
+                if self.cut():
+                    raise self.transport.cut_error() from None
                 raise BackendError(f"the connection broke while reading the answer "
                                    f"({type(exc).__name__})", transient=True) from None
+            if not chunk and self.cut():  # the watch shut the socket: not a clean end
+                raise self.transport.cut_error()
             if not chunk:
                 # http.client's read1 ends quietly when the server hangs up before the
                 # Content-Length it promised: that is a cut answer, not a complete one.
@@ -2575,11 +2679,111 @@ class Response:
             parts.append(strings.finish())
         return b"".join(parts)
 
+    def cut(self) -> bool:
+        """True when the watch cut this answer short (deadline or Ctrl-C)."""
+        return self.watch is not None and self.watch.fired
+
     def close(self) -> None:
+        if self.watch is not None:
+            self.transport.forget(self.watch)
         try:
             self.raw.close()
         except Exception:
             pass
+
+
+class _Watch:
+    """Cuts one request at its deadline. A socket timeout bounds each recv, not a read: a
+    server that dribbles a byte a second would hold the status line, the headers, a chunk
+    size line or the trailers for as long as it liked. At the deadline (or on Ctrl-C) the
+    socket is shut down, which wakes any read of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self.thread = threading.get_ident()
+        self._sock: Any = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self.fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: Any) -> None:
+        with self._lock:
+            self._sock = sock
+            fired = self.fired
+        if fired:
+            self._shutdown(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._sock
+        if sock is not None:
+            self._shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    @staticmethod
+    def _shutdown(sock: Any) -> None:
+        import socket
+        try:  # the plain socket's shutdown, also under TLS: it only wakes the reader
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except (OSError, ValueError, TypeError):
+            pass
+
+
+def _watched_handlers(transport: Transport) -> list:
+    """urllib's HTTP and HTTPS handlers, except that each connection reports its socket to
+    the request's _Watch as soon as it is connected."""
+    import urllib.request
+
+    def watched(http_class: Any) -> Any:
+        watch = getattr(transport.local, "watch", None)
+
+        class Watched(http_class):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                if watch is not None:
+                    watch.attach(self.sock)
+
+        return Watched
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+            return super().do_open(watched(http_class), req, **kwargs)
+
+    handlers = [HTTPHandler()]
+    if hasattr(urllib.request, "HTTPSHandler"):
+        class HTTPSHandler(urllib.request.HTTPSHandler):
+            def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+                return super().do_open(watched(http_class), req, **kwargs)
+
+        handlers.append(HTTPSHandler())
+    return handlers
+
+
+def check_url(url: str) -> None:
+    """A URL urllib can use (http or https, with a host), else a usage error that names it
+    without any user:password@ part: a base URL or token URL override without its scheme."""
+    import urllib.parse
+    try:
+        parts = urllib.parse.urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        shown = url.split("?")[0].split("#")[0].rpartition("@")[2][:200]
+        raise UsageError(f"{shown!r} is not an http(s) URL: a base URL (--base-url, "
+                         f"IMAGEGEN_*_BASE_URL, a config file) or CODEX_REFRESH_TOKEN_URL_OVERRIDE "
+                         f"needs its scheme, e.g. https://{shown}")
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _same_origin_credentials() -> Any:
@@ -2618,6 +2822,9 @@ class Transport:
         self.clock = clock
         self.cancel = cancel or threading.Event()
         self.total_timeout = total_timeout
+        self.local = threading.local()  # the watch of the request this thread is opening
+        self._watches: set[_Watch] = set()
+        self._watches_lock = threading.Lock()
 
     def cancelled(self) -> bool:
         return self.cancel.is_set()
@@ -2626,19 +2833,33 @@ class Transport:
         return BackendError(f"timed out: no answer within the {self.total_timeout:g} s budget "
                             f"(--timeout)")
 
+    def cut_error(self) -> ImagegenError:
+        """What a request cut by its watch became: Ctrl-C, or the deadline."""
+        return Interrupted("interrupted") if self.cancelled() else self.timeout_error()
+
+    def abort(self, thread: int | None = None) -> None:
+        """Cut the requests in flight (of one thread, or all): Ctrl-C, a held signal's end."""
+        with self._watches_lock:
+            watches = [w for w in self._watches if thread is None or w.thread == thread]
+        for watch in watches:
+            watch.fire()
+
+    def forget(self, watch: _Watch) -> None:
+        watch.cancel()
+        with self._watches_lock:
+            self._watches.discard(watch)
+
     def opener(self) -> Any:
         if self._opener is None:
             import urllib.request
             # Built per run, not urlopen()'s global one, so proxy variables are read now.
-            self._opener = urllib.request.build_opener(_same_origin_credentials())
+            self._opener = urllib.request.build_opener(_same_origin_credentials(),
+                                                       *_watched_handlers(self))
         return self._opener
 
     def open(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
              ) -> Response:
         """Send the request. Returns a 2xx Response; raises the mapped error otherwise."""
-        import socket
-        import ssl
-        import urllib.error
         import urllib.request
         if self.cancelled():
             raise Interrupted("interrupted")
@@ -2646,12 +2867,34 @@ class Transport:
         if remaining <= 0:
             raise self.timeout_error()
         limit = min(remaining, stall_timeout) if stall_timeout else remaining
+        check_url(request.url)
         raw_request = urllib.request.Request(request.url, data=request.body,
                                              headers=request.headers, method=request.method)
         # Without any user:password@ part: the host is shown in every error below.
         host = urllib.request.urlparse(request.url).netloc.rpartition("@")[2]
+        watch = _Watch(remaining)
+        with self._watches_lock:
+            self._watches.add(watch)
+        self.local.watch = watch
         try:
-            raw = self.opener().open(raw_request, timeout=max(0.05, limit))
+            raw = self._open(raw_request, host, request, deadline, stall_timeout, limit)
+        except BaseException as exc:
+            self.forget(watch)
+            if watch.fired and isinstance(exc, ImagegenError) \
+                    and getattr(exc, "status", None) is None:
+                raise self.cut_error() from None
+            raise
+        finally:
+            self.local.watch = None
+        return Response(raw, self, deadline, stall_timeout, watch)
+
+    def _open(self, raw_request: Any, host: str, request: HttpRequest, deadline: float,
+              stall_timeout: float, limit: float) -> Any:
+        import http.client
+        import socket
+        import urllib.error
+        try:
+            return self.opener().open(raw_request, timeout=max(0.05, limit))
         except urllib.error.HTTPError as exc:
             body = b""
             try:
@@ -2660,41 +2903,64 @@ class Transport:
                 pass
             finally:
                 exc.close()
-            raise error_from_http(exc.code, exc.headers, body,
-                                  version_sent=request.headers.get("version")) from None
+            try:
+                error = error_from_http(exc.code, exc.headers, body,
+                                        version_sent=request.headers.get("version"))
+            except RecursionError:
+                error = BackendError(f"the server's error answer (HTTP {exc.code}) is nested "
+                                     f"too deeply to read", transient=exc.code >= 500)
+                error.status = exc.code  # type: ignore[attr-defined]
+            error.body_json = _json_or_none(body)  # type: ignore[attr-defined]
+            raise error from None
         except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(
-                    reason):
-                raise BackendError(f"TLS certificate of {host} is not trusted ({reason}); behind "
-                                   f"a corporate proxy set SSL_CERT_FILE to its CA bundle"
-                                   ) from None
-            if isinstance(reason, ssl.SSLError):
-                raise BackendError(f"TLS failed with {host}: {reason}", transient=True) from None
-            if isinstance(reason, socket.gaierror):
-                raise BackendError(f"cannot resolve {host}: no network or DNS (a sandbox without "
-                                   f"network access?)", transient=True) from None
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise self._timeout(deadline, stall_timeout) from None
-            if isinstance(reason, ConnectionRefusedError):
-                raise BackendError(f"cannot connect to {host}: connection refused",
-                                   transient=True) from None
-            raise BackendError(f"cannot reach {host}: {reason}", transient=True) from None
+            # urllib wraps only what fails while connecting and sending: nothing was answered.
+            error = self._url_error(exc, host, deadline, stall_timeout)
+            error.delivered = False  # type: ignore[attr-defined]
+            raise error from None
         except (socket.timeout, TimeoutError):
             raise self._timeout(deadline, stall_timeout) from None
+        except http.client.InvalidURL as exc:
+            raise UsageError(f"the URL for {host} is not valid ({exc})") from None
         except (ConnectionError, OSError) as exc:
-            import http.client
             if isinstance(exc, http.client.HTTPException) or isinstance(exc, ConnectionError):
                 raise BackendError(f"the connection to {host} broke ({type(exc).__name__})",
                                    transient=True) from None
             raise BackendError(f"cannot reach {host}: {exc}", transient=True) from None
-        except Exception as exc:
-            import http.client
-            if isinstance(exc, http.client.HTTPException):
-                raise BackendError(f"malformed HTTP answer from {host} ({type(exc).__name__})",
-                                   transient=True) from None
+        except http.client.HTTPException as exc:
+            raise BackendError(f"malformed HTTP answer from {host} ({type(exc).__name__})",
+                               transient=True) from None
+        except ValueError as exc:
+            text = str(exc)
+            if "proxy" in text.lower():  # never echoed: it may hold the proxy's password
+                raise UsageError("a proxy variable (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) is "
+                                 "malformed: it must look like http://[user:password@]host:port"
+                                 ) from None
+            if "header" in text.lower():  # never echoed: it holds the credential
+                raise AuthError("a token or key holds a line break or another control "
+                                "character, so it cannot be sent: log in again or fix the "
+                                "key") from None
             raise
-        return Response(raw, self, deadline, stall_timeout)
+
+    def _url_error(self, exc: Any, host: str, deadline: float,
+                   stall_timeout: float) -> ImagegenError:
+        import socket
+        import ssl
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(
+                reason):
+            return BackendError(f"TLS certificate of {host} is not trusted ({reason}); behind "
+                                f"a corporate proxy set SSL_CERT_FILE to its CA bundle")
+        if isinstance(reason, ssl.SSLError):
+            return BackendError(f"TLS failed with {host}: {reason}", transient=True)
+        if isinstance(reason, socket.gaierror):
+            return BackendError(f"cannot resolve {host}: no network or DNS (a sandbox without "
+                                f"network access?)", transient=True)
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            return self._timeout(deadline, stall_timeout)
+        if isinstance(reason, ConnectionRefusedError):
+            return BackendError(f"cannot connect to {host}: connection refused",
+                                transient=True)
+        return BackendError(f"cannot reach {host}: {reason}", transient=True)
 
     def _timeout(self, deadline: float, stall_timeout: float) -> BackendError:
         if self.clock() >= deadline - 0.05 or not stall_timeout:
@@ -2711,7 +2977,7 @@ class Transport:
             response.close()
         try:
             return json.loads(body), response
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BackendError(f"the answer from {request.url.split('?')[0]} is not JSON "
                                f"({len(body)} bytes)", transient=False) from None
 
@@ -2746,6 +3012,56 @@ def readable_by_others(path: str) -> bool:
         return os.name == "posix" and bool(os.stat(path).st_mode & 0o077)
     except OSError:
         return False
+
+
+def read_regular_file(path: str, cap: int) -> bytes:
+    """The bytes of a regular file, refusing more than `cap` of them. /dev/zero, a FIFO or a
+    directory raise OSError with a readable strerror instead of eating memory or hanging
+    (a FIFO is opened without blocking, then refused)."""
+    import errno
+    import stat
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "it is a directory", path)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket)", path)
+        chunks, total = [], 0
+        while total <= cap:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    if total > cap:
+        raise OSError(errno.EFBIG, f"larger than {human_bytes(cap)}", path)
+    return b"".join(chunks)
+
+
+def read_text_capped(stream: Any, cap: int, what: str) -> str:
+    """A text stream (stdin) read to its end, refusing more than `cap` characters or text
+    that is not UTF-8."""
+    try:
+        text = stream.read(cap + 1)
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} is not UTF-8 text") from None
+    if len(text) > cap:
+        raise UsageError(f"{what} is larger than {human_bytes(cap)}")
+    return check_utf8(text, what)
+
+
+def check_utf8(text: str, what: str) -> str:
+    """text, unless it holds a lone surrogate (bytes that were not UTF-8 in argv, or an
+    escaped "\\ud83d" in JSON), which no request body could carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid UTF-8 text") from None
+    return text
 
 
 def write_file_atomic(path: str, data: bytes, mode: int = 0o600, prefix: str = ".tmp-") -> None:
@@ -2857,24 +3173,43 @@ def keyring_hint(env: dict) -> str | None:
     return None
 
 
-def read_auth_json(path: str, env: dict) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        hint = keyring_hint(env)
-        raise AuthError(hint or f"no ChatGPT login: {path} does not exist; run "
-                                f"`imagegen auth login` (or `codex login`)") from None
-    except OSError as exc:
-        raise AuthError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise AuthError(f"{path} is not valid JSON; it was left as it is: run `imagegen auth "
-                        f"login` (or `codex login`) to replace it") from None
+def read_auth_json(path: str, env: dict, sleep: Callable[[float], None] = time.sleep) -> dict:
+    """auth.json as a dict. Older Codex versions rewrite the file in place, so a read can
+    find it empty or half written: such a read is tried again a few times before failing."""
+    for attempt in range(AUTH_READ_ATTEMPTS):
+        try:
+            raw = read_regular_file(path, MAX_CONFIG_BYTES)
+        except FileNotFoundError:
+            hint = keyring_hint(env)
+            raise AuthError(hint or f"no ChatGPT login: {path} does not exist; run "
+                                    f"`imagegen auth login` (or `codex login`)") from None
+        except OSError as exc:
+            raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            if attempt + 1 < AUTH_READ_ATTEMPTS:
+                sleep(AUTH_READ_PAUSE_S)
+                continue
+            raise AuthError(f"{path} is not valid JSON; it was left as it is: run `imagegen auth "
+                            f"login` (or `codex login`) to replace it") from None
+        except RecursionError:
+            raise AuthError(f"{path} is nested too deeply to be a Codex login; it was left as "
+                            f"it is") from None
+        break
     if not isinstance(data, dict):
         raise AuthError(f"{path} does not hold a Codex login (not a JSON object)")
     return data
+
+
+def auth_json_bytes(data: dict) -> bytes:
+    """auth.json's text as Codex writes it (pretty, UTF-8). A field holding a lone surrogate
+    (valid JSON: "\\ud83d") cannot be UTF-8: then every non-ASCII character is escaped, which
+    cannot fail and reads back the same."""
+    try:
+        return json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, indent=2).encode("ascii")
 
 
 def login_kind(data: dict) -> str:
@@ -2923,7 +3258,7 @@ def access_expiry(login: ChatGPTLogin) -> float | None:
 
 
 def needs_refresh(login: ChatGPTLogin, now: float) -> bool:
-    """Codex's rule: the access token's exp has passed (with 60 s to spare); with no exp,
+    """Codex's rule: the access token's exp is less than 5 minutes away; with no exp,
     last_refresh is over 8 days old."""
     exp = access_expiry(login)
     if exp is not None:
@@ -2932,11 +3267,27 @@ def needs_refresh(login: ChatGPTLogin, now: float) -> bool:
     return last is None or now - last > REFRESH_INTERVAL_S
 
 
-REFRESH_FAILURES = {
-    "refresh_token_expired": "your refresh token has expired",
-    "refresh_token_reused": "your refresh token was already used",
-    "refresh_token_invalidated": "your refresh token was revoked",
-}
+# A refresh whose answer was complete but said no, and that nothing can have spent: 500 and
+# 503 from the issuer, 429. A 502 or 504 comes from a proxy that gave up waiting: the
+# issuer may have rotated the token behind it, so that is a lost answer, never re-sent.
+REFRESH_RESEND_STATUSES = {429, 500, 503}
+AUTH_READ_ATTEMPTS = 6  # one read and 5 more, AUTH_READ_PAUSE_S apart (a rewrite in place)
+AUTH_READ_PAUSE_S = 0.05
+REFRESH_TIMEOUT_S = 60.0  # the refresh's own limit, or --timeout when that is shorter
+SIGNAL_GRACE_S = 5.0  # how long Ctrl-C or SIGTERM waits for a refresh in flight to be saved
+
+
+def refresh_error_code(body: Any) -> str:
+    """The token endpoint's error code as Codex reads it: error.code, else error as a
+    string, else the top-level code."""
+    if not isinstance(body, dict):
+        return ""
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return error["code"]
+    if isinstance(error, str):
+        return error
+    return body["code"] if isinstance(body.get("code"), str) else ""
 
 
 def codex_version(env: dict) -> str:
@@ -2967,18 +3318,99 @@ def user_agent(*_ignored: Any) -> str:
     return f"{ORIGINATOR}/{__version__} ({system} {release}; {machine or 'unknown'})"
 
 
+class DeferredSignals:
+    """Ctrl-C and SIGTERM that arrive while a thread holds a refresh (from the moment the
+    refresh token leaves until the answer is saved) wait until it is saved, then end the run
+    as usual. The wait is bounded: SIGNAL_GRACE_S after the signal, the holders' requests
+    are cut. Signals are process-wide, so this is the one process-wide object."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders: dict[int, Any] = {}  # thread id -> its Transport
+        self.pending = False
+        self._timer: threading.Timer | None = None
+
+    def hold(self, transport: Any) -> _SignalHold:
+        return _SignalHold(self, transport)
+
+    def signalled(self) -> bool:
+        """For the signal handler: True when the signal is held for later."""
+        with self._lock:
+            if not self._holders:
+                return False
+            if not self.pending:
+                self.pending = True
+                holders = list(self._holders.items())
+
+                def cut() -> None:
+                    for ident, transport in holders:
+                        transport.abort(ident)
+
+                self._timer = threading.Timer(SIGNAL_GRACE_S, cut)
+                self._timer.daemon = True
+                self._timer.start()
+            return True
+
+    def _enter(self, transport: Any) -> None:
+        with self._lock:
+            self._holders[threading.get_ident()] = transport
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._holders.pop(threading.get_ident(), None)
+            release = self.pending and not self._holders
+            if release:
+                self.pending = False
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+        if release:  # the held signal, now
+            if threading.current_thread() is threading.main_thread():
+                raise KeyboardInterrupt
+            import _thread
+            _thread.interrupt_main()
+
+
+class _SignalHold:
+    def __init__(self, owner: DeferredSignals, transport: Any) -> None:
+        self.owner, self.transport = owner, transport
+
+    def __enter__(self) -> None:
+        self.owner._enter(self.transport)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.owner._leave()
+
+
+SIGNALS = DeferredSignals()
+
+
+class RefreshAnswerLost(BackendError):
+    """The refresh request may have reached the issuer, but its answer did not arrive whole:
+    the refresh token may be spent already, so it is never sent again."""
+
+
 class CodexAuth:
     """The ChatGPT login of one run, shared by its threads: read once, refreshed when the
-    token has expired or a request got 401, serialized with other processes and Codex."""
+    token is about to expire or a request got 401, serialized with other processes and Codex.
+
+    A run sends at most one refresh: a backend that refuses every token would otherwise
+    rotate the login again and again (and a failed refresh is never repeated with the same,
+    possibly spent, refresh token)."""
 
     def __init__(self, env: dict, transport: Transport, secrets: Secrets,
                  clock: Callable[[], float] = time.time, retries: int = 2,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.env, self.transport, self.secrets = env, transport, secrets
         self.clock, self.retries, self.sleep = clock, retries, sleep
+        self.warn = warn
         self.path = auth_file_path(env)
         self._lock = threading.Lock()
         self._login: ChatGPTLogin | None = None
+        self.refreshes = 0  # refresh requests this run sent (at most one)
+        self._failure: ImagegenError | None = None  # how this run's refresh failed
+        self._warned = False
 
     def token_url(self) -> str:
         override = self.env.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE")
@@ -2987,8 +3419,16 @@ class CodexAuth:
         base = (self.env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
         return f"{base}/oauth/token"
 
+    def _read_data(self) -> dict:
+        data = read_auth_json(self.path, self.env, self.sleep)
+        if not self._warned and self.warn is not None and readable_by_others(self.path):
+            self._warned = True
+            self.warn(f"other users can read {self.path}, which holds your ChatGPT login: "
+                      f"chmod 600 {self.path}")
+        return data
+
     def _read(self) -> ChatGPTLogin:
-        login = chatgpt_login(read_auth_json(self.path, self.env), self.path)
+        login = chatgpt_login(self._read_data(), self.path)
         self.secrets.add(*login.secrets())
         return login
 
@@ -3000,16 +3440,20 @@ class CodexAuth:
             return self._login
 
     def current(self) -> ChatGPTLogin:
-        """A usable login, refreshed first when its access token has expired."""
+        """A usable login, refreshed first when its access token is about to expire."""
         with self._lock:
             if self._login is None:
                 self._login = self._read()
             if needs_refresh(self._login, self.clock()):
-                self._login = self._refresh(self._login)
+                reason = ("proactive_expiry" if access_expiry(self._login) is not None
+                          else "scheduled")
+                self._login = self._refresh_once(self._login, None, reason)
             return self._login
 
     def after_unauthorized(self, rejected: str) -> ChatGPTLogin:
-        """After a 401: another thread or program may have refreshed already; else refresh."""
+        """After a 401: another thread or program may have refreshed already; else refresh
+        (once a run: when this run's refreshed login is refused too, it is returned as it
+        is, and the caller gives up)."""
         with self._lock:
             if self._login is not None and self._login.access_token != rejected:
                 return self._login
@@ -3017,13 +3461,33 @@ class CodexAuth:
             if on_disk.access_token != rejected and not needs_refresh(on_disk, self.clock()):
                 self._login = on_disk
             else:
-                self._login = self._refresh(on_disk, rejected=rejected)
+                self._login = self._refresh_once(on_disk, rejected, "unauthorized_recovery")
             return self._login
 
-    def _refresh(self, stale: ChatGPTLogin, rejected: str | None = None) -> ChatGPTLogin:
-        directory = os.path.dirname(self.path)
+    def _refresh_once(self, stale: ChatGPTLogin, rejected: str | None,
+                      reason: str) -> ChatGPTLogin:
+        if self._failure is not None or self.refreshes:
+            # Another program may have saved a usable login since; else no second refresh.
+            on_disk = self._read()
+            if on_disk.access_token not in (stale.access_token, rejected) \
+                    and not needs_refresh(on_disk, self.clock()):
+                return on_disk
+            if self._failure is not None:
+                raise type(self._failure)(self._failure.message)
+            return stale
+        try:
+            return self._refresh(stale, rejected, reason)
+        except Interrupted:
+            raise
+        except ImagegenError as error:
+            self._failure = error
+            raise
+
+    def _refresh(self, stale: ChatGPTLogin, rejected: str | None, reason: str) -> ChatGPTLogin:
+        if self.transport.cancelled():
+            raise Interrupted("interrupted")
         with AuthLocks(self.path):
-            data = read_auth_json(self.path, self.env)
+            data = self._read_data()
             fresh = chatgpt_login(data, self.path)
             self.secrets.add(*fresh.secrets())
             if fresh.access_token not in (stale.access_token, rejected) \
@@ -3032,66 +3496,144 @@ class CodexAuth:
             if not fresh.refresh_token:
                 raise AuthError(f"the access token in {self.path} has expired and there is no "
                                 f"refresh token: run `imagegen auth login` (or `codex login`)")
-            # Prove the directory is writable before spending the (rotating) refresh token.
-            try:
-                fd, probe = make_temporary(directory, ".auth-")
-                os.close(fd)
-                os.unlink(probe)
-            except OSError as exc:
-                raise AuthError(f"the login needs a refresh but {directory} is not writable "
-                                f"({exc.strerror}); nothing was sent") from None
-            answer = self._post_refresh(fresh.refresh_token)
-            tokens = data.setdefault("tokens", {})
-            for name in ("id_token", "access_token", "refresh_token"):
-                if isinstance(answer.get(name), str) and answer[name]:
-                    tokens[name] = answer[name]
-            self.secrets.add(*(answer.get(n) for n in ("id_token", "access_token",
-                                                        "refresh_token")))
-            data["last_refresh"] = utc_now_rfc3339(self.clock())
-            text = json.dumps(data, indent=2, ensure_ascii=False)
-            try:
-                write_file_atomic(self.path, text.encode("utf-8"), 0o600, prefix=".auth-")
-            except OSError as exc:
-                raise AuthError(f"the login was refreshed but {self.path} could not be written "
-                                f"({exc.strerror}); run `codex login` again") from None
-            return chatgpt_login(data, self.path)
+            self._check_writable(data)
+            request = self._refresh_request(fresh.refresh_token, reason)
+            self.refreshes += 1
+            error: ImagegenError = AuthError("could not refresh the login")
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.sleep(backoff_delay(attempt - 1, lambda: 0.5))
+                # From the moment the token leaves until the answer is saved, a Ctrl-C or
+                # SIGTERM waits (a few seconds at most): the issuer rotates the token as it
+                # answers, and an answer thrown away is a login destroyed.
+                with SIGNALS.hold(self.transport):
+                    try:
+                        answer = self._send_refresh(request)
+                    except RefreshAnswerLost as lost:
+                        adopted = self._adopt_saved_login(fresh)
+                        if adopted is not None:
+                            return adopted
+                        raise BackendError(lost.message) from None
+                    except ImagegenError as failure:
+                        if not failure.transient:
+                            raise
+                        error = failure
+                        continue
+                    return self._save(data, answer)
+            raise type(error)(error.message)
 
-    def _post_refresh(self, refresh_token: str) -> dict:
+    def _check_writable(self, data: dict) -> None:
+        """Prove the answer can be saved before spending the (rotating) refresh token: the
+        file's text can be made, and a file of its size written beside it."""
+        directory = os.path.dirname(self.path)
+        payload = auth_json_bytes(data) + b" " * 512  # the new tokens may be a little longer
+        try:
+            fd, probe = make_temporary(directory, ".auth-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            finally:
+                os.unlink(probe)
+        except OSError as exc:
+            raise AuthError(f"the login needs a refresh but {directory} is not writable "
+                            f"({exc.strerror}); nothing was sent") from None
+
+    def _refresh_request(self, refresh_token: str, reason: str) -> HttpRequest:
         version = codex_version(self.env)
-        request = json_request("POST", self.token_url(), {
+        return json_request("POST", self.token_url(), {
             "Accept": "application/json", "originator": ORIGINATOR,
             "User-Agent": user_agent(version)},
             {"client_id": CLIENT_ID, "grant_type": "refresh_token",
-             "refresh_token": refresh_token})
-        for attempt in range(self.retries + 1):
-            deadline = self.transport.clock() + 60
-            try:
-                answer, _ = self.transport.fetch_json(request, deadline, 60)
-            except Unauthorized as exc:
-                raise self._refresh_refused(exc) from None
-            except (AuthError, BackendError, RateLimitError, UsageError, NoImageError) as exc:
-                if isinstance(exc, BackendError) and exc.transient and attempt < self.retries:
-                    self.sleep(backoff_delay(attempt, lambda: 0.5))
-                    continue
-                if isinstance(exc, BackendError) and exc.message.startswith(("cannot", "TLS")):
-                    raise BackendError(f"could not refresh the login: {exc.message}") from None
+             "refresh_reason": reason, "refresh_token": refresh_token})
+
+    def _send_refresh(self, request: HttpRequest) -> dict:
+        """One refresh request. Raises AuthError when the issuer refused for good, a
+        transient error when nothing can have been spent (a re-send is safe), and
+        RefreshAnswerLost when the token may be spent but the answer is not known."""
+        limit = min(REFRESH_TIMEOUT_S, self.transport.total_timeout)
+        try:
+            answer, _ = self.transport.fetch_json(request, self.transport.clock() + limit,
+                                                  limit)
+        except (Interrupted, UsageError):
+            raise
+        except ImagegenError as exc:
+            status = getattr(exc, "status", None)
+            code = refresh_error_code(getattr(exc, "body_json", None)) \
+                or str(getattr(exc, "server_code", "") or "")
+            if code in LOGIN_OVER_CODES or status == 401:  # invalid_grant, *_reused...
+                raise self._refresh_refused(code, status) from None
+            if status is None and not getattr(exc, "delivered", True):
+                # It never reached the issuer (DNS, refused, TLS): safe to send again.
+                failure = BackendError if exc.message.startswith(("cannot", "TLS")) \
+                    else AuthError
+                raise failure(f"could not refresh the login: {exc.message}",
+                              transient=exc.transient) from None
+            if status in REFRESH_RESEND_STATUSES:
+                raise AuthError(f"could not refresh the login: {exc.message}",
+                                transient=True) from None
+            if status is not None and status not in (502, 504):
                 raise AuthError(f"could not refresh the login: {exc.message}") from None
-            if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str):
-                raise AuthError("could not refresh the login: the token endpoint's answer has "
-                                "no access_token")
-            return answer
-        raise AuthError("could not refresh the login")  # not reached
+            why = exc.message
+            if why.startswith(("timed out", "stalled")):
+                why = f"the token endpoint did not answer within {limit:g} s"
+            raise self._lost(why) from None
+        if not isinstance(answer, dict):
+            raise self._lost("the token endpoint's answer is not a JSON object")
+        return answer
 
     @staticmethod
-    def _refresh_refused(exc: ImagegenError) -> AuthError:
-        text = f"{getattr(exc, 'server_code', '')} {exc.message}"
-        for code, why in REFRESH_FAILURES.items():
-            if code in text:
-                return AuthError(f"your access token could not be refreshed because {why} "
-                                 f"({code}): log in again with `imagegen auth login` "
-                                 f"(or `codex login`)")
-        return AuthError("your access token could not be refreshed (HTTP 401): log in again "
-                         "with `imagegen auth login` (or `codex login`)")
+    def _lost(why: str) -> RefreshAnswerLost:
+        return RefreshAnswerLost(
+            f"could not refresh the login: {why}. The refresh request may have reached the "
+            f"server, so the refresh token was not sent again (it may be spent). Run the "
+            f"command again; only if it then says the refresh token was already used, log in "
+            f"again with `codex login` (or `imagegen auth login`)")
+
+    def _adopt_saved_login(self, sent: ChatGPTLogin) -> ChatGPTLogin | None:
+        """After a lost answer: a login another program saved meanwhile, if there is one."""
+        try:
+            login = self._read()
+        except AuthError:
+            return None
+        if login.refresh_token != sent.refresh_token and not needs_refresh(login, self.clock()):
+            return login
+        return None
+
+    def _save(self, data: dict, answer: dict) -> ChatGPTLogin:
+        """Store whatever tokens came back (each is optional), then check the result."""
+        came = {name: answer[name] for name in ("id_token", "access_token", "refresh_token")
+                if isinstance(answer.get(name), str) and answer[name]}
+        self.secrets.add(*came.values())
+        if not came:
+            raise AuthError("could not refresh the login: the token endpoint's answer has no "
+                            "tokens")
+        tokens = data.get("tokens")
+        if not isinstance(tokens, dict):
+            tokens = data["tokens"] = {}
+        tokens.update(came)
+        data["last_refresh"] = utc_now_rfc3339(self.clock())
+        try:
+            write_file_atomic(self.path, auth_json_bytes(data), 0o600, prefix=".auth-")
+        except OSError as exc:
+            raise AuthError(f"the login was refreshed but {self.path} could not be written "
+                            f"({exc.strerror}); run `codex login` again") from None
+        if "access_token" not in came:
+            raise AuthError("could not refresh the login: the token endpoint's answer has no "
+                            "access_token (the new refresh token it sent was saved: run the "
+                            "command again)")
+        return chatgpt_login(data, self.path)
+
+    @staticmethod
+    def _refresh_refused(code: str, status: int | None) -> AuthError:
+        why = LOGIN_OVER_CODES.get(code)
+        if why is not None:
+            return AuthError(f"your access token could not be refreshed: {why} ({code}): log "
+                             f"in again with `imagegen auth login` (or `codex login`)")
+        shown = f"HTTP {status}" + (f", {code}" if code else "")
+        return AuthError(f"your access token could not be refreshed ({shown}): log in again "
+                         f"with `imagegen auth login` (or `codex login`)")
 
 
 # Credentials: config.toml ###################################################################
@@ -3341,12 +3883,8 @@ def load_reference(source: str, transport: Transport, what: str, download: bool 
             raise UsageError(f"cannot download {what} {source}: {exc.message}") from None
     else:
         path = os.path.expanduser(source)
-        try:
-            if os.path.getsize(path) > MAX_REFERENCE_BYTES:
-                raise UsageError(f"{what} {source} is larger than "
-                                 f"{human_bytes(MAX_REFERENCE_BYTES)}")
-            with open(path, "rb") as handle:
-                data = handle.read()
+        try:  # never more than the cap, never a device or FIFO (/dev/zero, a pipe: F31)
+            data = read_regular_file(path, MAX_REFERENCE_BYTES)
         except IsADirectoryError:
             raise UsageError(f"{what} {source} is a directory, not an image") from None
         except OSError as exc:
@@ -4037,9 +4575,8 @@ def bearer_headers(token: str | None) -> dict:
 
 def read_text_file(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip() or None
-    except OSError:
+        return read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
         return None
 
 
@@ -4051,8 +4588,13 @@ class GatewayBackend(Backend):
     def prepare(self, job: Job) -> None:
         env = self.ctx.env
         folder = os.path.join(config_home(env), "codex-api")
+        token_file = os.path.join(folder, "token")
         self.token = env.get("CODEX_API_TOKEN") or read_text_file(
-            os.path.join(folder, "token")) or DEFAULT_GATEWAY_TOKEN
+            token_file) or DEFAULT_GATEWAY_TOKEN
+        if not env.get("CODEX_API_TOKEN") and self.token != DEFAULT_GATEWAY_TOKEN \
+                and readable_by_others(token_file):
+            self.ctx.reporter.warn(f"{token_file} holds the gateway token and other users can "
+                                   f"read it: chmod 600 {token_file}")
         self.base = (self.base_override or env.get("CODEX_API_BASE_URL")
                      or read_text_file(os.path.join(folder, "base_url"))
                      or DEFAULT_GATEWAY_URL).rstrip("/")
@@ -4158,11 +4700,12 @@ class ApiBackend(Backend):
         config: dict = {}
         if path:
             try:
-                with open(path, encoding="utf-8") as handle:
-                    config = json.load(handle)
+                config = json.loads(read_regular_file(path, MAX_CONFIG_BYTES))
             except FileNotFoundError:
                 raise UsageError(f"--config {path} does not exist") from None
-            except (OSError, ValueError) as exc:
+            except OSError as exc:
+                raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+            except (ValueError, RecursionError) as exc:
                 raise UsageError(f"cannot read {path}: {exc}") from None
             if not isinstance(config, dict):
                 raise UsageError(f"{path} must hold a JSON object")
@@ -4490,6 +5033,12 @@ class SavePolicy:
                 if os.path.lexists(path):
                     raise OutputError(f"{path} already exists: pass --force to replace it, or "
                                       f"choose another -o")
+                if self.job.meta and os.path.lexists(path + ".json"):
+                    raise OutputError(f"{path}.json already exists (--meta would replace it): "
+                                      f"pass --force, or choose another -o")
+        check_path_length(self.explicit_path(count - 1) if self.explicit else
+                          os.path.join(self.directory, "x" * 60), existing,
+                          ".json" if self.job.meta else "")
 
     def save(self, image: RawImage, index: int, ctx: Context) -> str:
         """Write the image beside its final name, then link or rename it into place."""
@@ -4549,6 +5098,22 @@ class SavePolicy:
             ctx.temporary_files.discard(temporary)
 
 
+def check_path_length(path: str, existing: str, suffix: str = "") -> None:
+    """Refuse, before the image is paid for, a name the filesystem would refuse (F15b)."""
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (AttributeError, ValueError, OSError):
+        name_max, path_max = 255, 4096
+    for part in (path + suffix).split(os.sep):
+        if len(part.encode("utf-8", "surrogateescape")) > name_max:
+            raise OutputError(f"the file name {part[:40]}... is longer than this filesystem "
+                              f"allows ({name_max} bytes): choose a shorter -o")
+    if len((path + suffix).encode("utf-8", "surrogateescape")) >= path_max:
+        raise OutputError(f"the path {path[:60]}... is longer than this system allows "
+                          f"({path_max} bytes): choose a shorter -o")
+
+
 def claim(temporary: str, target: str) -> bool:
     """Put a complete file at target unless something is there; atomic across processes."""
     import errno
@@ -4572,11 +5137,36 @@ def claim(temporary: str, target: str) -> bool:
     return True
 
 
-def write_sidecar(path: str, meta: dict) -> str:
+def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
+                  force: bool = False) -> str | None:
+    """<image>.json beside the image, complete or not at all. An existing one is replaced
+    only with --force (None when it was kept). The temporary file is the run's (pid-stamped,
+    registered), so Ctrl-C's cleanup removes it too."""
     sidecar = path + ".json"
     text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-    write_file_atomic(sidecar, text.encode("utf-8"), 0o644, prefix=".imagegen-")
-    return sidecar
+    if ctx is None:
+        write_file_atomic(sidecar, text.encode("utf-8"), 0o644, prefix=".imagegen-")
+        return sidecar
+    directory = os.path.dirname(os.path.abspath(sidecar))
+    fd, temporary = ctx.temporary_file(directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), 0o644)
+            handle.write(text.encode("utf-8", "replace"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        if force:
+            os.replace(temporary, sidecar)
+        elif not claim(temporary, sidecar):
+            return None
+        return sidecar
+    finally:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        ctx.temporary_files.discard(temporary)
 
 
 # Reporting ##################################################################################
@@ -5009,6 +5599,7 @@ class Context:
         self.temporary_prefix = f".imagegen-{os.getpid()}-"
         self.files_lock = threading.Lock()  # a .part file's creation vs Ctrl-C's cleanup
         self.quota: dict | None = None
+        self.interrupted_images: list[dict] = []  # saved before Ctrl-C: still printed
         self._codex_auth: CodexAuth | None = None
         self._lock = threading.Lock()
 
@@ -5020,7 +5611,7 @@ class Context:
         with self._lock:
             if self._codex_auth is None:
                 self._codex_auth = CodexAuth(self.env, self.transport, self.secrets, self.clock,
-                                             sleep=self.sleep)
+                                             sleep=self.sleep, warn=self.reporter.warn)
             return self._codex_auth
 
     def see_headers(self, headers: Any) -> None:
@@ -5163,7 +5754,7 @@ class Generator:
                 and needs_refresh(self.backend.login, self.ctx.clock()):
             requests.append(json_request("POST", self.backend.auth.token_url(), {}, {
                 "client_id": CLIENT_ID, "grant_type": "refresh_token",
-                "refresh_token": "***"}).for_display())
+                "refresh_reason": "proactive_expiry", "refresh_token": "***"}).for_display())
         wire = plan_delivery(self.job, route).wire
         for n in self.backend.units(self.job):
             headers = self.backend.headers(route, dry_run=True)
@@ -5225,7 +5816,10 @@ class Generator:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
             raise
-        except ImagegenError as error:
+        except (ImagegenError, RecursionError) as error:
+            if isinstance(error, RecursionError):  # json's C decoder on "[[[[..." (F4)
+                error = BackendError("the answer is nested too deeply to read (malformed "
+                                     "answer)")
             if isinstance(error, RateLimitError) and not error.transient:
                 self.stop_starting.set()
             done = sum(1 for s in self.saved if first <= s.index < first + n)
@@ -5361,10 +5955,15 @@ class Generator:
                                                         "transparency_detail")})
         meta = json.loads(self.ctx.secrets.redact(json.dumps(meta)))
         try:
-            return write_sidecar(saved.path, meta)
-        except OSError as exc:
-            self.ctx.reporter.warn(f"could not write {saved.path}.json: {exc.strerror}")
+            sidecar = write_sidecar(saved.path, meta, self.ctx, job.force)
+        except (OSError, OutputError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else exc.message
+            self.ctx.reporter.warn(f"could not write {saved.path}.json: {why}")
             return None
+        if sidecar is None:
+            self.ctx.reporter.warn(f"{saved.path}.json already exists: kept it (pass --force "
+                                   f"to replace it)")
+        return sidecar
 
     def first_error(self) -> ImagegenError | None:
         return min(self.errors, key=lambda pair: pair[0])[1] if self.errors else None
@@ -5401,9 +6000,19 @@ def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> No
                for _ in range(min(parallel, len(tasks)))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.1)
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)
+    except BaseException:
+        # Ctrl-C, or a closed stdout: stop the workers and wait for them (briefly), so that
+        # none is killed at exit half-way through writing a file (F9b/c).
+        ctx.cancel.set()
+        ctx.transport.abort()
+        ends = time.monotonic() + SIGNAL_GRACE_S
+        for thread in threads:
+            thread.join(max(0.0, ends - time.monotonic()))
+        raise
     if crashes:
         raise crashes[0]
 
@@ -5427,6 +6036,12 @@ def cmd_generate(job: Job, ctx: Context) -> int:
                   + "...")
     try:
         generator.run(inputs)
+    except KeyboardInterrupt:
+        # main prints what was saved before the interruption (the contract: saved images
+        # are still printed)
+        ctx.interrupted_images = [image_entry(s, job, ctx.cwd) for s in sorted(
+            generator.saved, key=lambda s: name_order(s.path))]
+        raise
     finally:
         reporter.close()
     saved = sorted(generator.saved, key=lambda s: name_order(s.path))
@@ -5627,12 +6242,12 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                 value = status[key]
                 if key == "access_token_expires_at" and status.get("access_token_expired"):
                     value = f"{value} (expired)"
-                reporter.result(f"{label + ':':22}{value}")
+                reporter.result(f"{label + ':':22}{printable(value)}")  # claims: no escapes
         if isinstance(status.get("usage"), dict):
             for number, part in enumerate(quota_parts(status["usage"], now)):
-                reporter.result(f"{'usage (live):' if number == 0 else '':22}{part}")
+                reporter.result(f"{'usage (live):' if number == 0 else '':22}{printable(part)}")
         elif status.get("usage_problem"):
-            reporter.result(f"{'usage (live):':22}{status['usage_problem']}")
+            reporter.result(f"{'usage (live):':22}{printable(status['usage_problem'])}")
         if isinstance(status.get("quota"), dict) and status["quota"].get("windows"):
             reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now, 78)}")
             seen = status["quota"].get("seen_at")
@@ -5695,9 +6310,12 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
         raise BackendError("the device login answer lacks device_auth_id or user_code")
     ctx.secrets.add(device_auth_id)
     try:
-        interval = max(0.0, float(answer.get("interval", 5)))
+        interval = float(answer.get("interval", 5))
     except (TypeError, ValueError):
         interval = 5.0
+    if not 0 <= interval < float("inf"):  # NaN, inf and negatives: the usual 5 s
+        interval = 5.0
+    interval = min(interval, DEVICE_POLL_MAX_S)  # "1e9" would sleep for decades
     url = f"{issuer}/codex/device"
     reporter.say(f"to log in, open {url} and enter the code {user_code} "
                   f"(it expires in 15 minutes)")
@@ -5714,7 +6332,7 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
         if ctx.monotonic() >= deadline:
             raise AuthError("the device login was not completed within 15 minutes; run "
                             "`imagegen auth login` again")
-        ctx.sleep(interval)
+        ctx.sleep(max(0.0, min(interval, deadline - ctx.monotonic())))
         try:
             grant, _ = transport.fetch_json(json_request(
                 "POST", f"{issuer}/api/accounts/deviceauth/token", headers,
@@ -5865,20 +6483,50 @@ def cmd_auth_logout(ctx: Context, force: bool) -> int:
 # batch ######################################################################################
 
 def read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
+    """The lines of a batch file (or stdin), split at line feeds only: JSON text may hold
+    U+2028, U+0085 and the like, which str.splitlines() would also split at (F5). A UTF-8
+    byte-order mark (Notepad) is dropped; text that is not UTF-8 is a usage error."""
     if source == "-":
-        return stdin.read().splitlines()
+        buffer = getattr(stdin, "buffer", None)
+        if buffer is not None:
+            raw = buffer.read(MAX_BATCH_BYTES + 1)
+            if len(raw) > MAX_BATCH_BYTES:
+                raise UsageError(f"the batch on stdin is larger than "
+                                 f"{human_bytes(MAX_BATCH_BYTES)}")
+            text = _batch_text(raw, "the batch on stdin")
+        else:
+            text = read_text_capped(stdin, MAX_BATCH_BYTES, "the batch on stdin")
+    else:
+        try:
+            raw = read_regular_file(os.path.join(cwd, os.path.expanduser(source)),
+                                    MAX_BATCH_BYTES)
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        text = _batch_text(raw, source)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _batch_text(raw: bytes, name: str) -> str:
     try:
-        with open(os.path.join(cwd, source), encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        hint = " (it looks like UTF-16: save it as UTF-8)" if raw[:2] in (
+            b"\xff\xfe", b"\xfe\xff") else ""
+        raise UsageError(f"{name} is not UTF-8 text{hint}") from None
 
 
 def batch_job(line: str, defaults: dict, env: dict) -> Job:
     try:
         entry = json.loads(line)
     except ValueError as exc:
-        raise UsageError(f"not a JSON object: {exc.msg}") from None
+        raise UsageError(f"not a JSON object: {getattr(exc, 'msg', exc)}") from None
+    except RecursionError:
+        raise UsageError("not a JSON object: nested too deeply") from None
     if not isinstance(entry, dict):
         raise UsageError("not a JSON object")
     options = dict(defaults)
@@ -5891,9 +6539,29 @@ def batch_job(line: str, defaults: dict, env: dict) -> Job:
         options[name] = value
     if "prompt" not in entry:
         raise UsageError('no "prompt" key')
+    check_utf8(json.dumps(entry, ensure_ascii=False), "the line")
+    check_batch_base_url(entry, defaults, env)
     if "image" in entry:
         options["image"] = entry["image"]
     return make_job(options, env)
+
+
+def check_batch_base_url(entry: dict, defaults: dict, env: dict) -> None:
+    """A batch file may come from untrusted text (an agent writes it): a line may not send
+    the ChatGPT login anywhere but the codex base URL configured outside the file."""
+    url = entry.get("base_url", entry.get("base-url"))
+    if url is None:
+        return
+    backend = entry.get("backend") or defaults.get("backend") or env.get("IMAGEGEN_BACKEND") \
+        or "codex"
+    if backend != "codex":
+        return
+    configured = defaults.get("base_url") or env.get("IMAGEGEN_CODEX_BASE_URL") \
+        or DEFAULT_CODEX_BASE_URL
+    if not isinstance(url, str) or url.rstrip("/") != configured.rstrip("/"):
+        raise UsageError("a batch line may not set base_url for the codex backend: the "
+                         "ChatGPT login goes only to the codex base URL set outside the batch "
+                         "file (--base-url or IMAGEGEN_CODEX_BASE_URL)")
 
 
 def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
@@ -7513,17 +8181,18 @@ def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | 
     if len(given) > 1:
         raise UsageError(f"give the prompt one way only (got {' and '.join(given)})")
     if words:
-        return words[0]
+        return check_utf8(words[0], "the prompt")
     if options.get("prompt") is not None:
-        return options["prompt"]
+        return check_utf8(options["prompt"], "the prompt")
     source = options.get("prompt_file")
     if source is None:
         return None
     if source == "-":
-        return stdin.read().strip()
+        return read_text_capped(stdin, MAX_CONFIG_BYTES, "the prompt on stdin").strip()
     try:
-        with open(os.path.join(cwd, os.path.expanduser(source)), encoding="utf-8") as handle:
-            return handle.read().strip()
+        raw = read_regular_file(os.path.join(cwd, os.path.expanduser(source)),
+                                MAX_CONFIG_BYTES)
+        return raw.decode("utf-8-sig").strip()
     except OSError as exc:
         raise UsageError(f"cannot read --prompt-file {source}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -7635,11 +8304,14 @@ def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
     network steps (keyword-only, private)."""
     args = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     env = dict(os.environ)
-    runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": sys.stdout,
-               "stderr": sys.stderr, "seams": dict(_seams or {}), "contexts": []}
+    # `>&-` leaves sys.stdout None: results then meet a closed pipe (F10)
+    stdout = sys.stdout if sys.stdout is not None else _ClosedStream()
+    stderr = sys.stderr if sys.stderr is not None else _ClosedStream(quiet=True)
+    runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": stdout,
+               "stderr": stderr, "seams": dict(_seams or {}), "contexts": []}
     runtime["probes"] = runtime["seams"].pop("probes", None)  # imagegen doctor's network steps
     json_mode = "--json" in args
-    fallback = Reporter(sys.stdout, sys.stderr, Secrets(), env, json_mode=json_mode)
+    fallback = Reporter(stdout, stderr, Secrets(), env, json_mode=json_mode)
 
     def reporter() -> Reporter:
         # The run's own reporter knows its secrets by value (a refresh token need not look
@@ -7653,60 +8325,121 @@ def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
         _report_failure(reporter(), error, json_mode)
         return error.exit_code
     except KeyboardInterrupt:
+        saved: list[dict] = []
         for ctx in runtime["contexts"]:
             ctx.cancel.set()
+            ctx.transport.abort()
             ctx.reporter.close()
             ctx.remove_temporary_files()
-        _report_failure(reporter(), Interrupted("interrupted; no partial file was left"),
-                        json_mode)
+            saved.extend(ctx.interrupted_images)
+        try:
+            _report_failure(reporter(), Interrupted("interrupted; no partial file was left"),
+                            json_mode, saved)
+        except BrokenPipeError:
+            pass
         return Interrupted.exit_code
     except BrokenPipeError:
+        # stdout was closed (`| head -1`): stop, clean up, and say so where it can be seen.
+        for ctx in runtime["contexts"]:
+            ctx.cancel.set()
+            ctx.transport.abort()
+            ctx.remove_temporary_files()
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         except (OSError, ValueError, AttributeError):
             pass
-        return 1
+        try:
+            stderr.write("imagegen: error: stdout was closed before every result was "
+                         "printed; stopped\n")
+            stderr.flush()
+        except (OSError, ValueError):
+            pass
+        return BROKEN_PIPE_EXIT
+    except RecursionError:  # json's C decoder on "[[[[...": a malformed answer, not a bug
+        _report_failure(reporter(), BackendError("an answer or file is nested too deeply to "
+                                                 "read (malformed)"), json_mode)
+        return BackendError.exit_code
     except Exception as error:  # a bug: one line, the traceback only when asked for
         if env.get("IMAGEGEN_DEBUG") == "1":
             import traceback
             traceback.print_exc()
-        reporter().error(f"internal error: {type(error).__name__}: {error} "
-                       f"(set IMAGEGEN_DEBUG=1 for a traceback; please report it)")
+        internal = ImagegenError(f"internal error: {type(error).__name__}: {error} "
+                                 f"(set IMAGEGEN_DEBUG=1 for a traceback; please report it)")
+        try:
+            _report_failure(reporter(), internal, json_mode)
+        except (OSError, ValueError, AttributeError):
+            pass
         return 1
     finally:
         _restore_sigterm(previous)
 
 
-def _report_failure(reporter: Reporter, error: ImagegenError, json_mode: bool) -> None:
+def _report_failure(reporter: Reporter, error: ImagegenError, json_mode: bool,
+                    saved: list[dict] | None = None) -> None:
+    """The failure on stderr; with --json also on stdout. `saved`: images saved before it
+    (an interrupted run), printed like any result."""
+    saved = saved or []
     if json_mode:
-        reporter.result_json({"ok": False, "error": error_entry(error), "images": []})
+        reporter.result_json({"ok": False, "error": error_entry(error), "images": saved},
+                             keep=[image["path"] for image in saved])
+    else:
+        for image in saved:
+            reporter.result(image["path"], keep=(image["path"],))
     reporter.error(error.message)
 
 
+BROKEN_PIPE_EXIT = 141  # what a shell reports for a command killed by SIGPIPE (128 + 13)
+
+
+class _ClosedStream:
+    """sys.stdout or sys.stderr when the process started with it closed."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def write(self, text: str) -> int:
+        if self.quiet:
+            return len(text)
+        raise BrokenPipeError(32, "stdout is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 def _install_sigterm() -> Any:
-    """SIGTERM ends a run like Ctrl-C: cleanup runs, no temporary file is left."""
+    """SIGTERM ends a run like Ctrl-C: cleanup runs, no temporary file is left. Both wait
+    while a refresh is between sending the refresh token and saving the answer (SIGNALS)."""
     import signal
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def interrupt(signum: int, frame: Any) -> None:
+        if SIGNALS.signalled():
+            return  # raised again once the refresh is saved
         raise KeyboardInterrupt
 
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except (ValueError, OSError):
-        return None
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, interrupt)
+        except (ValueError, OSError):
+            pass
+    return previous or None
 
 
 def _restore_sigterm(previous: Any) -> None:
     if previous is None:
         return
     import signal
-    try:
-        signal.signal(signal.SIGTERM, previous)
-    except (ValueError, OSError):
-        pass
+    for signum, handler in previous.items():
+        try:
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        except (ValueError, OSError, TypeError):
+            pass
 
 
 if __name__ == "__main__":

@@ -237,6 +237,7 @@ def test_expired_access_token_is_refreshed_once_before_the_request(env, fake, ru
     assert len(refreshes) == 1
     assert refreshes[0].content_type == "application/json"
     assert refreshes[0].json == {"client_id": CLIENT_ID, "grant_type": "refresh_token",
+                                 "refresh_reason": "proactive_expiry",
                                  "refresh_token": old["refresh_token"]}
     assert fake.requests[0] is refreshes[0]  # before anything reaches the backend
     new = fake.auth.tokens
@@ -259,8 +260,9 @@ def test_expired_access_token_is_refreshed_once_before_the_request(env, fake, ru
     assert_no_stray_files(env.codex_home)
 
 
-@pytest.mark.parametrize("seconds_left, refreshed", [(-5, True), (30, True), (600, False)])
-def test_refresh_when_exp_is_within_60_seconds(env, fake, run, seconds_left, refreshed):
+@pytest.mark.parametrize("seconds_left, refreshed", [(-5, True), (30, True), (240, True), (420, False),
+                                                    (600, False)])
+def test_refresh_when_exp_is_within_5_minutes(env, fake, run, seconds_left, refreshed):
     old = env.write_auth(exp=time.time() + seconds_left)
     fake.auth.check_expiry = False  # the fake would still take a token about to expire
 
