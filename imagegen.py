@@ -62,11 +62,12 @@ output:
 image:
   --size auto|WxH           (auto) gpt-image-2: sides divisible by 16, ratio 1:3..3:1,
                             655,360..8,294,400 pixels, long edge <= 3840; the saved file is
-                            exactly WxH, whatever size the server sends:
-  --fit F                   cover (scale and crop the centre), contain (fit inside, padded),
-                            none (keep what came) (cover)
+                            exactly WxH (see --fit)
+  --fit F                   when the server sends another size: cover (scale, crop the centre),
+                            contain (fit inside, padded), none (keep it as it came) (cover)
   --quality Q               auto, low, medium, high (auto)
-  --background B            auto, opaque, transparent (auto); transparent needs png or webp
+  --background B            auto, opaque, transparent (auto); transparent needs png or webp,
+                            and is made here from a flat key colour where a route has none
   --format F                png, jpeg, webp (from the -o extension, else png); alias --output-format
   --compression 0..100      jpeg and webp only
   --moderation M            auto, low
@@ -5729,7 +5730,8 @@ class Generator:
     def note_route(self, route: Any) -> None:
         """One warning a route: the options it leaves out."""
         ignored = getattr(route, "ignored", None)
-        options = ignored(self.job) if ignored else []
+        # what it is sent: a --compression used here for a conversion is not "left out"
+        options = ignored(plan_delivery(self.job, route).wire) if ignored else []
         with self._lock:
             if route.name in self.noted_routes:
                 return

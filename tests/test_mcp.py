@@ -310,6 +310,20 @@ def test_workspace_option_moves_where_images_go(raw, env, fake, tmp_path):
     assert debris(env.work) == []
 
 
+def test_generate_image_takes_fit_and_reports_what_was_done(raw, env, fake):
+    client = raw()
+    client.initialize()
+    schema = {tool["name"]: tool for tool in client.request("tools/list", {})["result"]["tools"]}
+    assert schema["generate_image"]["inputSchema"]["properties"]["fit"]["enum"] == [
+        "cover", "contain", "none"]
+    result = client.request("tools/call", {"name": "generate_image", "arguments": {
+        "prompt": "a banner", "size": "1200x640", "fit": "contain", "out": "banner.png"}})["result"]
+    (image,) = result["structuredContent"]["images"]
+    assert (image["width"], image["height"], image["received"]) == (1200, 640, "1672x941")
+    assert image["fitted"].startswith("contain: scaled 1672x941")
+    assert (env.work / "banner.png").read_bytes()[16:24] == (1200).to_bytes(4, "big") + (640).to_bytes(4, "big")
+
+
 def test_auth_status_tool_never_shows_a_secret(raw, env, fake):
     client = raw()
     client.initialize()
