@@ -7844,39 +7844,12 @@ def fetch_usage(ctx: Context, login: ChatGPTLogin, codex_base: str) -> dict:
 
 
 def describe_usage(usage: dict, now: float) -> str:
-    """ "plan plus; 5-hour window 12% used (resets ...); ..." from a wham/usage answer."""
-    parts = [f"plan {usage['plan_type']}"] if isinstance(usage.get("plan_type"), str) else []
-
-    def windows(limits: Any, label: str) -> None:
-        if not isinstance(limits, dict):
-            return
-        for key in ("primary_window", "secondary_window"):
-            window = limits.get(key)
-            if not isinstance(window, dict) or not isinstance(
-                    window.get("used_percent"), (int, float)):
-                continue
-            seconds = window.get("limit_window_seconds")
-            span = ("window" if not isinstance(seconds, int) or seconds <= 0
-                    else f"{seconds // 86400}d" if seconds % 86400 == 0
-                    else f"{seconds // 3600}h" if seconds % 3600 == 0
-                    else f"{seconds // 60}m")
-            text = f"{label}{span} {window['used_percent']:g}%"
-            resets_at = window.get("reset_at")
-            if isinstance(resets_at, (int, float)):
-                reset = describe_reset(resets_at, now).replace("resets at ", "resets ")
-                text += f", {reset}" if reset else ""
-            parts.append(text)
-
-    named = len(parts)
-    windows(usage.get("rate_limit"), "")
-    for extra in usage.get("additional_rate_limits") or ():
-        if isinstance(extra, dict):
-            name = extra.get("limit_name") or extra.get("metered_feature") or "other"
-            windows(extra.get("rate_limit"), f"{name} ")
-    if len(parts) == named:
-        parts.append("no usage windows reported")
-    return "; ".join(parts)
-
+    """ "plan plus; images daily: 34% used, resets in 2h 0m; ..." from a wham/usage answer,
+    in the words of the quota line (0-minute windows hidden)."""
+    quota = quota_from_usage(usage, now) or {}
+    plan = usage.get("plan_type")
+    parts = ([f"plan {plan}"] if isinstance(plan, str) else []) + quota_parts(quota, now)
+    return "; ".join(parts if quota.get("windows") else parts + ["no usage windows reported"])
 
 def _writable(directory: str) -> str | None:
     """None when directory can be written to, else why not (read-only file system,

@@ -25,7 +25,10 @@ USAGE = {
     "additional_rate_limits": [
         {"limit_name": "image_gen", "metered_feature": "image_gen",
          "rate_limit": {"primary_window": {"used_percent": 40, "limit_window_seconds": 86400,
-                                           "reset_after_seconds": 600, "reset_at": 4102444800}}},
+                                           "reset_after_seconds": 600, "reset_at": 4102444800},
+                        # a 0-minute window means "none": never shown
+                        "secondary_window": {"used_percent": 0, "limit_window_seconds": 0,
+                                             "reset_after_seconds": 0, "reset_at": 0}}},
     ],
 }
 
@@ -145,8 +148,11 @@ def test_live_usage_comes_from_wham_usage_with_the_login(fake, env, run, usage_s
     assert result.code == 0, result
     line = check(result, "usage")
     assert line.startswith("ok "), result
-    assert "plan plus" in line and "5h 12.5%" in line and "7d 3%" in line
-    assert "image_gen 1d 40%" in line
+    # the quota line's words, the image limit first
+    assert line.split("usage", 1)[1].split()[:4] == ["plan", "plus;", "images", "daily:"], line
+    assert "images daily: 40% used" in line
+    assert "codex 5-hour: 12.5% used" in line and "codex weekly: 3% used" in line
+    assert line.count("% used") == 3 and " 0% used" not in line  # the 0-minute window is hidden
     (seen,) = [s for s in server.seen if s["path"] == "/backend-api/wham/usage"]
     assert seen["authorization"] == f"Bearer {fake.auth.tokens['access_token']}"
     assert seen["chatgpt-account-id"] == env.read_auth()["tokens"]["account_id"]

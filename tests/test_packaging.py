@@ -241,6 +241,28 @@ def test_skill_body_is_short_and_covers_every_exit_code() -> None:
         assert needle in text, f"SKILL.md does not mention {needle}"
 
 
+def test_skill_md_fits_an_agents_context() -> None:
+    # Loaded whole into an agent's context each time the skill is used: kept under 120 lines.
+    lines = (ROOT / "SKILL.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) < 120, f"SKILL.md has {len(lines)} lines"
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading: lower case, punctuation dropped,
+    spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_to_its_own_sections_resolve() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    outside_code = re.sub(r"(?ms)^```.*?^```", "", text)
+    anchors = {github_anchor(h) for h in re.findall(r"(?m)^#{1,6} (.+)$", outside_code)}
+    links = re.findall(r"\]\(#([^)]+)\)", outside_code)
+    assert links, "the README links to none of its sections"
+    broken = sorted(set(links) - anchors)
+    assert not broken, f"README links to sections that do not exist: {broken}"
+
+
 def test_no_file_named_skill_md_under_tests() -> None:
     # Codex scans an installed skill's folder several levels deep: any SKILL.md in tests/
     # would show up as a second skill once the repo is installed.
