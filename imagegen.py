@@ -60,9 +60,11 @@ output:
                             be saved; no network, no login needed
 
 image:
-  --size auto|WxH           (auto) gpt-image-2: sides divisible by 16, ratio 1:3..3:1,
-                            655,360..8,294,400 pixels, long edge <= 3840; the saved file is
-                            exactly WxH (see --fit)
+  --size auto|WxH           (auto) the saved file is exactly WxH (sides 16..3840, at most
+                            8,294,400 pixels): the server is asked for the nearest size it
+                            makes and the answer is fitted; with --fit none, WxH must be a
+                            size the model makes (gpt-image-2: sides divisible by 16, ratio
+                            1:3..3:1, 655,360..8,294,400 pixels, long edge <= 3840)
   --fit F                   when the server sends another size: cover (scale, crop the centre),
                             contain (fit inside, padded), none (keep it as it came) (cover)
   --quality Q               auto, low, medium, high (auto)
@@ -171,6 +173,7 @@ CLASSIC_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 MIN_PIXELS = 655_360
 MAX_PIXELS = 3840 * 2160
 MAX_EDGE = 3840
+MIN_FIT_SIDE = 16  # a --size fitted here (not made by the model) may be any WxH this large
 
 REFRESH_SKEW_S = 300  # refresh this long before the access token's exp (Codex 0.169: 5 min)
 REFRESH_INTERVAL_S = 8 * 24 * 3600  # Codex's rule when the token carries no exp
@@ -574,27 +577,53 @@ def is_gpt_image_2(model: str) -> bool:
     return model == "gpt-image-2" or model.startswith("gpt-image-2-")
 
 
-def check_size(size: str, image_model: str) -> None:
-    """Raise UsageError unless `size` is auto or a size the image model accepts."""
+def check_size(size: str, image_model: str, exact: bool = True) -> None:
+    """Raise UsageError unless `size` is auto or a WxH the tool can deliver. `exact`
+    (--fit none): the image model itself must make it; otherwise any WxH within the
+    bounds below does, since the answer is fitted to it here."""
     if size == "auto":
         return
-    match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", size)
+    match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", size)
     if not match:
         raise UsageError(f"--size must be auto or WIDTHxHEIGHT, like 1536x1024 (got {size!r})")
     width, height = int(match.group(1)), int(match.group(2))
+    if not exact:
+        if min(width, height) < MIN_FIT_SIDE or max(width, height) > MAX_EDGE \
+                or width * height > MAX_PIXELS:
+            raise UsageError(f"--size {size}: each side from {MIN_FIT_SIDE} to {MAX_EDGE}, "
+                             f"at most {MAX_PIXELS:,} pixels (3840x2160)")
+        return
     if not is_gpt_image_2(image_model):
         if size not in CLASSIC_SIZES:
-            nearest = min(CLASSIC_SIZES, key=lambda s: abs(
-                math.log(int(s.split("x")[0]) / int(s.split("x")[1])) - math.log(
-                    max(width, 1) / max(height, 1))))
             raise UsageError(f"{image_model} takes --size {', '.join(CLASSIC_SIZES)} or auto "
-                             f"(got {size}; the nearest is {nearest})")
+                             f"(got {size}; the nearest is {nearest_classic_size(width, height)})")
         return
     problems = size_problems(width, height)
     if problems:
         nearest = nearest_size(width, height)
         raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems)
                          + (f"; try {nearest[0]}x{nearest[1]}" if nearest else ""))
+
+
+def model_size(size: str, image_model: str) -> str:
+    """The size to ask `image_model` for when the file must be `size` (WxH): the size
+    itself when the model makes it, else the nearest one it makes (fitted here after)."""
+    try:
+        check_size(size, image_model)
+        return size
+    except UsageError:
+        width, height = (int(side) for side in size.split("x"))
+    if not is_gpt_image_2(image_model):
+        return nearest_classic_size(width, height)
+    nearest = nearest_size(width, height)
+    return f"{nearest[0]}x{nearest[1]}" if nearest else "auto"
+
+
+def nearest_classic_size(width: int, height: int) -> str:
+    """The DALL-E / gpt-image-1 size whose aspect ratio is nearest to WxH's."""
+    return min(CLASSIC_SIZES, key=lambda s: abs(
+        math.log(int(s.split("x")[0]) / int(s.split("x")[1]))
+        - math.log(max(width, 1) / max(height, 1))))
 
 
 def size_problems(width: int, height: int) -> list[str]:
@@ -714,7 +743,7 @@ def make_job(options: dict, env: dict) -> Job:
     size = get("size")
     if size is not None:
         size = str(size).strip().lower()
-        check_size(size, image_model)
+        check_size(size, image_model, exact=values.get("fit") == "none")
         values["size"] = size
     if get("compression") is not None:
         values["compression"] = _as_int("compression", get("compression"), 0, 100)
@@ -4083,12 +4112,16 @@ def plan_delivery(job: Job, route: Any,
         raise UsageError(f"{where} takes at most {caps.max_images} reference images "
                          f"(got {len(job.images)})")
     keyed = job.background == "transparent" and not caps.transparency
-    resize = job.fit != "none" and caps.makes(job.size) is False
+    # A route that makes the size it is asked for gets the nearest one its model makes
+    wire_size = job.size
+    if caps.exact_size and job.fit != "none" and job.size and job.size != "auto":
+        wire_size = model_size(job.size, getattr(route, "model", None) or job.image_model)
+    resize = job.fit != "none" and (caps.makes(job.size) is False or wire_size != job.size)
     if job.format in caps.formats and not keyed and not resize:
         ask = job.format
     else:  # PNG when the answer is worked on here: lossless, and read without Pillow
         ask = "png" if "png" in caps.formats else caps.formats[0]
-    wire = replace(job, format=ask)
+    wire = replace(job, format=ask, size=wire_size)
     if ask != job.format:
         wire = replace(wire, format_set=True,
                        compression=None if ask == "png" else job.compression)
@@ -4112,6 +4145,8 @@ def plan_delivery(job: Job, route: Any,
             why = f"{where} only delivers {', '.join(f.upper() for f in caps.formats)}"
         elif keyed:
             why = f"{where} cannot make a transparent background (it is removed here)"
+        elif caps.exact_size:
+            why = f"{where} makes {wire_size}, not {job.size}"
         else:
             why = f"{where} picks the size itself"
         work = f"resizing it to {job.size}" if resize else "converting it"

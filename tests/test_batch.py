@@ -109,7 +109,7 @@ def test_a_dozen_lines_one_result_a_prompt_in_input_order(fake, env, run):
         {"prompt": "icon three", "out": "icons/three.png"},                      # 3 done before
         '{"prompt": "icon four", "out": ',                                       # 4 bad JSON
         {"prompt": "icon five", "out": "icons/five.png", "colour": "red"},       # 5 unknown key
-        {"prompt": "icon six", "out": "icons/six.png", "size": "1000x1000"},     # 6 bad size
+        {"prompt": "icon six", "out": "icons/six.png", "size": "1000x8"},        # 6 bad size
         {"prompt": "icon seven", "out": "icons/seven.png"},                      # 7 done before
         {"prompt": "icon eight BROKEN", "out": "icons/eight.png", "retries": 0}, # 8 a 500
         {"prompt": "icon nine"},                                                 # 9 automatic name
@@ -129,7 +129,7 @@ def test_a_dozen_lines_one_result_a_prompt_in_input_order(fake, env, run):
     assert lines[2] == os.path.join("icons", "three.png")
     assert lines[3].startswith("ERROR usage: line 4: ") and "JSON" in lines[3]
     assert lines[4].startswith("ERROR usage: line 5: ") and "colour" in lines[4]
-    assert lines[5].startswith("ERROR usage: line 6: ") and "1000x1000" in lines[5]
+    assert lines[5].startswith("ERROR usage: line 6: ") and "1000x8" in lines[5]
     assert lines[6] == os.path.join("icons", "seven.png")
     assert lines[7].startswith("ERROR backend: ") and "500" in lines[7]
     assert lines[8] == os.path.join("assets", "generated", "icon-nine.png")

@@ -273,7 +273,8 @@ def test_bad_tool_arguments_are_usage_results_the_model_can_fix(raw, env, fake):
     for arguments, words in (({"prompt": "a cat", "colour": "red"}, "unknown argument 'colour'"),
                              ({"prompt": "a cat", "count": "two"}, "'count' must be a integer"),
                              ({"prompt": "a cat", "quality": "ultra"}, "--quality must be one of"),
-                             ({"prompt": "a cat", "size": "1000x1000"}, "divisible by 16"),
+                             ({"prompt": "a cat", "size": "1000x1000", "fit": "none"}, "divisible by 16"),
+                             ({"prompt": "a cat", "size": "9000x1000"}, "from 16 to 3840"),
                              ({"out": "cat.png"}, "'prompt' is required")):
         result = client.request("tools/call", {"name": "generate_image", "arguments": arguments})["result"]
         assert result["isError"] is True, result
