@@ -4316,7 +4316,8 @@ class CodexImagesRoute:
         return [f"--{name.replace('_', '-')} {value}" for name, value in (
             ("quality", job.quality), ("compression", job.compression),
             ("moderation", job.moderation), ("input_fidelity", job.input_fidelity),
-            ("image_model", model)) if value is not None and value != "auto"]
+            ("action", job.action), ("image_model", model))
+            if value is not None and value != "auto"]
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         if len(inputs.references) > MAX_IMAGES_CODEX_ROUTE:

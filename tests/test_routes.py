@@ -78,9 +78,11 @@ def test_images_route_generate_request(env, fake, run):
 def test_images_route_sends_what_codex_sends_and_says_what_it_ignores(env, fake, run):
     # Measured: the service ignores size, quality and model; the prompt's aspect line shapes the canvas.
     result = run("a lighthouse", "--route", "images", "--size", "1536x1024", "--quality", "high",
-                 "--background", "opaque", "--image-model", "gpt-image-1.5", "--json")
+                 "--background", "opaque", "--image-model", "gpt-image-1.5", "--action", "generate",
+                 "--json")
     assert result.code == 0, result
     body = fake.last_request.json
+    assert "action" not in body
     assert (body["size"], body["quality"], body["background"], body["model"]) == ("auto", "auto", "opaque",
                                                                                   "gpt-image-2")
     assert body["prompt"] == "a lighthouse\n\nAspect ratio: landscape 3:2."
@@ -89,6 +91,7 @@ def test_images_route_sends_what_codex_sends_and_says_what_it_ignores(env, fake,
     warnings = [line for line in result.err.splitlines() if "warning" in line]
     assert len(warnings) == 1, result.err
     assert "--quality high" in warnings[0] and "--image-model gpt-image-1.5" in warnings[0]
+    assert "--action generate" in warnings[0]
 
 
 @pytest.mark.parametrize("size, line, shape", [
