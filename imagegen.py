@@ -133,7 +133,7 @@ command resumes an interrupted batch; a line without out is made again on every 
 stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
 """
 
-# Constants ##################################################################################
+# Constants ########################################################################################
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # the Codex CLI's public OAuth client id
 DEFAULT_CODEX_BASE_URL = "https://chatgpt.com/backend-api/codex"
@@ -144,14 +144,14 @@ DEFAULT_GATEWAY_TOKEN = "devtoken"  # agent-cli-to-api's local default
 GATEWAY_START_HINT = "CODEX_ENABLE_IMAGE_GEN=1 uv run agent-cli-to-api codex"
 DEFAULT_MODEL = "gpt-5.5"
 DEFAULT_IMAGE_MODEL = "gpt-image-2"
-# Who is asking, on every request to OpenAI hosts: OpenAI asked third-party tools to name
-# themselves instead of claiming to be the Codex CLI, and an honest originator is served alike.
+#: Who is asking, on every request to OpenAI hosts: OpenAI asked third-party tools to name
+#: themselves instead of claiming to be the Codex CLI, and an honest originator is served alike.
 ORIGINATOR = "codex-imagegen"
-# What Codex itself names on the images route; the service ignores the model (measured).
+#: What Codex itself names on the images route; the service ignores the model (measured).
 CODEX_IMAGE_MODEL = "gpt-image-2"
-# The canvas shapes the codex backend makes, chosen by an aspect line in the prompt (it
-# ignores `size`): (word, width ratio, height ratio), measured 1254x1254, 1536x1024,
-# 1024x1536, 1672x941 and 941x1672.
+#: The canvas shapes the codex backend makes, chosen by an aspect line in the prompt (it
+#: ignores `size`): (word, width ratio, height ratio), measured 1254x1254, 1536x1024,
+#: 1024x1536, 1672x941 and 941x1672.
 CODEX_ASPECTS = (("square", 1, 1), ("landscape", 3, 2), ("portrait", 2, 3),
                  ("landscape", 16, 9), ("portrait", 9, 16))
 # `version` headers that are too old get "requires a newer version of Codex", and
@@ -196,7 +196,7 @@ CONTENT_POLICY_CODES = {
     "content_filter", "safety_violation", "cyber_policy", "image_generation_user_error",
     "image_generation_user_error_moderation", "misalignment_policy_violation", "bio_policy",
 }
-# A token endpoint's words for "this login is over" (any status): refreshing again cannot help.
+#: A token endpoint's words for "this login is over" (any status): refreshing again cannot help.
 LOGIN_OVER_CODES = {
     "invalid_grant": "the login was revoked or has expired",
     "refresh_token_expired": "your refresh token has expired",
@@ -211,7 +211,7 @@ IMAGE_ERROR_CODES = {
 }
 
 
-# Errors #####################################################################################
+# Errors ###########################################################################################
 
 class ImagegenError(Exception):
     """An expected failure: main() prints its message and exits with its code."""
@@ -261,11 +261,11 @@ class Unauthorized(AuthError):
     the refresh is exit 3. (A 403 is never cured by a refresh: Codex does not try.)"""
 
 
-# Redaction ##################################################################################
+# Redaction ########################################################################################
 
-# Each pattern is written so that it cannot backtrack over a long run: a lookbehind makes a
-# match start only where a run of token characters starts, so a server's 300 KB of "eyJeyJ..."
-# or "a.a.a..." is scanned once, not once for every position in it.
+#: Each pattern is written so that it cannot backtrack over a long run: a lookbehind makes a
+#: match start only where a run of token characters starts, so a server's 300 KB of "eyJeyJ..."
+#: or "a.a.a..." is scanned once, not once for every position in it.
 _SECRET_PATTERNS = (
     # JWTs (access and id tokens) wherever they appear
     (re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"),
@@ -282,9 +282,9 @@ _SECRET_PATTERNS = (
     # a password in a URL (https://user:password@host/...)
     (re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@"), r"\1***@"),
 )
-# An echo may break a secret with a line break or a space (also as a JSON escape), cut it
-# short, or encode it: a known secret is found from its first ECHO_MIN_CHARS characters on,
-# whatever whitespace sits between them, and as base64 or hex.
+#: An echo may break a secret with a line break or a space (also as a JSON escape), cut it
+#: short, or encode it: a known secret is found from its first ECHO_MIN_CHARS characters on,
+#: whatever whitespace sits between them, and as base64 or hex.
 ECHO_MIN_CHARS = 12
 _ECHO_GAP = r"(?:\s|\\[nrt])*"
 
@@ -383,7 +383,7 @@ class Secrets:
         return "".join(out)
 
 
-# Small pure helpers #########################################################################
+# Small pure helpers ###############################################################################
 
 def new_uuid() -> str:
     """A random (version 4) UUID, without importing uuid."""
@@ -505,7 +505,7 @@ def describe_reset(resets_at: float | None, now: float) -> str:
     return f"resets at {when} (in {span})"
 
 
-# Options and the Job ########################################################################
+# Options and the Job ##############################################################################
 
 @dataclass(frozen=True)
 class Job:
@@ -793,7 +793,7 @@ def make_job(options: dict, env: dict) -> Job:
     return Job(**values)
 
 
-# Names and paths ############################################################################
+# Names and paths ##################################################################################
 
 def slugify(prompt: str, limit: int = 48) -> str:
     """ASCII, lower case, runs of other characters as '-', cut at a word, 'image' if empty."""
@@ -828,7 +828,7 @@ def relative_for_display(path: str, cwd: str) -> str:
     return absolute
 
 
-# Image bytes ################################################################################
+# Image bytes ######################################################################################
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -917,7 +917,7 @@ def compact_base64(value: Any) -> Any:
     return value
 
 
-# Pixels: PNG decode, resample, encode #######################################################
+# Pixels: PNG decode, resample, encode #############################################################
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # 40 MP decode to at most 160 MB: far above any generated image (8.3 MP), enough for a
@@ -1823,7 +1823,7 @@ def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
         + "\n</main></body></html>\n")
 
 
-# Server-sent events #########################################################################
+# Server-sent events ###############################################################################
 
 @dataclass(frozen=True)
 class SSEEvent:
@@ -1969,7 +1969,7 @@ class SSEDecoder:
         self._event = ""
 
 
-# Long strings: images decoded as they stream ###############################################
+# Long strings: images decoded as they stream ######################################################
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 SPILL_LINE_BYTES = 1024 * 1024  # only lines longer than this are filtered (image events)
@@ -2200,7 +2200,7 @@ class LongStrings:
         return rest
 
 
-# Reading answers (pure) #####################################################################
+# Reading answers (pure) ###########################################################################
 
 @dataclass(frozen=True)
 class RawImage:
@@ -2579,7 +2579,7 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
     return err
 
 
-# Transport ##################################################################################
+# Transport ########################################################################################
 
 @dataclass(frozen=True)
 class HttpRequest:
@@ -3017,7 +3017,7 @@ def backoff_delay(attempt: int, jitter: Callable[[], float]) -> float:
     return min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** attempt)) * (0.8 + 0.4 * jitter())
 
 
-# Credentials: files #########################################################################
+# Credentials: files ###############################################################################
 
 def codex_home(env: dict) -> str:
     home = env.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
@@ -3169,7 +3169,7 @@ class AuthLocks:
                 pass
 
 
-# Credentials: the ChatGPT login #############################################################
+# Credentials: the ChatGPT login ###################################################################
 
 AUTH_CLAIM = "https://api.openai.com/auth"
 PROFILE_CLAIM = "https://api.openai.com/profile"
@@ -3297,9 +3297,9 @@ def needs_refresh(login: ChatGPTLogin, now: float) -> bool:
     return last is None or now - last > REFRESH_INTERVAL_S
 
 
-# A refresh whose answer was complete but said no, and that nothing can have spent: 500 and
-# 503 from the issuer, 429. A 502 or 504 comes from a proxy that gave up waiting: the
-# issuer may have rotated the token behind it, so that is a lost answer, never re-sent.
+#: A refresh whose answer was complete but said no, and that nothing can have spent: 500 and
+#: 503 from the issuer, 429. A 502 or 504 comes from a proxy that gave up waiting: the
+#: issuer may have rotated the token behind it, so that is a lost answer, never re-sent.
 REFRESH_RESEND_STATUSES = {429, 500, 503}
 AUTH_READ_ATTEMPTS = 6  # one read and 5 more, AUTH_READ_PAUSE_S apart (a rewrite in place)
 AUTH_READ_PAUSE_S = 0.05
@@ -3666,7 +3666,7 @@ class CodexAuth:
                          f"with `imagegen auth login` (or `codex login`)")
 
 
-# Credentials: config.toml ###################################################################
+# Credentials: config.toml #########################################################################
 
 def load_toml(path: str) -> dict:
     """config.toml as a dict: tomllib on 3.11+, else a reader for the subset Codex uses."""
@@ -3861,7 +3861,7 @@ def parse_toml_subset(text: str) -> dict:
     return root
 
 
-# Reference images ###########################################################################
+# Reference images #################################################################################
 
 @dataclass(frozen=True)
 class Reference:
@@ -4017,12 +4017,12 @@ def png_is_opaque(data: bytes) -> bool:
     return rows == height
 
 
-# Capabilities: what a route delivers ########################################################
+# Capabilities: what a route delivers ##############################################################
 
-# The canvases the codex backend makes (it ignores `size`; see CODEX_ASPECTS).
+#: The canvases the codex backend makes (it ignores `size`; see CODEX_ASPECTS).
 CODEX_CANVASES = ("1254x1254", "1536x1024", "1024x1536", "1672x941", "941x1672")
-# A flat background colour the subject is asked to stand on where a route cannot make
-# transparency: the first whose words the prompt does not use (a green frog gets magenta).
+#: A flat background colour the subject is asked to stand on where a route cannot make
+#: transparency: the first whose words the prompt does not use (a green frog gets magenta).
 CHROMA_KEYS = (
     ("green", (0, 255, 0), ("green", "lime", "emerald", "olive", "mint", "jade", "chartreuse",
                             "grass", "leaf", "leaves", "forest", "frog")),
@@ -4157,7 +4157,7 @@ def plan_delivery(job: Job, route: Any,
     return Delivery(wire, key, key_name, tuple(local))
 
 
-# Routes: build a request, read its answer ###################################################
+# Routes: build a request, read its answer #########################################################
 
 # `Progress`: what a route reports while it reads, a phase ("generating"...) and the bytes
 # received so far.
@@ -4497,7 +4497,7 @@ def multipart(fields: dict, files: list[tuple[str, Reference]]) -> tuple[bytes, 
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-# Backends ###################################################################################
+# Backends #########################################################################################
 
 class Backend:
     """What every backend offers the driver. Subclasses set name and routes."""
@@ -4792,9 +4792,9 @@ BACKENDS: dict[str, type] = {
 }
 
 
-# Delivery: the file made to match the request ##############################################
+# Delivery: the file made to match the request #####################################################
 
-# Pillow's quality for a JPEG or WebP it writes when --compression is not given.
+#: Pillow's quality for a JPEG or WebP it writes when --compression is not given.
 CONVERT_QUALITY = 90
 PREVIEW_PIXELS = 2_000_000  # a larger PNG is shown as a thumbnail (a megabyte or two of escapes)
 
@@ -5019,7 +5019,7 @@ def preview_image(path: str, protocol: str) -> bytes | None:
     return thumbnail_png(data, 1024)
 
 
-# Saving #####################################################################################
+# Saving ###########################################################################################
 
 class SavePolicy:
     """The contract's save-path policy: where each image goes, claimed atomically."""
@@ -5206,10 +5206,10 @@ def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
         ctx.temporary_files.discard(temporary)
 
 
-# Reporting ##################################################################################
+# Reporting ########################################################################################
 
 HEARTBEAT_S = 15.0  # a plain "still working" line this often when stderr is not a terminal
-# The order phases happen in, for the live line (several images may be in different ones).
+#: The order phases happen in, for the live line (several images may be in different ones).
 PHASES = ("sending", "thinking", "queued", "generating", "receiving", "received", "done")
 
 
@@ -5434,7 +5434,7 @@ def printable(text: str) -> str:
     return _CONTROL_RE.sub("?", " ".join(str(text).splitlines()))
 
 
-# Quota ######################################################################################
+# Quota ############################################################################################
 
 _QUOTA_FAMILY_RE = re.compile(r"(?i)^x-([a-z0-9][a-z0-9-]*?)-(primary|secondary)-used-percent$")
 
@@ -5610,7 +5610,7 @@ def quota_state_path(env: dict) -> str:
     return os.path.join(os.path.dirname(auth_file_path(env)), "codex-imagegen-quota.json")
 
 
-# The run's context ##########################################################################
+# The run's context ################################################################################
 
 class Context:
     """What one command run shares: environment, clock, transport, secrets, reporter."""
@@ -5690,7 +5690,7 @@ class Context:
                 self.temporary_files.discard(path)
 
 
-# Generating #################################################################################
+# Generating #######################################################################################
 
 @dataclass(frozen=True)
 class Saved:
@@ -6206,7 +6206,7 @@ def report_quota(ctx: Context, backend: str) -> None:
     ctx.reporter.note("quota: " + describe_quota(ctx.quota, ctx.clock()))
 
 
-# auth #######################################################################################
+# Command: auth ####################################################################################
 
 def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
     env, reporter = ctx.env, ctx.reporter
@@ -6518,7 +6518,7 @@ def cmd_auth_logout(ctx: Context, force: bool) -> int:
     return 0
 
 
-# batch ######################################################################################
+# Command: batch ###################################################################################
 
 def read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
     """The lines of a batch file (or stdin), split at line feeds only: JSON text may hold
@@ -6815,13 +6815,13 @@ def write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
     return index
 
 
-# MCP server #################################################################################
+# MCP server #######################################################################################
 
-# The newest revision first. 2026-07-28 is stateless (a _meta envelope on every request,
-# server/discover, no initialize); the older ones open with the initialize handshake.
+#: The newest revision first. 2026-07-28 is stateless (a _meta envelope on every request,
+#: server/discover, no initialize); the older ones open with the initialize handshake.
 MCP_MODERN_VERSIONS = ("2026-07-28",)
 MCP_HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
-# Before structuredContent, outputSchema and tool titles (2025-06-18).
+#: Before structuredContent, outputSchema and tool titles (2025-06-18).
 MCP_PLAIN_VERSIONS = ("2025-03-26", "2024-11-05")
 MCP_META_VERSION = "io.modelcontextprotocol/protocolVersion"
 MCP_META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
@@ -7671,10 +7671,10 @@ def cmd_mcp(args: list[str], runtime: dict) -> int:
         sys.stdout = saved_stdout
 
 
-# Doctor #####################################################################################
+# Doctor ###########################################################################################
 
 DOCTOR_NETWORK_TIMEOUT_S = 10.0  # each of name lookup, connect and handshake
-# What Pillow adds when it is importable (the tool itself needs only the standard library).
+#: What Pillow adds when it is importable (the tool itself needs only the standard library).
 PILLOW_ADDS = ("optional: it adds JPEG and WebP conversion and resizing (--size, --format, "
                "previews); PNG needs only the standard library")
 
@@ -8104,7 +8104,7 @@ def cmd_doctor(ctx: Context, json_mode: bool, probes: Probes | None = None) -> i
     return code
 
 
-# CLI ########################################################################################
+# CLI ##############################################################################################
 
 def build_parser() -> Any:
     import argparse
