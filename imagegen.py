@@ -2321,7 +2321,6 @@ class ResponsesReader:
         self.failure: ImagegenError | None = None
         self.model: str | None = None
         self.tool_model: str | None = None
-        self.partials = 0
 
     def feed(self, event: dict) -> str | None:
         """Take one event; return the phase it starts (for progress), if any."""
@@ -2348,7 +2347,6 @@ class ResponsesReader:
         if kind == "response.image_generation_call.generating":
             return "generating"
         if kind == "response.image_generation_call.partial_image":
-            self.partials += 1
             return "receiving"
         if kind == "response.completed":
             self.completed = True
@@ -5821,7 +5819,7 @@ class Generator:
     def _unit(self, inputs: Inputs, first: int, n: int) -> None:
         job, reporter = self.job, self.ctx.reporter
         if self.stop_starting.is_set():
-            self._fail(first, n, RateLimitError("not started: the usage limit was reached"))
+            self._fail(first, RateLimitError("not started: the usage limit was reached"))
             return
         started = self.ctx.monotonic()
         images: list[RawImage] = []
@@ -5861,14 +5859,14 @@ class Generator:
             if isinstance(error, RateLimitError) and not error.transient:
                 self.stop_starting.set()
             done = sum(1 for s in self.saved if first <= s.index < first + n)
-            self._fail(first + done, n - done, error)
+            self._fail(first + done, error)
         finally:
             reporter.done((id(self), first))  # the key: unique across a batch's generators
             for image in images:  # streamed files of images that were not saved
                 if image.spill is not None:
                     image.spill.discard()
 
-    def _fail(self, index: int, n: int, error: ImagegenError) -> None:
+    def _fail(self, index: int, error: ImagegenError) -> None:
         with self._lock:
             self.errors.append((index, error))
 
@@ -7812,7 +7810,7 @@ def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], 
                   + ("" if parts.scheme == "https" else " (plain http: no TLS)"))
         return Check(name, "ok", detail, timings_ms=timings)
     except Exception as exc:
-        return Check(name, bad, f"{where}: {step} failed: {_network_reason(exc, step)}",
+        return Check(name, bad, f"{where}: {step} failed: {_network_reason(exc)}",
                      _network_fix(exc, step, fix), "network", timings or None)
     finally:
         if sock is not None:
@@ -7836,7 +7834,7 @@ def _proxy_connect(sock: Any, host: str, port: int) -> None:
         raise OSError(f"the proxy answered {status.strip() or 'nothing'!r}")
 
 
-def _network_reason(exc: BaseException, step: str) -> str:
+def _network_reason(exc: BaseException) -> str:
     import socket
     import ssl
     if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(exc):
@@ -8212,7 +8210,6 @@ def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | 
 
 COMMANDS = ("generate", "auth", "batch", "doctor")
 AUTH_COMMANDS = ("status", "login", "logout")
-JOB_FLAGS = ("force", "quiet", "json", "dry_run", "meta")
 
 
 def dispatch(args: list[str], runtime: dict) -> int:
@@ -8308,19 +8305,27 @@ def dispatch(args: list[str], runtime: dict) -> int:
     return cmd_generate(job, ctx)
 
 
-def main(argv: list[str] | None = None, *, _seams: dict | None = None) -> int:
+def main(argv: list[str] | None = None, *, opener: Any = None,
+         clock: Callable[[], float] | None = None,
+         monotonic: Callable[[], float] | None = None,
+         sleep: Callable[[float], None] | None = None,
+         random: Callable[[], float] | None = None,
+         probes: Probes | None = None) -> int:
     """Run the command line. Returns the exit code (see the exit-code table in --help).
 
-    `_seams` lets tests replace the opener, the clocks and sleep, and `probes` the doctor's
-    network steps (keyword-only, private)."""
+    The keyword-only parameters are for tests: the HTTP opener, the wall clock, the
+    monotonic clock, sleep, the random source of retry back-off, and the doctor's network
+    probes; None keeps the real one."""
     args = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     env = dict(os.environ)
     # `>&-` leaves sys.stdout None: results then meet a closed pipe (F10)
     stdout = sys.stdout if sys.stdout is not None else _ClosedStream()
     stderr = sys.stderr if sys.stderr is not None else _ClosedStream(quiet=True)
+    seams = {name: value for name, value in (("opener", opener), ("clock", clock),
+                                             ("monotonic", monotonic), ("sleep", sleep),
+                                             ("random", random)) if value is not None}
     runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": stdout,
-               "stderr": stderr, "seams": dict(_seams or {}), "contexts": []}
-    runtime["probes"] = runtime["seams"].pop("probes", None)  # imagegen doctor's network steps
+               "stderr": stderr, "seams": seams, "contexts": [], "probes": probes}
     json_mode = "--json" in args
     fallback = Reporter(stdout, stderr, Secrets(), env, json_mode=json_mode)
 

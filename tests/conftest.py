@@ -280,7 +280,7 @@ class TerminalStream(io.TextIOWrapper):
 def run(env: Env, monkeypatch: pytest.MonkeyPatch, _secret_scan: SecretScanner) -> Callable[..., Result]:
     """run(*argv, input=None, env_vars=None, seams=None, tty=False): imagegen.main(argv) in-process,
     in env.work, stdin from `input` (str or bytes; empty by default), stdout/stderr captured
-    (stderr a pretend terminal with tty=True); `seams` go to main(argv, _seams=...) (a fake
+    (stderr a pretend terminal with tty=True); `seams` go to main(argv, **seams) (a fake
     clock, a recording sleep, an opener)."""
 
     def run_main(*args: Any, input: str | bytes | None = None, env_vars: dict | None = None,
@@ -302,7 +302,7 @@ def run(env: Env, monkeypatch: pytest.MonkeyPatch, _secret_scan: SecretScanner) 
             patch.setattr(sys, "stdout", stdout)
             patch.setattr(sys, "stderr", stderr)
             try:
-                code = _exit_code(imagegen.main(argv, _seams=seams) if seams else imagegen.main(argv))
+                code = _exit_code(imagegen.main(argv, **(seams or {})))
             except SystemExit as stop:
                 code = _exit_code(stop.code)
             except KeyboardInterrupt:
