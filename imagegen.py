@@ -764,8 +764,9 @@ def make_job(options: dict, env: dict) -> Job:
         if not images:
             raise UsageError("--mask needs at least one -i/--image to apply to")
         values["mask"] = str(get("mask"))
-    if values.get("route") == "images" and len(images) > MAX_IMAGES_CODEX_ROUTE:
-        raise UsageError(f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference "
+    route_limit = CodexImagesRoute.capabilities.max_images  # --route images names this one
+    if values.get("route") == "images" and len(images) > route_limit:
+        raise UsageError(f"the images route takes at most {route_limit} reference "
                          f"images (got {len(images)})")
 
     count = _as_int("count", get("count") if get("count") is not None else 1, 1, 10)
@@ -4041,6 +4042,7 @@ class Capabilities:
     aspect_line: bool = False  # --size reaches it as an aspect line in the prompt
     max_images: int = MAX_IMAGES  # reference images it takes
     mask: bool | None = True  # it honours --mask (None: sent, but whether it works is unknown)
+    host_model: bool = False  # a chat model (--model) hands the prompt to the image tool
 
     def makes(self, size: str | None) -> bool | None:
         """Whether a file of `size` (WxH) comes back as asked: True, False, or None when
@@ -4113,7 +4115,7 @@ def plan_delivery(job: Job, route: Any,
     # A route that makes the size it is asked for gets the nearest one its model makes
     wire_size = job.size
     if caps.exact_size and job.fit != "none" and job.size and job.size != "auto":
-        wire_size = model_size(job.size, getattr(route, "model", None) or job.image_model)
+        wire_size = model_size(job.size, route.model or job.image_model)
     resize = job.fit != "none" and (caps.makes(job.size) is False or wire_size != job.size)
     if job.format in caps.formats and not keyed and not resize:
         ask = job.format
@@ -4162,6 +4164,26 @@ def plan_delivery(job: Job, route: Any,
 Progress = Callable[[str, int], None]
 
 
+class Route:
+    """What every route offers the driver: a name, a Capabilities record, the request for
+    n images, and the images read from its answer."""
+
+    name = ""
+    capabilities = Capabilities()
+    model: str | None = None  # the image model it always asks for (None: the job's)
+
+    def ignored(self, job: Job) -> list[str]:
+        """The options this route leaves out, as the user gave them (for one warning)."""
+        return []
+
+    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+        raise NotImplementedError
+
+    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+             spills: Spills | None = None) -> list[RawImage]:
+        raise NotImplementedError
+
+
 def aspect_line(size: str | None) -> str | None:
     """The codex backend's canvas nearest to WxH, as words for the prompt ("landscape 16:9");
     None for auto. The service ignores `size` and follows such a line instead (measured)."""
@@ -4199,7 +4221,7 @@ def _tool_options(job: Job, inputs: Inputs, codex: bool = False) -> dict:
     return tool
 
 
-class ResponsesRoute:
+class ResponsesRoute(Route):
     """POST {base}/responses with the image_generation tool; the answer is an SSE stream.
     `codex`: the Codex backend's flavour (forced tool, session headers, aspect line)."""
 
@@ -4210,10 +4232,9 @@ class ResponsesRoute:
         # The codex backend rewrites the tool's size and refuses transparent (measured).
         self.capabilities = Capabilities(
             transparency=not codex, exact_size=not codex,
-            canvases=CODEX_CANVASES if codex else None, aspect_line=codex)
+            canvases=CODEX_CANVASES if codex else None, aspect_line=codex, host_model=True)
 
     def ignored(self, job: Job) -> list[str]:
-        """The options this route leaves out, as the user gave them (for one warning)."""
         if not self.codex:
             return []
         model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
@@ -4298,7 +4319,7 @@ class ResponsesRoute:
         return reader.feed(payload) if isinstance(payload, dict) else None
 
 
-class CodexImagesRoute:
+class CodexImagesRoute(Route):
     """POST {base}/images/generations or /images/edits on the Codex backend (JSON), with
     the body Codex sends. Measured: only the prompt, the background and the images change
     the result; one PNG of about 1.5 MP comes back, shaped by the prompt's aspect line."""
@@ -4308,7 +4329,6 @@ class CodexImagesRoute:
                                 aspect_line=True, max_images=MAX_IMAGES_CODEX_ROUTE, mask=None)
 
     def ignored(self, job: Job) -> list[str]:
-        """The options the service ignores here, as the user gave them (for one warning)."""
         model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
             else None
         return [f"--{name.replace('_', '-')} {value}" for name, value in (
@@ -4318,9 +4338,6 @@ class CodexImagesRoute:
             if value is not None and value != "auto"]
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
-        if len(inputs.references) > MAX_IMAGES_CODEX_ROUTE:
-            raise UsageError(f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference "
-                             f"images (got {len(inputs.references)})")
         body: dict[str, Any] = {}
         endpoint = "generations"
         if inputs.references:
@@ -4373,12 +4390,12 @@ def read_images_payload(payload: Any, where: str, transport: Transport,
     return images
 
 
-class ChatRoute:
+class ChatRoute(Route):
     """The codex-api gateway: POST {base}/v1/chat/completions, stream false, data URI back."""
 
     name = "chat"
     # Options reach it as words; what comes back is known only then. It cannot make alpha.
-    capabilities = Capabilities(transparency=False, exact_size=False)
+    capabilities = Capabilities(transparency=False, exact_size=False, host_model=True)
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         asks = [f"Output format: {job.format}."]
@@ -4415,7 +4432,7 @@ class ChatRoute:
               "CODEX_ENABLE_IMAGE_GEN=1)")
 
 
-class ImagesApiRoute:
+class ImagesApiRoute(Route):
     """The OpenAI Images API: generations as JSON, edits as multipart/form-data."""
 
     name = "images"
@@ -4501,6 +4518,13 @@ class Backend:
     """What every backend offers the driver. Subclasses set name and routes."""
 
     name = ""
+    keeps_quota = False  # its quota line is kept for `auth status` (quota_state_path)
+    carries_login = False  # it sends the ChatGPT login: only to a base URL set outside a batch
+
+    @staticmethod
+    def configured_base_url(env: dict) -> str | None:
+        """The base URL the environment sets for it (None: it is found in prepare)."""
+        return None
 
     def __init__(self, ctx: Context, job: Job) -> None:
         self.ctx = ctx
@@ -4529,11 +4553,21 @@ class Backend:
         """How many images each request asks for: one request per image by default."""
         return [1] * job.count
 
+    def dry_run_requests(self) -> list[HttpRequest]:
+        """The requests of its own (a refresh of the login) that a real run would send."""
+        return []
+
 
 class CodexBackend(Backend):
     """The ChatGPT subscription through the Codex backend (the default)."""
 
     name = "codex"
+    keeps_quota = True
+    carries_login = True
+
+    @staticmethod
+    def configured_base_url(env: dict) -> str | None:
+        return env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL
 
     def __init__(self, ctx: Context, job: Job) -> None:
         super().__init__(ctx, job)
@@ -4574,9 +4608,7 @@ class CodexBackend(Backend):
         return usable or order  # none: Generator.check_routes says why, before sending
 
     def base_url(self, route: Any) -> str:
-        base = self.base_override or self.ctx.env.get("IMAGEGEN_CODEX_BASE_URL") \
-            or DEFAULT_CODEX_BASE_URL
-        return base.rstrip("/")
+        return (self.base_override or self.configured_base_url(self.ctx.env) or "").rstrip("/")
 
     def headers(self, route: Any, dry_run: bool = False) -> dict:
         login = self.login if dry_run else self.auth.current()
@@ -4596,6 +4628,13 @@ class CodexBackend(Backend):
             error.message += ("; your ChatGPT plan or workspace may not include image "
                               "generation in Codex (the Free plan does not, and a workspace "
                               "admin can turn it off); logging in again will not change that")
+
+    def dry_run_requests(self) -> list[HttpRequest]:
+        if self.login is None or not needs_refresh(self.login, self.ctx.clock()):
+            return []
+        return [json_request("POST", self.auth.token_url(), {}, {
+            "client_id": CLIENT_ID, "grant_type": "refresh_token",
+            "refresh_reason": "proactive_expiry", "refresh_token": "***"})]
 
     def recover(self, headers: dict) -> bool:
         rejected = headers.get("Authorization", "").partition(" ")[2]
@@ -5634,6 +5673,7 @@ class Context:
         self.temporary_prefix = f".imagegen-{os.getpid()}-"
         self.files_lock = threading.Lock()  # a .part file's creation vs Ctrl-C's cleanup
         self.quota: dict | None = None
+        self.keep_quota = False  # the quota came from a backend that keeps it (codex)
         self.interrupted_images: list[dict] = []  # saved before Ctrl-C: still printed
         self._codex_auth: CodexAuth | None = None
         self._lock = threading.Lock()
@@ -5649,11 +5689,13 @@ class Context:
                                              sleep=self.sleep, warn=self.reporter.warn)
             return self._codex_auth
 
-    def see_headers(self, headers: Any) -> None:
+    def see_headers(self, headers: Any, keep: bool = False) -> None:
+        """Take the quota from a response's headers; `keep`: the backend keeps it on disk."""
         quota = quota_from_headers(headers)
         if quota:
             with self._lock:
                 self.quota = dict(quota, seen_at=int(self.clock()))
+                self.keep_quota = self.keep_quota or keep
 
     def temporary_file(self, directory: str) -> tuple[int, str]:
         """A new .part file in directory, registered for Ctrl-C's cleanup: (fd, path).
@@ -5763,16 +5805,16 @@ class Generator:
 
     def note_route(self, route: Any) -> None:
         """One warning a route: the options it leaves out."""
-        ignored = getattr(route, "ignored", None)
         # what it is sent: a --compression used here for a conversion is not "left out"
-        options = ignored(plan_delivery(self.job, route).wire) if ignored else []
+        options = route.ignored(plan_delivery(self.job, route).wire)
         with self._lock:
             if route.name in self.noted_routes:
                 return
             self.noted_routes.add(route.name)
         if options:
-            self.ctx.reporter.warn(f"{self.label}not sent on the codex {route.name} route (the "
-                                   f"service ignores or refuses them): {', '.join(options)}")
+            self.ctx.reporter.warn(f"{self.label}not sent on the {self.job.backend} {route.name} "
+                                   f"route (the service ignores or refuses them): "
+                                   f"{', '.join(options)}")
         if route.capabilities.mask is None and self.job.mask:
             self.ctx.reporter.warn(f"{self.label}whether the {self.job.backend} {route.name} "
                                    f"route honours --mask is unknown: check the result")
@@ -5786,11 +5828,7 @@ class Generator:
                     if is_url(source)]
         route = self.backend.routes(self.job)[0]
         self.note_route(route)
-        if isinstance(self.backend, CodexBackend) and self.backend.login is not None \
-                and needs_refresh(self.backend.login, self.ctx.clock()):
-            requests.append(json_request("POST", self.backend.auth.token_url(), {}, {
-                "client_id": CLIENT_ID, "grant_type": "refresh_token",
-                "refresh_reason": "proactive_expiry", "refresh_token": "***"}).for_display())
+        requests.extend(request.for_display() for request in self.backend.dry_run_requests())
         wire = plan_delivery(self.job, route).wire
         for n in self.backend.units(self.job):
             headers = self.backend.headers(route, dry_run=True)
@@ -5832,7 +5870,7 @@ class Generator:
                 elapsed = self.ctx.monotonic() - started
                 saved = Saved(first + offset, path, image, route.name, elapsed, finish=finish)
                 if job.meta:
-                    saved = replace(saved, sidecar=self._write_meta(saved))
+                    saved = replace(saved, sidecar=self._write_meta(saved, route.capabilities))
                 with self._lock:
                     self.saved.append(saved)
                 info = image.info
@@ -5947,12 +5985,12 @@ class Generator:
                                                  if refreshed else "")) from None
             except ImagegenError as error:
                 headers_seen = getattr(error, "headers", None)
-                ctx.see_headers(headers_seen)
+                ctx.see_headers(headers_seen, backend.keeps_quota)
                 backend.explain(error)
                 raise
             spills = Spills(self.policy.directory, ctx.temporary_file)
             try:
-                ctx.see_headers(response.headers)
+                ctx.see_headers(response.headers, backend.keeps_quota)
                 def progress(phase: str, received: int) -> None:
                     ctx.reporter.phase((id(self), first), phase, received)
 
@@ -5965,13 +6003,13 @@ class Generator:
                 response.close()
             return images
 
-    def _write_meta(self, saved: Saved) -> str | None:
+    def _write_meta(self, saved: Saved, capabilities: Capabilities) -> str | None:
         job = self.job
         info = saved.image.info
         meta = {
             "prompt": job.prompt, "revised_prompt": saved.image.revised_prompt,
             "backend": job.backend, "route": saved.route, "model": job.model
-            if saved.route in ("responses", "chat") else None,
+            if capabilities.host_model else None,
             "image_model": saved.image.model or job.image_model,
             "size_requested": job.size or "auto",
             "size_received": f"{info.width}x{info.height}" if info.width else saved.image.size,
@@ -6082,7 +6120,7 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         reporter.close()
     saved = sorted(generator.saved, key=lambda s: name_order(s.path))
     error = generator.first_error()
-    report_quota(ctx, job.backend)
+    report_quota(ctx)
     if job.json:
         payload: dict[str, Any] = {"ok": error is None, "backend": job.backend,
                                    "route": saved[0].route if saved else None}
@@ -6154,7 +6192,7 @@ def generate_to_stdout(job: Job, ctx: Context) -> int:
             generator.run(inputs)
         finally:
             reporter.close()
-        report_quota(ctx, job.backend)
+        report_quota(ctx)
         error = generator.first_error()
         if error is not None or not generator.saved:
             error = error or NoImageError("no image was made")
@@ -6190,10 +6228,10 @@ def planned_saves(policy: SavePolicy, count: int, cwd: str) -> list[str]:
     return [relative_for_display(path, cwd) for path in paths]
 
 
-def report_quota(ctx: Context, backend: str) -> None:
+def report_quota(ctx: Context) -> None:
     if not ctx.quota:
         return
-    if backend == "codex":
+    if ctx.keep_quota:
         try:
             path = quota_state_path(ctx.env)
             if os.path.isdir(os.path.dirname(path)):
@@ -6590,10 +6628,10 @@ def check_batch_base_url(entry: dict, defaults: dict, env: dict) -> None:
         return
     backend = entry.get("backend") or defaults.get("backend") or env.get("IMAGEGEN_BACKEND") \
         or "codex"
-    if backend != "codex":
+    backend_class = BACKENDS.get(str(backend))
+    if backend_class is None or not backend_class.carries_login:
         return
-    configured = defaults.get("base_url") or env.get("IMAGEGEN_CODEX_BASE_URL") \
-        or DEFAULT_CODEX_BASE_URL
+    configured = defaults.get("base_url") or backend_class.configured_base_url(env) or ""
     if not isinstance(url, str) or url.rstrip("/") != configured.rstrip("/"):
         raise UsageError("a batch line may not set base_url for the codex backend: the "
                          "ChatGPT login goes only to the codex base URL set outside the batch "
@@ -6732,7 +6770,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     failures = [outcomes[n] for n, _ in lines if isinstance(outcomes.get(n), ImagegenError)]
     skipped = sum(1 for n, _ in lines if isinstance(outcomes.get(n), tuple) and outcomes[n][0])
     done = len(lines) - len(failures) - skipped
-    report_quota(ctx, defaults.get("backend") or env.get("IMAGEGEN_BACKEND") or "codex")
+    report_quota(ctx)
     limit = next((f for f in failures if isinstance(f, RateLimitError) and not f.transient), None)
     if limit is not None:
         reporter.warn(f"stopped starting new lines: {limit.message}")
@@ -7025,7 +7063,7 @@ def _mcp_generate(job: Job, ctx: Context) -> dict:
     saved = sorted(generator.saved, key=lambda s: name_order(s.path)) if generator else []
     if failure is None and generator is not None:
         failure = generator.first_error()
-    report_quota(ctx, job.backend)
+    report_quota(ctx)
     payload: dict[str, Any] = {"ok": failure is None, "backend": job.backend,
                                "route": saved[0].route if saved else None}
     if failure is not None:
