@@ -5085,6 +5085,12 @@ class SavePolicy:
         stem, ext = os.path.splitext(self.explicit)
         return f"{stem}-{index + 1}{ext}"
 
+    def done_already(self) -> str | None:
+        """The -o file when it exists and --force is not given: a batch line skips it."""
+        if self.explicit and not self.job.force and os.path.lexists(self.explicit):
+            return self.explicit
+        return None
+
     def preflight(self, count: int) -> None:
         """Refuse, before any request, what saving would refuse later."""
         if is_inside(self.directory, self.codex_home):
@@ -5243,6 +5249,37 @@ def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
         ctx.temporary_files.discard(temporary)
 
 
+# Outcomes: what a job came to ####################################################################
+
+@dataclass(frozen=True)
+class Saved:
+    """One image saved: where, what came, by which route, and what was done to it here."""
+
+    index: int
+    path: str
+    image: RawImage
+    route: str
+    elapsed: float
+    sidecar: str | None = None
+    finish: Finish | None = None  # what was done to the image after it arrived
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one job (a generate, an MCP call, a batch line) came to: the images it saved, in
+    name order (also those saved before a failure), the first failure, or the -o file that
+    was there already (a batch line, skipped). Reporting turns it into output."""
+
+    job: Job | None  # None: a batch line that is not a valid job (see error)
+    saved: tuple[Saved, ...] = ()
+    error: ImagegenError | None = None
+    skipped: str | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.skipped] if self.skipped else [item.path for item in self.saved]
+
+
 # Reporting ########################################################################################
 
 HEARTBEAT_S = 15.0  # a plain "still working" line this often when stderr is not a terminal
@@ -5327,6 +5364,29 @@ class Reporter:
         prints the path anyway."""
         if not self.same_terminal and not self.to_stdout:
             self.note(message, keep)
+
+    def asking(self, job: Job) -> None:
+        """The note that a job's request goes out."""
+        what = f"{job.count} images" if job.count > 1 else "an image"
+        self.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit else "")
+                  + "...")
+
+    def image_saved(self, saved: Saved, job: Job, cwd: str, label: str = "") -> None:
+        """An image is saved: one step of the count, the "saved" note, what was done to it
+        here and its warnings (`label`: "line N: " in a batch)."""
+        info, image = saved.image.info, saved.image
+        shown = relative_for_display(saved.path, cwd)
+        size = f"{info.width}x{info.height}"
+        asked = f", {job.size} asked" if job.size and job.size not in ("auto", size) else ""
+        self.advance()
+        self.saved(f"saved {shown} ({size} {info.format}{asked}, "
+                   f"{human_bytes(image.nbytes)}, {saved.elapsed:.1f} s)", keep=(shown,))
+        finish = saved.finish
+        done = finish.line() if finish is not None else ""
+        if done:
+            self.note(f"{label}{shown}: {done}", keep=(shown,))
+        for warning in finish.warnings if finish is not None else ():
+            self.warn(f"{label}{shown}: {warning}")
 
     def preview(self, sequence: str) -> None:
         """An inline image for the terminal on stderr (--preview): escapes made here from an
@@ -5469,6 +5529,127 @@ def printable(text: str) -> str:
     """One line with no control characters: a server's text (an error, the model's answer)
     must not move the cursor, retitle or clear the user's terminal."""
     return _CONTROL_RE.sub("?", " ".join(str(text).splitlines()))
+
+
+def image_entry(saved: Saved, job: Job, cwd: str) -> dict:
+    """One saved image in --json (generate, batch, MCP)."""
+    info = saved.image.info
+    entry = {"path": relative_for_display(saved.path, cwd), "bytes": saved.image.nbytes,
+             "format": info.format, "width": info.width, "height": info.height,
+             "sha256": saved.image.sha256(),
+             "revised_prompt": saved.image.revised_prompt,
+             "model": saved.image.model or job.image_model, "route": saved.route,
+             "elapsed_s": round(saved.elapsed, 2)}
+    if saved.finish is not None:
+        finish = saved.finish.as_dict()
+        entry.update(received=finish["received"], fitted=finish["fitted"],
+                     converted=finish["converted"], transparency=finish["transparency"])
+    return entry
+
+
+def error_entry(error: ImagegenError) -> dict:
+    """A failure in --json."""
+    entry: dict[str, Any] = {"kind": error.kind, "message": error.message,
+                             "exit_code": error.exit_code}
+    if isinstance(error, RateLimitError) and error.retry_after is not None:
+        entry["retry_after_s"] = round(error.retry_after, 1)
+    return entry
+
+
+def generate_json(outcome: Outcome, ctx: Context) -> dict:
+    """generate's --json object (also the MCP tool's result)."""
+    job, saved, error = outcome.job, outcome.saved, outcome.error
+    assert job is not None
+    payload: dict[str, Any] = {"ok": error is None, "backend": job.backend,
+                               "route": saved[0].route if saved else None}
+    if error is not None:
+        payload["error"] = error_entry(error)
+    payload["images"] = [image_entry(item, job, ctx.cwd) for item in saved]
+    if ctx.quota:
+        payload["quota"] = ctx.quota
+    return payload
+
+
+def report_generate(ctx: Context, outcome: Outcome) -> int:
+    """generate's results: the saved paths (or one --json object), the previews, then the
+    failure; returns the exit code."""
+    reporter, job, error = ctx.reporter, outcome.job, outcome.error
+    assert job is not None
+    if job.json:
+        payload = generate_json(outcome, ctx)
+        reporter.result_json(payload, keep=[image["path"] for image in payload["images"]])
+    else:
+        for path in outcome.paths:
+            shown = relative_for_display(path, ctx.cwd)
+            reporter.result(shown, keep=(shown,))
+    if job.preview:
+        show_previews(ctx, outcome.paths)
+    if error is not None:
+        reporter.error(error.message)
+        return error.exit_code
+    return 0
+
+
+def show_previews(ctx: Context, paths: list[str]) -> None:
+    """--preview: each saved image inline on stderr, when stderr is a terminal that shows
+    images (kitty's graphics protocol, iTerm2's or WezTerm's inline images); else nothing."""
+    protocol = preview_protocol(ctx.env, _isatty(ctx.reporter.stderr))
+    if protocol is None:
+        return
+    for path in paths:
+        image = preview_image(path, protocol)
+        shown = relative_for_display(path, ctx.cwd)
+        if image is None:
+            ctx.reporter.note(f"no preview of {shown}: this terminal shows PNG only, and "
+                              f"making one from it needs Pillow ({PILLOW_FIX})", keep=(shown,))
+            continue
+        ctx.reporter.preview(preview_sequence(image, protocol, os.path.basename(path)))
+
+
+def report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -> None:
+    """A batch line's result on stdout: its path(s) (tab-separated), or ERROR <kind>:
+    <message>; with --json one object (a failed line lists what it saved before failing)."""
+    reporter, job, error = ctx.reporter, outcome.job, outcome.error
+    # --json has no quota line on stderr: each object carries the latest values seen
+    quota = {"quota": ctx.quota} if ctx.quota else {}
+    if error is not None:
+        if json_mode:
+            reporter.result_json({"line": number, "ok": False,
+                                  "prompt": job.prompt if job else None,
+                                  "error": error_entry(error),
+                                  "images": [image_entry(s, job, ctx.cwd)
+                                             for s in outcome.saved] if job else [],
+                                  **quota})
+        else:
+            reporter.result(f"ERROR {error.kind}: " + printable(" ".join(error.message.split())))
+        return
+    assert job is not None
+    if json_mode:
+        payload = {"line": number, "ok": True, "prompt": job.prompt,
+                   "skipped": bool(outcome.skipped)}
+        if outcome.skipped:
+            payload["images"] = [{"path": relative_for_display(outcome.skipped, ctx.cwd)}]
+        else:
+            payload["images"] = [image_entry(s, job, ctx.cwd) for s in outcome.saved]
+        reporter.result_json(dict(payload, **quota),
+                             keep=[image["path"] for image in payload["images"]])
+    else:
+        shown = [relative_for_display(path, ctx.cwd) for path in outcome.paths]
+        reporter.result("\t".join(shown), keep=shown)
+
+
+def report_batch_end(ctx: Context, outcomes: list[Outcome], seconds: float) -> int:
+    """The batch's last words on stderr (why it stopped starting lines, the counts);
+    returns the exit code: the first failed line's."""
+    failures = [outcome.error for outcome in outcomes if outcome.error is not None]
+    skipped = sum(1 for outcome in outcomes if outcome.skipped)
+    done = len(outcomes) - len(failures) - skipped
+    limit = next((f for f in failures if isinstance(f, RateLimitError) and not f.transient), None)
+    if limit is not None:
+        ctx.reporter.warn(f"stopped starting new lines: {limit.message}")
+    ctx.reporter.note(f"batch: {done} done, {skipped} skipped, {len(failures)} failed in "
+                      f"{seconds:.1f} s")
+    return failures[0].exit_code if failures else 0
 
 
 # Quota ############################################################################################
@@ -5732,40 +5913,6 @@ class Context:
 
 # Generating #######################################################################################
 
-@dataclass(frozen=True)
-class Saved:
-    index: int
-    path: str
-    image: RawImage
-    route: str
-    elapsed: float
-    sidecar: str | None = None
-    finish: Finish | None = None  # what was done to the image after it arrived
-
-
-def image_entry(saved: Saved, job: Job, cwd: str) -> dict:
-    info = saved.image.info
-    entry = {"path": relative_for_display(saved.path, cwd), "bytes": saved.image.nbytes,
-             "format": info.format, "width": info.width, "height": info.height,
-             "sha256": saved.image.sha256(),
-             "revised_prompt": saved.image.revised_prompt,
-             "model": saved.image.model or job.image_model, "route": saved.route,
-             "elapsed_s": round(saved.elapsed, 2)}
-    if saved.finish is not None:
-        finish = saved.finish.as_dict()
-        entry.update(received=finish["received"], fitted=finish["fitted"],
-                     converted=finish["converted"], transparency=finish["transparency"])
-    return entry
-
-
-def error_entry(error: ImagegenError) -> dict:
-    entry: dict[str, Any] = {"kind": error.kind, "message": error.message,
-                             "exit_code": error.exit_code}
-    if isinstance(error, RateLimitError) and error.retry_after is not None:
-        entry["retry_after_s"] = round(error.retry_after, 1)
-    return entry
-
-
 class Generator:
     """One Job: its requests (with retries, one refresh, route fallback), then its saves."""
 
@@ -5873,19 +6020,7 @@ class Generator:
                     saved = replace(saved, sidecar=self._write_meta(saved, route.capabilities))
                 with self._lock:
                     self.saved.append(saved)
-                info = image.info
-                shown = relative_for_display(path, self.ctx.cwd)
-                size = f"{info.width}x{info.height}"
-                asked = f", {job.size} asked" if job.size and job.size not in (
-                    "auto", size) else ""
-                reporter.advance()
-                reporter.saved(f"saved {shown} ({size} {info.format}{asked}, "
-                               f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
-                done = finish.line()
-                if done:
-                    reporter.note(f"{self.label}{shown}: {done}", keep=(shown,))
-                for warning in finish.warnings:
-                    reporter.warn(f"{self.label}{shown}: {warning}")
+                reporter.image_saved(saved, job, self.ctx.cwd, self.label)
             if len(images) < n:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
@@ -6042,6 +6177,12 @@ class Generator:
     def first_error(self) -> ImagegenError | None:
         return min(self.errors, key=lambda pair: pair[0])[1] if self.errors else None
 
+    def outcome(self) -> Outcome:
+        """The job's outcome so far: what was saved, in name order, and the first failure."""
+        with self._lock:
+            saved = sorted(self.saved, key=lambda s: name_order(s.path))
+        return Outcome(self.job, tuple(saved), self.first_error())
+
 
 def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> None:
     """Run tasks with at most `parallel` in flight; tasks record their own failures.
@@ -6092,70 +6233,42 @@ def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> No
 
 
 def cmd_generate(job: Job, ctx: Context) -> int:
-    reporter = ctx.reporter
     if job.out == "-" and not job.dry_run:
         return generate_to_stdout(job, ctx)
-    inputs = load_inputs(job, ctx.transport)
-    warn_opaque_mask(job, inputs, reporter)
-    generator = Generator(ctx, job)
     if job.dry_run:
-        reporter.result_json({"requests": generator.dry_requests(inputs),
-                              "saves": planned_saves(generator.policy, job.count, ctx.cwd)})
+        inputs = load_inputs(job, ctx.transport)
+        warn_opaque_mask(job, inputs, ctx.reporter)
+        generator = Generator(ctx, job)
+        ctx.reporter.result_json({"requests": generator.dry_requests(inputs),
+                                  "saves": planned_saves(generator.policy, job.count, ctx.cwd)})
         return 0
+    outcome = generate(job, ctx)
+    report_quota(ctx)
+    return report_generate(ctx, outcome)
+
+
+def generate(job: Job, ctx: Context) -> Outcome:
+    """Make and save one job's images (generate, and each MCP call). What fails before
+    anything is sent (a reference, the output folder, the login) raises; a failure after
+    that is in the outcome, with the images saved before it."""
+    inputs = load_inputs(job, ctx.transport)
+    warn_opaque_mask(job, inputs, ctx.reporter)
+    generator = Generator(ctx, job)
     generator.policy.preflight(job.count)
     generator.prepare()
-    reporter.expect(job.count, "saved")
-    what = f"{job.count} images" if job.count > 1 else "an image"
-    reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit else "")
-                  + "...")
+    ctx.reporter.expect(job.count, "saved")
+    ctx.reporter.asking(job)
     try:
         generator.run(inputs)
     except KeyboardInterrupt:
         # main prints what was saved before the interruption (the contract: saved images
         # are still printed)
-        ctx.interrupted_images = [image_entry(s, job, ctx.cwd) for s in sorted(
-            generator.saved, key=lambda s: name_order(s.path))]
+        ctx.interrupted_images = [image_entry(s, job, ctx.cwd)
+                                  for s in generator.outcome().saved]
         raise
     finally:
-        reporter.close()
-    saved = sorted(generator.saved, key=lambda s: name_order(s.path))
-    error = generator.first_error()
-    report_quota(ctx)
-    if job.json:
-        payload: dict[str, Any] = {"ok": error is None, "backend": job.backend,
-                                   "route": saved[0].route if saved else None}
-        if error is not None:
-            payload["error"] = error_entry(error)
-        payload["images"] = [image_entry(s, job, ctx.cwd) for s in saved]
-        if ctx.quota:
-            payload["quota"] = ctx.quota
-        reporter.result_json(payload, keep=[image["path"] for image in payload["images"]])
-    else:
-        for item in saved:
-            shown = relative_for_display(item.path, ctx.cwd)
-            reporter.result(shown, keep=(shown,))
-    if job.preview:
-        show_previews(ctx, [item.path for item in saved])
-    if error is not None:
-        reporter.error(error.message)
-        return error.exit_code
-    return 0
-
-
-def show_previews(ctx: Context, paths: list[str]) -> None:
-    """--preview: each saved image inline on stderr, when stderr is a terminal that shows
-    images (kitty's graphics protocol, iTerm2's or WezTerm's inline images); else nothing."""
-    protocol = preview_protocol(ctx.env, _isatty(ctx.reporter.stderr))
-    if protocol is None:
-        return
-    for path in paths:
-        image = preview_image(path, protocol)
-        shown = relative_for_display(path, ctx.cwd)
-        if image is None:
-            ctx.reporter.note(f"no preview of {shown}: this terminal shows PNG only, and "
-                              f"making one from it needs Pillow ({PILLOW_FIX})", keep=(shown,))
-            continue
-        ctx.reporter.preview(preview_sequence(image, protocol, os.path.basename(path)))
+        ctx.reporter.close()
+    return generator.outcome()
 
 
 def warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
@@ -6185,20 +6298,19 @@ def generate_to_stdout(job: Job, ctx: Context) -> int:
         warn_opaque_mask(job, inputs, reporter)
         generator = Generator(ctx, staged)
         generator.prepare()
-        reporter.note(f"asking {job.backend} for an image" + (" (an edit)" if job.is_edit
-                                                               else "") + "...")
+        reporter.asking(job)
         reporter.to_stdout = True
         try:
             generator.run(inputs)
         finally:
             reporter.close()
         report_quota(ctx)
-        error = generator.first_error()
-        if error is not None or not generator.saved:
-            error = error or NoImageError("no image was made")
+        outcome = generator.outcome()
+        if outcome.error is not None or not outcome.saved:
+            error = outcome.error or NoImageError("no image was made")
             reporter.error(error.message)
             return error.exit_code
-        item = generator.saved[0]
+        item = outcome.saved[0]
         with open(item.path, "rb") as handle:
             reporter.result_bytes(handle.read())
         info = item.image.info
@@ -6638,160 +6750,157 @@ def check_batch_base_url(entry: dict, defaults: dict, env: dict) -> None:
                          "file (--base-url or IMAGEGEN_CODEX_BASE_URL)")
 
 
+@dataclass(frozen=True)
+class BatchLine:
+    """One non-blank line of a batch: its number, and its job or why it has none."""
+
+    number: int
+    job: Job | None
+    error: UsageError | None = None
+
+
 def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
-    reporter, env = ctx.reporter, ctx.env
-    lines = [(number, line) for number, line in
-             enumerate(read_batch_lines(source, ctx.stdin, ctx.cwd), 1) if line.strip()]
+    started = ctx.monotonic()
+    lines = plan_lines(source, defaults, ctx)
+    if settings.get("dry_run"):
+        return batch_dry_run(ctx, lines)
+    runnable = [line for line in lines if line.job is not None]
+    warn_without_out(ctx.reporter, [line.number for line in runnable if not line.job.out])
+    printer = InOrder([line.number for line in lines],
+                      lambda number, outcome: report_line(ctx, number, outcome,
+                                                          bool(settings.get("json"))))
+    for line in lines:
+        if line.job is None:
+            printer.done(line.number, Outcome(None, error=line.error))
+    stop = threading.Event()  # a usage limit was reached: no new line starts
+    ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
+    parallel = settings.get("parallel") or min(len(runnable), 4) or 1
+    try:
+        run_pool([lambda line=line: printer.done(line.number, run_line(ctx, line, stop))
+                  for line in runnable], parallel, ctx)
+    finally:
+        ctx.reporter.close()
+    outcomes = printer.in_order()
+    if settings.get("gallery"):
+        write_gallery(ctx, gallery_shots(outcomes))
+    report_quota(ctx)
+    return report_batch_end(ctx, outcomes, ctx.monotonic() - started)
+
+
+def plan_lines(source: str, defaults: dict, ctx: Context) -> list[BatchLine]:
+    """The batch's non-blank lines, each made into a job (or the usage error why not)."""
+    lines = []
+    for number, text in enumerate(read_batch_lines(source, ctx.stdin, ctx.cwd), 1):
+        if not text.strip():
+            continue
+        try:
+            lines.append(BatchLine(number, batch_job(text, defaults, ctx.env)))
+        except UsageError as error:
+            lines.append(BatchLine(number, None, UsageError(f"line {number}: {error.message}")))
     if not lines:
         raise UsageError(f"{source} holds no prompts")
-    started = ctx.monotonic()
-    outcomes: dict[int, Any] = {}
-    jobs: dict[int, Job] = {}
-    for number, line in lines:
-        try:
-            jobs[number] = batch_job(line, defaults, env)
-        except UsageError as error:
-            outcomes[number] = UsageError(f"line {number}: {error.message}")
-    if settings.get("dry_run"):
-        requests: list[dict] = []
-        saves: list[str] = []
-        for number, _ in lines:
-            if number in jobs:
-                job = replace(jobs[number], dry_run=True)
-                policy = SavePolicy(job, ctx.cwd, env)
-                explicit = policy.explicit
-                if explicit and not job.force and os.path.lexists(explicit):
-                    continue  # its out exists: the real run would skip it and send nothing
-                inputs = load_inputs(job, ctx.transport)
-                requests.extend(Generator(ctx, job).dry_requests(inputs))
-                saves.extend(path for path in planned_saves(policy, job.count, ctx.cwd)
-                             if path not in saves)  # (automatic names are claimed in turn)
-        reporter.result_json({"requests": requests, "saves": saves})
-        first = next((outcomes[n] for n, _ in lines if n in outcomes), None)
-        if first is not None:
-            reporter.error(first.message)
-            return first.exit_code
-        return 0
-    without_out = [number for number in jobs if not jobs[number].out]
-    if without_out:
-        shown = ", ".join(map(str, without_out[:5])) + (", ..." if len(without_out) > 5 else "")
-        reporter.warn(f"line{'s' if len(without_out) > 1 else ''} {shown} ha"
-                      f"{'ve' if len(without_out) > 1 else 's'} no \"out\": running this batch "
-                      f"again makes {'them' if len(without_out) > 1 else 'it'} again (give each "
-                      f"line an \"out\" and a re-run skips what is done)")
-    stop = threading.Event()
-    lock = threading.Condition()
-    printed = [0]
-    partial: dict[int, list[Saved]] = {}  # images a failed line saved before it failed
+    return lines
 
-    def flush() -> None:
-        while printed[0] < len(lines) and lines[printed[0]][0] in outcomes:
-            number, line = lines[printed[0]]
-            emit(number, outcomes[number])
-            printed[0] += 1
 
-    def emit(number: int, outcome: Any) -> None:
-        job = jobs.get(number)
-        # --json has no quota line on stderr: each object carries the latest values seen
-        quota = {"quota": ctx.quota} if ctx.quota else {}
-        if isinstance(outcome, ImagegenError):
-            if settings.get("json"):
-                saved_before = partial.get(number, [])
-                reporter.result_json({"line": number, "ok": False,
-                                      "prompt": job.prompt if job else None,
-                                      "error": error_entry(outcome),
-                                      "images": [image_entry(s, job, ctx.cwd)
-                                                 for s in saved_before] if job else [],
-                                      **quota})
-            else:
-                reporter.result(f"ERROR {outcome.kind}: "
-                                + printable(" ".join(outcome.message.split())))
-            return
-        skipped, saved = outcome
-        if settings.get("json"):
-            payload = {"line": number, "ok": True, "prompt": job.prompt,
-                       "skipped": bool(skipped)}
-            if skipped:
-                payload["images"] = [{"path": relative_for_display(skipped, ctx.cwd)}]
-            else:
-                payload["images"] = [image_entry(s, job, ctx.cwd) for s in saved]
-            reporter.result_json(dict(payload, **quota),
-                                 keep=[image["path"] for image in payload["images"]])
-        else:
-            paths = [skipped] if skipped else [s.path for s in saved]
-            shown = [relative_for_display(p, ctx.cwd) for p in paths]
-            reporter.result("\t".join(shown), keep=shown)
+def batch_dry_run(ctx: Context, lines: list[BatchLine]) -> int:
+    """batch --dry-run: one JSON object with every request and save of the lines a real run
+    would start (not those whose out exists); the first invalid line's exit code."""
+    requests: list[dict] = []
+    saves: list[str] = []
+    for line in lines:
+        if line.job is None:
+            continue
+        job = replace(line.job, dry_run=True)
+        policy = SavePolicy(job, ctx.cwd, ctx.env)
+        if policy.done_already():
+            continue  # the real run would skip it and send nothing
+        inputs = load_inputs(job, ctx.transport)
+        requests.extend(Generator(ctx, job).dry_requests(inputs))
+        saves.extend(path for path in planned_saves(policy, job.count, ctx.cwd)
+                     if path not in saves)  # (automatic names are claimed in turn)
+    ctx.reporter.result_json({"requests": requests, "saves": saves})
+    first = next((line.error for line in lines if line.error is not None), None)
+    if first is not None:
+        ctx.reporter.error(first.message)
+        return first.exit_code
+    return 0
 
-    def run_line(number: int) -> None:
-        job = jobs[number]
-        outcome: Any
-        generator = Generator(ctx, job, label=f"line {number}: ")
-        # A line already done is reported as done even after a usage limit: it costs nothing.
-        if job.out and generator.policy.explicit and not job.force and os.path.lexists(
-                generator.policy.explicit):
-            outcome = (generator.policy.explicit, [])
-            reporter.advance(job.count)
-        elif stop.is_set():
-            outcome = RateLimitError("not started: the usage limit was reached earlier in "
-                                     "this batch")
-        else:
-            try:
-                inputs = load_inputs(job, ctx.transport)
-                generator.policy.preflight(job.count)
-                generator.run(inputs, parallel=1)
-                error = generator.first_error()
-                saved = sorted(generator.saved, key=lambda s: name_order(s.path))
-                outcome = error if error is not None else (None, saved)
-                if error is not None and saved:
-                    partial[number] = saved
-            except Interrupted:
-                raise
-            except ImagegenError as error:
-                outcome = error
-            if isinstance(outcome, RateLimitError) and not outcome.transient:
-                stop.set()
-        with lock:
-            outcomes[number] = outcome
-            flush()
 
-    with lock:
-        flush()
-    numbers = [number for number, _ in lines if number in jobs]
-    reporter.expect(sum(jobs[number].count for number in numbers), "saved")
-    parallel = settings.get("parallel") or min(len(numbers), 4) or 1
+def warn_without_out(reporter: Reporter, numbers: list[int]) -> None:
+    """Lines without "out" are made again on every run of the batch: say so once."""
+    if not numbers:
+        return
+    many = len(numbers) > 1
+    shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+    reporter.warn(f"line{'s' if many else ''} {shown} ha{'ve' if many else 's'} no \"out\": "
+                  f"running this batch again makes {'them' if many else 'it'} again (give each "
+                  f"line an \"out\" and a re-run skips what is done)")
+
+
+def run_line(ctx: Context, line: BatchLine, stop: threading.Event) -> Outcome:
+    """Make one batch line's images, one request at a time (the lines run in parallel)."""
+    job = line.job
+    assert job is not None
+    generator = Generator(ctx, job, label=f"line {line.number}: ")
+    # A line already done is reported as done even after a usage limit: it costs nothing.
+    existing = generator.policy.done_already()
+    if existing:
+        ctx.reporter.advance(job.count)
+        return Outcome(job, skipped=existing)
+    if stop.is_set():
+        return Outcome(job, error=RateLimitError("not started: the usage limit was reached "
+                                                 "earlier in this batch"))
     try:
-        run_pool([lambda number=number: run_line(number) for number in numbers], parallel, ctx)
-    finally:
-        reporter.close()
-    with lock:
-        flush()
-    if settings.get("gallery"):
-        write_gallery(ctx, gallery_shots(lines, jobs, outcomes, partial))
-    failures = [outcomes[n] for n, _ in lines if isinstance(outcomes.get(n), ImagegenError)]
-    skipped = sum(1 for n, _ in lines if isinstance(outcomes.get(n), tuple) and outcomes[n][0])
-    done = len(lines) - len(failures) - skipped
-    report_quota(ctx)
-    limit = next((f for f in failures if isinstance(f, RateLimitError) and not f.transient), None)
-    if limit is not None:
-        reporter.warn(f"stopped starting new lines: {limit.message}")
-    reporter.note(f"batch: {done} done, {skipped} skipped, {len(failures)} failed in "
-                  f"{ctx.monotonic() - started:.1f} s")
-    return failures[0].exit_code if failures else 0
+        inputs = load_inputs(job, ctx.transport)
+        generator.policy.preflight(job.count)
+        generator.run(inputs, parallel=1)
+        outcome = generator.outcome()
+    except Interrupted:
+        raise
+    except ImagegenError as error:
+        outcome = Outcome(job, error=error)
+    if isinstance(outcome.error, RateLimitError) and not outcome.error.transient:
+        stop.set()
+    return outcome
 
 
-def gallery_shots(lines: list, jobs: dict, outcomes: dict, partial: dict) -> list[tuple]:
+class InOrder:
+    """Batch results in input order while the lines finish in any order: a line's result is
+    reported once every line before it has one."""
+
+    def __init__(self, numbers: list[int], report: Callable[[int, Outcome], None]) -> None:
+        self.numbers, self.report = numbers, report
+        self.outcomes: dict[int, Outcome] = {}
+        self.reported = 0
+        self._lock = threading.Lock()
+
+    def done(self, number: int, outcome: Outcome) -> None:
+        with self._lock:
+            self.outcomes[number] = outcome
+            while self.reported < len(self.numbers) \
+                    and self.numbers[self.reported] in self.outcomes:
+                number = self.numbers[self.reported]
+                self.report(number, self.outcomes[number])
+                self.reported += 1
+
+    def in_order(self) -> list[Outcome]:
+        with self._lock:
+            return [self.outcomes[number] for number in self.numbers if number in self.outcomes]
+
+
+def gallery_shots(outcomes: list[Outcome]) -> list[tuple]:
     """(prompt, path, note) of every image a batch saved or found already there, in input
     order, for --gallery."""
     shots = []
-    for number, _ in lines:
-        outcome = outcomes.get(number)
-        if isinstance(outcome, tuple) and outcome[0]:
-            shots.append((jobs[number].prompt, outcome[0], "already there"))
+    for outcome in outcomes:
+        if outcome.job is None:
             continue
-        saved = outcome[1] if isinstance(outcome, tuple) else partial.get(number, [])
-        for item in saved:
+        if outcome.skipped:
+            shots.append((outcome.job.prompt, outcome.skipped, "already there"))
+            continue
+        for item in outcome.saved:
             fitted = item.finish is not None and item.finish.fitted
-            shots.append((jobs[number].prompt, item.path,
+            shots.append((outcome.job.prompt, item.path,
                           f"received {item.finish.received}" if fitted else ""))
     return shots
 
@@ -7042,36 +7151,16 @@ def mcp_job_options(arguments: dict, cwd: str) -> dict:
 
 
 def _mcp_generate(job: Job, ctx: Context) -> dict:
-    """Make and save one tool call's images with the CLI's own pieces; returns what
-    `--json` prints ({"ok", "backend", "route", "images", "error"?, "quota"?}). The one
-    place to change when generate's outcome changes."""
-    generator: Generator | None = None
-    failure: ImagegenError | None = None
+    """Make and save one tool call's images as generate does; returns what `--json` prints
+    ({"ok", "backend", "route", "images", "error"?, "quota"?}), a failure before the
+    request included."""
     try:
-        inputs = load_inputs(job, ctx.transport)
-        generator = Generator(ctx, job)
-        generator.policy.preflight(job.count)
-        generator.prepare()
-        what = f"{job.count} images" if job.count > 1 else "an image"
-        ctx.reporter.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit
-                                                                  else "") + "...")
-        generator.run(inputs)
+        outcome = generate(job, ctx)
     except ImagegenError as error:
-        failure = error
-    finally:
         ctx.reporter.close()
-    saved = sorted(generator.saved, key=lambda s: name_order(s.path)) if generator else []
-    if failure is None and generator is not None:
-        failure = generator.first_error()
+        outcome = Outcome(job, error=error)
     report_quota(ctx)
-    payload: dict[str, Any] = {"ok": failure is None, "backend": job.backend,
-                               "route": saved[0].route if saved else None}
-    if failure is not None:
-        payload["error"] = error_entry(failure)
-    payload["images"] = [image_entry(item, job, ctx.cwd) for item in saved]
-    if ctx.quota:
-        payload["quota"] = ctx.quota
-    return payload
+    return generate_json(outcome, ctx)
 
 
 def _mcp_preview(path: str) -> bytes | None:
