@@ -31,108 +31,6 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-HELP = """\
-usage: imagegen [generate] PROMPT [options]
-       imagegen auth status [--json] | login [--open-browser] | logout [--force]
-       imagegen batch FILE.jsonl [options]
-       imagegen doctor [--json]       is everything ready? one line a check, with the fix
-       imagegen mcp [--workspace DIR] | --print-config CLIENT
-       imagegen --version | --help
-
-Make an image from a prompt through your ChatGPT subscription (the Codex login in
-~/.codex/auth.json) and save it into the current project.
-
-prompt (exactly one):
-  PROMPT                    the prompt, as one quoted argument
-  -p, --prompt TEXT         the prompt
-  --prompt-file FILE        read the prompt from FILE (- = stdin)
-
-output:
-  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>;
-                            - writes the image to stdout (a pipe, one image)
-  --force                   allow -o to replace an existing file
-  --meta                    also write <image>.json with the prompt, models and sizes
-  --preview                 show the saved image in the terminal (kitty, iTerm2, WezTerm)
-  -q, --quiet               stdout: saved paths only; stderr: errors only
-  --json                    stdout: one JSON object
-  --no-progress             no live progress line
-  --dry-run                 print the request(s) that would be sent and where each image would
-                            be saved; no network, no login needed
-
-image:
-  --size auto|WxH           (auto) the saved file is exactly WxH (sides 16..3840, at most
-                            8,294,400 pixels): the server is asked for the nearest size it
-                            makes and the answer is fitted; with --fit none, WxH must be a
-                            size the model makes (gpt-image-2: sides divisible by 16, ratio
-                            1:3..3:1, 655,360..8,294,400 pixels, long edge <= 3840)
-  --fit F                   when the server sends another size: cover (scale, crop the centre),
-                            contain (fit inside, padded), none (keep it as it came) (cover)
-  --quality Q               auto, low, medium, high (auto)
-  --background B            auto, opaque, transparent (auto); transparent needs png or webp,
-                            and is made here from a flat key colour where a route has none
-  --format F                png, jpeg, webp (from the -o extension, else png); alias --output-format
-  --compression 0..100      jpeg and webp only
-  --moderation M            auto, low
-  -n, --count N             how many images, 1..10 (1)
-  --parallel N              requests in flight, 1..8 (min(count, 4))
-
-edits:
-  -i, --image PATH|URL      reference image (repeatable); makes the request an edit
-  --mask PNG                edit mask, same size as the first image (needs -i)
-  --input-fidelity F        low, high
-  --action A                auto, generate, edit
-
-backend:
-  --backend B               codex, gateway, responses, api (codex; env IMAGEGEN_BACKEND)
-  --route R                 auto, responses, images (auto; env IMAGEGEN_ROUTE); codex only
-  --model M                 host chat model for the Responses route (gpt-5.5; env IMAGEGEN_MODEL)
-  --image-model M           image model (gpt-image-2; env IMAGEGEN_IMAGE_MODEL)
-  --base-url URL            override the backend's base URL
-  --config PATH             the api backend's key file
-  --timeout S               total budget for one image, seconds (300)
-  --stall-timeout S         longest silence from the server, seconds (120; 0 = none)
-  --retries N               re-sends after transient failures, 0..5 (2)
-
-batch FILE.jsonl (- = stdin): one JSON object a line, {"prompt": ..., "out": ..., "size": ...};
-  the options above are the defaults for every line; existing outputs are skipped;
-  --gallery also writes index.html (thumbnails, prompts, sizes) beside the outputs.
-
-Secrets are never taken from the command line: tokens and keys come from files or the
-environment (CODEX_HOME, CODEX_AUTH_FILE, IMAGEGEN_API_KEY, CODEX_API_TOKEN, ...).
-
-exit codes:
-  0 every image saved         4 rate limit or quota (the message says when it resets)
-  1 internal error (a bug)    5 backend: network, timeout, 5xx, malformed answer
-  2 usage: bad arguments      6 no image: refusal or a text-only answer
-  3 auth: log in again        7 output: cannot or will not write the path
-  130 interrupted
-"""
-
-AUTH_HELP = """\
-usage: imagegen auth status [--json]        is there a usable login? (never prints a secret)
-       imagegen auth login [--open-browser] ChatGPT device-code login; writes auth.json as
-                                            Codex does (shared with Codex)
-       imagegen auth logout [--force]       forget what this tool keeps (its quota cache);
-                                            --force also removes the ChatGPT login from
-                                            auth.json, after a copy in auth.json.bak, which
-                                            logs Codex out too
-
-exit codes: 0 done (status: the login is usable), 2 usage, 3 no usable login, 5 network
-"""
-
-BATCH_HELP = """\
-usage: imagegen batch FILE.jsonl [options]     (FILE = - reads stdin)
-
-One JSON object a line: {"prompt": "...", "out": "icons/home.png", "size": "1024x1024"}.
-Keys: prompt (required), out, and any generate option by its long name (image as a list).
-The command-line options (see imagegen --help) are the defaults for every line; relative
-paths count from the current directory. A line whose out exists is skipped, so the same
-command resumes an interrupted batch; a line without out is made again on every run.
---parallel N lines in flight (1..8); --json one object a line; --dry-run sends nothing;
---gallery writes index.html, a contact sheet of the outputs, in their common folder.
-stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
-"""
-
 # Constants ########################################################################################
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # the Codex CLI's public OAuth client id
@@ -175,6 +73,27 @@ MAX_PIXELS = 3840 * 2160
 MAX_EDGE = 3840
 MIN_FIT_SIDE = 16  # a --size fitted here (not made by the model) may be any WxH this large
 
+#: The options' limits and defaults: make_job, Job, --help and the MCP schema read these.
+MAX_COUNT = 10  # images one command (or batch line) makes
+MAX_PARALLEL = 8  # requests (or batch lines) in flight
+PARALLEL_DEFAULT_CAP = 4  # without --parallel: min(count, this), min(lines, this) in a batch
+MAX_RETRIES = 5
+DEFAULT_RETRIES = 2
+DEFAULT_TIMEOUT_S = 300.0  # the total budget for one image
+DEFAULT_STALL_TIMEOUT_S = 120.0  # the longest silence from the server
+MAX_SECONDS = 86400  # a day: the most --timeout or --stall-timeout may be
+MAX_COMPRESSION = 100
+CHOICES = {
+    "quality": ("auto", "low", "medium", "high"),
+    "background": ("auto", "opaque", "transparent"),
+    "moderation": ("auto", "low"),
+    "input_fidelity": ("low", "high"),
+    "action": ("auto", "generate", "edit"),
+    "backend": ("codex", "gateway", "responses", "api"),
+    "route": ("auto", "responses", "images"),
+    "fit": ("cover", "contain", "none"),
+}
+
 REFRESH_SKEW_S = 300  # refresh this long before the access token's exp (Codex 0.169: 5 min)
 REFRESH_INTERVAL_S = 8 * 24 * 3600  # Codex's rule when the token carries no exp
 LOCK_WAIT_S = 30.0
@@ -184,7 +103,7 @@ MAX_CONFIG_BYTES = 1024 * 1024  # auth.json, config files, a prompt file: far mo
 MAX_BATCH_BYTES = 256 * 1024 * 1024  # a batch file (100k lines with long prompts fit)
 MAX_RESPONSE_BYTES = 192 * 1024 * 1024  # a 3840x2160 PNG in base64 is well under this
 MAX_IMAGES_CODEX_ROUTE = 5  # what Codex itself sends on /images/edits
-MAX_IMAGES = 16
+MAX_IMAGES = 16  # reference images one request takes
 DOWNLOAD_TIMEOUT_S = 60.0
 DEVICE_LOGIN_LIMIT_S = 15 * 60
 DEVICE_POLL_MAX_S = 60.0  # the longest wait between polls, whatever the server's interval
@@ -534,9 +453,9 @@ class Job:
     image_model_set: bool = False
     base_url: str | None = None
     config: str | None = None
-    timeout: float = 300.0
-    stall_timeout: float = 120.0
-    retries: int = 2
+    timeout: float = DEFAULT_TIMEOUT_S
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT_S
+    retries: int = DEFAULT_RETRIES
     quiet: bool = False
     json: bool = False
     progress: bool = True
@@ -550,16 +469,6 @@ class Job:
         return bool(self.images)
 
 
-CHOICES = {
-    "quality": ("auto", "low", "medium", "high"),
-    "background": ("auto", "opaque", "transparent"),
-    "moderation": ("auto", "low"),
-    "input_fidelity": ("low", "high"),
-    "action": ("auto", "generate", "edit"),
-    "backend": ("codex", "gateway", "responses", "api"),
-    "route": ("auto", "responses", "images"),
-    "fit": ("cover", "contain", "none"),
-}
 ENV_DEFAULTS = {
     "backend": "IMAGEGEN_BACKEND", "route": "IMAGEGEN_ROUTE",
     "model": "IMAGEGEN_MODEL", "image_model": "IMAGEGEN_IMAGE_MODEL",
@@ -682,7 +591,7 @@ def _as_seconds(name: str, value: Any, allow_zero: bool) -> float:
     except (TypeError, ValueError):
         raise UsageError(f"--{name.replace('_', '-')} must be a number of seconds "
                          f"(got {value!r})") from None
-    if number != number or number < 0 or (number == 0 and not allow_zero) or number > 86400:
+    if number != number or number < 0 or (number == 0 and not allow_zero) or number > MAX_SECONDS:
         raise UsageError(f"--{name.replace('_', '-')} must be a positive number of seconds"
                          + (" (0 = none)" if allow_zero else "") + f" (got {value!r})")
     return number
@@ -746,7 +655,7 @@ def make_job(options: dict, env: dict) -> Job:
         check_size(size, image_model, exact=values.get("fit") == "none")
         values["size"] = size
     if get("compression") is not None:
-        values["compression"] = _as_int("compression", get("compression"), 0, 100)
+        values["compression"] = _as_int("compression", get("compression"), 0, MAX_COMPRESSION)
         if values["format"] == "png":
             raise UsageError("--compression applies to jpeg and webp only")
     if values.get("background") == "transparent" and values["format"] == "jpeg":
@@ -769,13 +678,14 @@ def make_job(options: dict, env: dict) -> Job:
         raise UsageError(f"the images route takes at most {route_limit} reference "
                          f"images (got {len(images)})")
 
-    count = _as_int("count", get("count") if get("count") is not None else 1, 1, 10)
+    count = _as_int("count", get("count") if get("count") is not None else Job.count, 1,
+                    MAX_COUNT)
     values["count"] = count
     parallel = get("parallel")
-    values["parallel"] = (_as_int("parallel", parallel, 1, 8) if parallel is not None
-                          else min(count, 4))
+    values["parallel"] = (_as_int("parallel", parallel, 1, MAX_PARALLEL) if parallel is not None
+                          else min(count, PARALLEL_DEFAULT_CAP))
     if get("retries") is not None:
-        values["retries"] = _as_int("retries", get("retries"), 0, 5)
+        values["retries"] = _as_int("retries", get("retries"), 0, MAX_RETRIES)
     if get("timeout") is not None:
         values["timeout"] = _as_seconds("timeout", get("timeout"), allow_zero=False)
     if get("stall_timeout") is not None:
@@ -792,6 +702,124 @@ def make_job(options: dict, env: dict) -> Job:
     if get("no_progress"):
         values["progress"] = False
     return Job(**values)
+
+
+# Help #############################################################################################
+
+_HELP_VALUES = dict(
+    fit_sides=f"{MIN_FIT_SIDE}..{MAX_EDGE}", pixels=f"{MAX_PIXELS:,}", edge=MAX_EDGE,
+    model_pixels=f"{MIN_PIXELS:,}..{MAX_PIXELS:,}", fit=Job.fit, formats=", ".join(FORMATS),
+    compression=MAX_COMPRESSION, count=f"{MAX_COUNT} ({Job.count})",
+    parallel=f"{MAX_PARALLEL} (min(count, {PARALLEL_DEFAULT_CAP}))",
+    parallel_max=MAX_PARALLEL, backend=f"{', '.join(CHOICES['backend'])} ({Job.backend}",
+    route=f"{', '.join(CHOICES['route'])} ({Job.route}", model=DEFAULT_MODEL,
+    image_model=DEFAULT_IMAGE_MODEL, timeout=f"{DEFAULT_TIMEOUT_S:g}",
+    stall_timeout=f"{DEFAULT_STALL_TIMEOUT_S:g}", retries=f"{MAX_RETRIES} ({DEFAULT_RETRIES})",
+    **{name: ", ".join(CHOICES[name]) for name in (
+        "quality", "background", "moderation", "input_fidelity", "action")})
+
+#: --help, with the limits and defaults filled in from their one definition above.
+HELP = """\
+usage: imagegen [generate] PROMPT [options]
+       imagegen auth status [--json] | login [--open-browser] | logout [--force]
+       imagegen batch FILE.jsonl [options]
+       imagegen doctor [--json]       is everything ready? one line a check, with the fix
+       imagegen mcp [--workspace DIR] | --print-config CLIENT
+       imagegen --version | --help
+
+Make an image from a prompt through your ChatGPT subscription (the Codex login in
+~/.codex/auth.json) and save it into the current project.
+
+prompt (exactly one):
+  PROMPT                    the prompt, as one quoted argument
+  -p, --prompt TEXT         the prompt
+  --prompt-file FILE        read the prompt from FILE (- = stdin)
+
+output:
+  -o, --out PATH            file, or directory (trailing /); default assets/generated/<slug>.<ext>;
+                            - writes the image to stdout (a pipe, one image)
+  --force                   allow -o to replace an existing file
+  --meta                    also write <image>.json with the prompt, models and sizes
+  --preview                 show the saved image in the terminal (kitty, iTerm2, WezTerm)
+  -q, --quiet               stdout: saved paths only; stderr: errors only
+  --json                    stdout: one JSON object
+  --no-progress             no live progress line
+  --dry-run                 print the request(s) that would be sent and where each image would
+                            be saved; no network, no login needed
+
+image:
+  --size auto|WxH           (auto) the saved file is exactly WxH (sides {fit_sides}, at most
+                            {pixels} pixels): the server is asked for the nearest size it
+                            makes and the answer is fitted; with --fit none, WxH must be a
+                            size the model makes (gpt-image-2: sides divisible by 16, ratio
+                            1:3..3:1, {model_pixels} pixels, long edge <= {edge})
+  --fit F                   when the server sends another size: cover (scale, crop the centre),
+                            contain (fit inside, padded), none (keep it as it came) ({fit})
+  --quality Q               {quality} (auto)
+  --background B            {background} (auto); transparent needs png or webp,
+                            and is made here from a flat key colour where a route has none
+  --format F                {formats} (from the -o extension, else png); alias --output-format
+  --compression 0..{compression}      jpeg and webp only
+  --moderation M            {moderation}
+  -n, --count N             how many images, 1..{count}
+  --parallel N              requests in flight, 1..{parallel}
+
+edits:
+  -i, --image PATH|URL      reference image (repeatable); makes the request an edit
+  --mask PNG                edit mask, same size as the first image (needs -i)
+  --input-fidelity F        {input_fidelity}
+  --action A                {action}
+
+backend:
+  --backend B               {backend}; env IMAGEGEN_BACKEND)
+  --route R                 {route}; env IMAGEGEN_ROUTE); codex only
+  --model M                 host chat model for the Responses route ({model}; env IMAGEGEN_MODEL)
+  --image-model M           image model ({image_model}; env IMAGEGEN_IMAGE_MODEL)
+  --base-url URL            override the backend's base URL
+  --config PATH             the api backend's key file
+  --timeout S               total budget for one image, seconds ({timeout})
+  --stall-timeout S         longest silence from the server, seconds ({stall_timeout}; 0 = none)
+  --retries N               re-sends after transient failures, 0..{retries}
+
+batch FILE.jsonl (- = stdin): one JSON object a line, {{"prompt": ..., "out": ..., "size": ...}};
+  the options above are the defaults for every line; existing outputs are skipped;
+  --gallery also writes index.html (thumbnails, prompts, sizes) beside the outputs.
+
+Secrets are never taken from the command line: tokens and keys come from files or the
+environment (CODEX_HOME, CODEX_AUTH_FILE, IMAGEGEN_API_KEY, CODEX_API_TOKEN, ...).
+
+exit codes:
+  0 every image saved         4 rate limit or quota (the message says when it resets)
+  1 internal error (a bug)    5 backend: network, timeout, 5xx, malformed answer
+  2 usage: bad arguments      6 no image: refusal or a text-only answer
+  3 auth: log in again        7 output: cannot or will not write the path
+  130 interrupted
+""".format(**_HELP_VALUES)
+
+AUTH_HELP = """\
+usage: imagegen auth status [--json]        is there a usable login? (never prints a secret)
+       imagegen auth login [--open-browser] ChatGPT device-code login; writes auth.json as
+                                            Codex does (shared with Codex)
+       imagegen auth logout [--force]       forget what this tool keeps (its quota cache);
+                                            --force also removes the ChatGPT login from
+                                            auth.json, after a copy in auth.json.bak, which
+                                            logs Codex out too
+
+exit codes: 0 done (status: the login is usable), 2 usage, 3 no usable login, 5 network
+"""
+
+BATCH_HELP = """\
+usage: imagegen batch FILE.jsonl [options]     (FILE = - reads stdin)
+
+One JSON object a line: {{"prompt": "...", "out": "icons/home.png", "size": "1024x1024"}}.
+Keys: prompt (required), out, and any generate option by its long name (image as a list).
+The command-line options (see imagegen --help) are the defaults for every line; relative
+paths count from the current directory. A line whose out exists is skipped, so the same
+command resumes an interrupted batch; a line without out is made again on every run.
+--parallel N lines in flight (1..{parallel_max}); --json one object a line; --dry-run sends nothing;
+--gallery writes index.html, a contact sheet of the outputs, in their common folder.
+stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
+""".format(**_HELP_VALUES)
 
 
 # Names and paths ##################################################################################
@@ -2846,7 +2874,8 @@ class Transport:
     """The only network code: opens requests with urllib, maps failures to errors."""
 
     def __init__(self, opener: Any = None, clock: Callable[[], float] = time.monotonic,
-                 cancel: threading.Event | None = None, total_timeout: float = 300.0) -> None:
+                 cancel: threading.Event | None = None,
+                 total_timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._opener = opener
         self.clock = clock
         self.cancel = cancel or threading.Event()
@@ -5249,7 +5278,7 @@ def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
         ctx.temporary_files.discard(temporary)
 
 
-# Outcomes: what a job came to ####################################################################
+# Outcomes: what a job came to #####################################################################
 
 @dataclass(frozen=True)
 class Saved:
@@ -5835,7 +5864,7 @@ class Context:
 
     def __init__(self, env: dict, cwd: str, stdin: Any, stdout: Any, stderr: Any, *,
                  quiet: bool = False, json_mode: bool = False, progress: bool = True,
-                 timeout: float = 300.0, opener: Any = None,
+                 timeout: float = DEFAULT_TIMEOUT_S, opener: Any = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
@@ -6774,7 +6803,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
             printer.done(line.number, Outcome(None, error=line.error))
     stop = threading.Event()  # a usage limit was reached: no new line starts
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
-    parallel = settings.get("parallel") or min(len(runnable), 4) or 1
+    parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
     try:
         run_pool([lambda line=line: printer.done(line.number, run_line(ctx, line, stop))
                   for line in runnable], parallel, ctx)
@@ -7010,13 +7039,14 @@ def _mcp_tool_schemas() -> list[dict]:
                                   enum=list(CHOICES["background"])),
         "format": _mcp_string("File format; default from out's extension, else png.",
                               enum=list(FORMATS)),
-        "compression": {"type": "integer", "minimum": 0, "maximum": 100,
+        "compression": {"type": "integer", "minimum": 0, "maximum": MAX_COMPRESSION,
                         "description": "jpeg and webp only."},
         "moderation": _mcp_string("Moderation level.", enum=list(CHOICES["moderation"])),
-        "count": {"type": "integer", "minimum": 1, "maximum": 10,
+        "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT,
                   "description": "How many images (default 1)."},
-        "parallel": {"type": "integer", "minimum": 1, "maximum": 8,
-                     "description": "Requests in flight at once (default min(count, 4))."},
+        "parallel": {"type": "integer", "minimum": 1, "maximum": MAX_PARALLEL,
+                     "description": f"Requests in flight at once (default min(count, "
+                                    f"{PARALLEL_DEFAULT_CAP}))."},
         "images": {"type": "array", "items": {"type": "string", "minLength": 1},
                    "maxItems": MAX_IMAGES,
                    "description": "Reference images: paths relative to the workspace, or "
@@ -7032,13 +7062,13 @@ def _mcp_tool_schemas() -> list[dict]:
         "image_model": _mcp_string("Image model (default gpt-image-2)."),
         "base_url": _mcp_string("Override the backend's base URL."),
         "config": _mcp_string("The api backend's key file."),
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
-                    "description": "Total seconds for one image (300)."},
-        "stall_timeout": {"type": "number", "minimum": 0, "maximum": 86400,
-                          "description": "Longest silence from the server, seconds (120; "
-                                         "0 = none)."},
-        "retries": {"type": "integer", "minimum": 0, "maximum": 5,
-                    "description": "Re-sends after transient failures (2)."},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS,
+                    "description": f"Total seconds for one image ({DEFAULT_TIMEOUT_S:g})."},
+        "stall_timeout": {"type": "number", "minimum": 0, "maximum": MAX_SECONDS,
+                          "description": f"Longest silence from the server, seconds "
+                                         f"({DEFAULT_STALL_TIMEOUT_S:g}; 0 = none)."},
+        "retries": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES,
+                    "description": f"Re-sends after transient failures ({DEFAULT_RETRIES})."},
         "meta": {"type": "boolean", "description": "Also write <image>.json beside each image."},
         "fit": _mcp_string("With size WxH the saved image is exactly WxH: cover (scale, crop "
                            "the centre; default), contain (fit inside, padded), none (as it "
@@ -8419,7 +8449,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
         settings = {"json": bool(options.get("json")), "dry_run": bool(options.get("dry_run")),
                     "parallel": None, "gallery": bool(gallery)}
         if options.get("parallel") is not None:
-            settings["parallel"] = _as_int("parallel", options["parallel"], 1, 8)
+            settings["parallel"] = _as_int("parallel", options["parallel"], 1, MAX_PARALLEL)
         defaults = {name: value for name, value in options.items()
                     if value is not None and name not in ("help", "prompt", "prompt_file",
                                                           "no_progress", "quiet", "json",
