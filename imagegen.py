@@ -2241,6 +2241,7 @@ class RawImage:
     model: str | None = None
     size: str | None = None
     spill: Spill | None = None  # the decoded image in a temporary file beside its final path
+    url: str | None = None  # an answer that names the image by URL: fetched after reading
 
     @property
     def nbytes(self) -> int:
@@ -4198,6 +4199,7 @@ class Route:
     n images, and the images read from its answer."""
 
     name = ""
+    where = ""  # the route as messages about its answer name it ("the images route answered")
     capabilities = Capabilities()
     model: str | None = None  # the image model it always asks for (None: the job's)
 
@@ -4208,8 +4210,10 @@ class Route:
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         raise NotImplementedError
 
-    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+    def read(self, response: Response, progress: Progress,
              spills: Spills | None = None) -> list[RawImage]:
+        """The images in the answer, read from `response` alone (no other I/O): an image the
+        answer names by URL comes back with `url` set, for fetch_image_urls."""
         raise NotImplementedError
 
 
@@ -4298,7 +4302,7 @@ class ResponsesRoute(Route):
                             "x-client-request-id": session})
         return json_request("POST", f"{base}/responses", headers, body, route=self.name)
 
-    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+    def read(self, response: Response, progress: Progress,
              spills: Spills | None = None) -> list[RawImage]:
         decoder, reader = SSEDecoder(spills), ResponsesReader(spills)
         phase = "waiting"
@@ -4379,18 +4383,25 @@ class CodexImagesRoute(Route):
         headers = dict(headers, Accept="application/json")
         return json_request("POST", f"{base}/images/{endpoint}", headers, body, route=self.name)
 
-    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+    where = "images route"
+
+    def read(self, response: Response, progress: Progress,
              spills: Spills | None = None) -> list[RawImage]:
-        progress("generating", 0)
-        try:
-            payload = json.loads(response.read_all(spills=spills))
-        except ValueError:
-            raise BackendError("the images route answered with something that is not JSON"
-                               ) from None
-        return read_images_payload(payload, "images route", transport, spills)
+        payload = _read_json(response, progress, f"the {self.where}", spills)
+        return read_images_payload(payload, self.where, spills)
 
 
-def read_images_payload(payload: Any, where: str, transport: Transport,
+def _read_json(response: Response, progress: Progress, who: str,
+               spills: Spills | None = None) -> Any:
+    """A JSON answer, whole (long base64 strings streamed into spills when given)."""
+    progress("generating", 0)
+    try:
+        return json.loads(response.read_all(spills=spills))
+    except ValueError:
+        raise BackendError(f"{who} answered with something that is not JSON") from None
+
+
+def read_images_payload(payload: Any, where: str,
                         spills: Spills | None = None) -> list[RawImage]:
     images = []
     model = payload.get("model") if isinstance(payload, dict) else None
@@ -4404,11 +4415,10 @@ def read_images_payload(payload: Any, where: str, transport: Transport,
         if isinstance(entry.get("b64_json"), str) and entry["b64_json"]:
             data = decode_image_base64(entry["b64_json"], f"{where} answer")
         elif isinstance(entry.get("url"), str) and is_url(entry["url"]):
-            try:
-                data = load_reference(entry["url"], transport, "image url").data or b""
-            except UsageError as exc:
-                raise BackendError(f"the {where} answered with a URL that failed: {exc.message}"
-                                   ) from None
+            images.append(RawImage(data=b"", info=None,  # type: ignore[arg-type]
+                                   revised_prompt=entry.get("revised_prompt"), model=model,
+                                   size=size, url=entry["url"]))
+            continue
         else:
             continue
         images.append(RawImage(data=data, info=sniff_image(data),  # type: ignore[arg-type]
@@ -4417,6 +4427,23 @@ def read_images_payload(payload: Any, where: str, transport: Transport,
     if not images:
         raise NoImageError(f"the {where} answer holds no image")
     return images
+
+
+def fetch_image_urls(images: list[RawImage], where: str, transport: Transport
+                     ) -> list[RawImage]:
+    """The images an answer named by URL, downloaded (capped, checked like a reference);
+    the others as they are. The one place an answer leads to another request."""
+    fetched = []
+    for image in images:
+        if image.url is not None:
+            try:
+                data = load_reference(image.url, transport, "image url").data or b""
+            except UsageError as exc:
+                raise BackendError(f"the {where} answered with a URL that failed: {exc.message}"
+                                   ) from None
+            image = replace(image, data=data, info=sniff_image(data), url=None)
+        fetched.append(image)
+    return fetched
 
 
 class ChatRoute(Route):
@@ -4444,13 +4471,12 @@ class ChatRoute(Route):
         return json_request("POST", f"{base}/v1/chat/completions", headers, body,
                             route=self.name)
 
-    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+    where = "gateway"
+
+    def read(self, response: Response, progress: Progress,
              spills: Spills | None = None) -> list[RawImage]:
-        progress("generating", 0)
-        try:
-            payload = json.loads(response.read_all())  # data URIs inside text: kept in memory
-        except ValueError:
-            raise BackendError("the gateway answered with something that is not JSON") from None
+        # spills are not used: the data URIs inside the text are kept in memory
+        payload = _read_json(response, progress, "the gateway")
         images, said = images_from_chat(payload)
         if images:
             return images
@@ -4506,15 +4532,12 @@ class ImagesApiRoute(Route):
         headers["Content-Type"] = content_type
         return HttpRequest("POST", f"{base}/images/edits", headers, body, shown, route=self.name)
 
-    def read(self, response: Response, job: Job, transport: Transport, progress: Progress,
+    where = "Images API"
+
+    def read(self, response: Response, progress: Progress,
              spills: Spills | None = None) -> list[RawImage]:
-        progress("generating", 0)
-        try:
-            payload = json.loads(response.read_all(spills=spills))
-        except ValueError:
-            raise BackendError("the Images API answered with something that is not JSON"
-                               ) from None
-        images = read_images_payload(payload, "Images API", transport, spills)
+        payload = _read_json(response, progress, f"the {self.where}", spills)
+        images = read_images_payload(payload, self.where, spills)
         # The Images API does not name its model: report the one asked for (--json, --meta).
         return [replace(image, model=image.model or self.model) for image in images]
 
@@ -6158,14 +6181,20 @@ class Generator:
                 def progress(phase: str, received: int) -> None:
                     ctx.reporter.phase((id(self), first), phase, received)
 
-                images = route.read(response, job, ctx.transport, progress, spills=spills)
+                images = route.read(response, progress, spills=spills)
             except BaseException:
                 spills.claimed.clear()
                 raise
             finally:
                 spills.release()  # what no image claimed: partial images, unknown strings
                 response.close()
-            return images
+            try:
+                return fetch_image_urls(images, route.where, ctx.transport)
+            except BaseException:
+                for image in images:  # streamed before a URL failed: not saved
+                    if image.spill is not None:
+                        image.spill.discard()
+                raise
 
     def _write_meta(self, saved: Saved, capabilities: Capabilities) -> str | None:
         job = self.job

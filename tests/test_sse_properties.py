@@ -151,8 +151,13 @@ class CannedResponse:
 
 def read_stream(chunks: list[bytes], content_type: str = "text/event-stream") -> list:
     """ResponsesRoute.read, the stream reader the tool uses, on a canned body."""
-    return imagegen.ResponsesRoute().read(CannedResponse(chunks, content_type), None, None,
+    return imagegen.ResponsesRoute().read(CannedResponse(chunks, content_type),
                                           lambda phase, received: None)
+
+
+def read_images_answer(payload, where, transport):
+    """An Images answer as the tool takes it: read, then the URLs it names fetched."""
+    return imagegen.fetch_image_urls(imagegen.read_images_payload(payload, where), where, transport)
 
 
 def only_tool_errors(function, *args):
@@ -303,7 +308,7 @@ JSON_TEMPLATES = [
 @given(mutated(JSON_TEMPLATES))
 def test_json_answers_of_the_wrong_shape_raise_only_the_tools_errors(payload):
     transport = imagegen.Transport(opener=NoNetwork(), total_timeout=5)
-    only_tool_errors(imagegen.read_images_payload, payload, "images route", transport)
+    only_tool_errors(read_images_answer, payload, "images route", transport)
     only_tool_errors(imagegen.images_from_chat, payload)
 
 
@@ -313,7 +318,7 @@ def test_every_field_of_every_json_answer_replaced_by_every_kind_of_value_raises
         for path in paths_of(document):
             for value in WRONG_VALUES:
                 payload = replaced(document, path, value)
-                only_tool_errors(imagegen.read_images_payload, payload, "images route", transport)
+                only_tool_errors(read_images_answer, payload, "images route", transport)
                 only_tool_errors(imagegen.images_from_chat, payload)
 
 
