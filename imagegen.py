@@ -31,6 +31,27 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# What a program or a test may use; the rest is this file's own, and a leading underscore
+# marks the private names among it.
+__all__ = [
+    "__version__", "main",
+    # errors: one a row of the exit-code table
+    "ImagegenError", "UsageError", "AuthError", "RateLimitError", "BackendError",
+    "NoImageError", "OutputError", "Interrupted", "PixelsError",
+    # the pure parts: bytes and text in, values out
+    "Secrets", "sniff_image", "decode_image_base64", "size_problems", "nearest_size",
+    "Raster", "decode_png", "encode_png", "resample", "crop", "cover", "contain",
+    "has_transparency", "remove_chroma_key", "png_thumbnail", "pillow_decode",
+    "PNG_COMPRESSION", "SSEEvent", "SSEDecoder", "LongStrings", "Spills", "SPILL_HEAD_BYTES",
+    "images_from_chat", "read_images_payload", "fetch_image_urls", "error_from_http",
+    "error_entry", "quota_from_headers", "describe_quota", "window_label",
+    "parse_toml_subset", "load_toml", "read_auth_json",
+    "preview_protocol", "preview_sequence", "kitty_sequence", "iterm_sequence",
+    "GalleryItem", "gallery_html",
+    # the edges tests drive directly
+    "Transport", "Response", "ResponsesRoute", "Probes",
+]
+
 # Constants ########################################################################################
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # the Codex CLI's public OAuth client id
@@ -302,7 +323,7 @@ class Secrets:
         return "".join(out)
 
 
-# Small pure helpers ###############################################################################
+# Time, sizes and identifiers ######################################################################
 
 def new_uuid() -> str:
     """A random (version 4) UUID, without importing uuid."""
@@ -311,19 +332,6 @@ def new_uuid() -> str:
     raw[8] = (raw[8] & 0x3F) | 0x80
     text = raw.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-def make_temporary(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:
-    """A new file (mode 0600) with a random name, like tempfile.mkstemp but cheaper to
-    import: every run that saves a file calls it. Returns (fd, path)."""
-    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        path = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}{suffix}")
-        try:
-            return os.open(path, flags, 0o600), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name in {directory}")
 
 
 def utc_now_rfc3339(now: float) -> str:
@@ -350,24 +358,6 @@ def parse_rfc3339(text: Any) -> float | None:
     return stamp.timestamp()
 
 
-def jwt_claims(token: Any) -> dict:
-    """The claims of a JWT, unverified; {} when it is not one."""
-    if not isinstance(token, str) or token.count(".") < 2:
-        return {}
-    payload = token.split(".")[1]
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
-
-
-def shorten_id(value: str | None) -> str | None:
-    if not value:
-        return None
-    return value if len(value) <= 10 else f"{value[:4]}…{value[-4:]}"
-
-
 def human_bytes(count: int) -> str:
     if count < 1024:
         return f"{count} B"
@@ -378,50 +368,6 @@ def human_bytes(count: int) -> str:
 
 def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """A Retry-After header in seconds or as an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:  # "inf" and "nan" parse as floats: unreadable, and no strict JSON could carry them
-        return max(0.0, seconds) if seconds < float("inf") else None
-    from email.utils import parsedate_to_datetime
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def try_again_seconds(message: str) -> float | None:
-    """The delay in "Please try again in 1.5s" (or ms), as the backend words it."""
-    match = re.search(r"(?i)try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)\b", message or "")
-    if not match:
-        return None
-    amount = float(match.group(1))
-    return amount / 1000 if match.group(2).lower() == "ms" else amount
-
-
-def describe_reset(resets_at: float | None, now: float) -> str:
-    """ "resets at 14:05 (in 2h 3m)" in local time."""
-    if resets_at is None:
-        return ""
-    try:
-        left = max(0, int(resets_at - now))
-        local = time.localtime(resets_at)
-    except (OverflowError, OSError, ValueError):
-        return ""  # inf, NaN or a year no calendar holds: a broken server, not worth a crash
-    when = time.strftime("%H:%M" if left < 20 * 3600 else "%a %d %b %H:%M", local)
-    hours, minutes = divmod(left // 60, 60)
-    days, day_hours = divmod(hours, 24)
-    span = (f"{days}d {day_hours}h" if days >= 2 else f"{hours}h {minutes}m" if hours
-            else f"{max(minutes, 1)}m" if left >= 60 else f"{left}s")
-    return f"resets at {when} (in {span})"
 
 
 # Options and the Job ##############################################################################
@@ -1595,13 +1541,17 @@ def encode_png(raster: Raster, level: int = PNG_COMPRESSION) -> bytes:
 
 def png_thumbnail(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes:
     """A PNG whose longer side is at most long_side (a smaller image is re-encoded as is)."""
-    raster = decode_png(data)
+    return encode_png(shrunk(decode_png(data), long_side))
+
+
+def shrunk(raster: Raster, long_side: int) -> Raster:
+    """The raster scaled down so that its longer side is at most long_side."""
     longest = max(raster.width, raster.height)
-    if longest > long_side:
-        scale = long_side / longest
-        raster = resample(raster, max(1, round(raster.width * scale)),
-                          max(1, round(raster.height * scale)))
-    return encode_png(raster)
+    if longest <= long_side:
+        return raster
+    scale = long_side / longest
+    return resample(raster, max(1, round(raster.width * scale)),
+                    max(1, round(raster.height * scale)))
 
 def _border_pixels(raster: Raster, band: int = 2) -> list:
     """RGB of the pixels within `band` of the edge (every one; rows at once)."""
@@ -2501,6 +2451,33 @@ def images_from_chat(payload: Any) -> tuple[list[RawImage], str]:
     return images, said
 
 
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """A Retry-After header in seconds or as an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:  # "inf" and "nan" parse as floats: unreadable, and no strict JSON could carry them
+        return max(0.0, seconds) if seconds < float("inf") else None
+    from email.utils import parsedate_to_datetime
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def try_again_seconds(message: str) -> float | None:
+    """The delay in "Please try again in 1.5s" (or ms), as the backend words it."""
+    match = re.search(r"(?i)try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)\b", message or "")
+    if not match:
+        return None
+    amount = float(match.group(1))
+    return amount / 1000 if match.group(2).lower() == "ms" else amount
+
+
 def error_from_http(status: int, headers: Any, body: bytes, *, version_sent: str | None = None,
                     now: float | None = None) -> ImagegenError:
     """Map an HTTP error answer to the contract's kinds; never dumps an HTML page.
@@ -3073,6 +3050,19 @@ def readable_by_others(path: str) -> bool:
         return False
 
 
+def make_temporary(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:
+    """A new file (mode 0600) with a random name, like tempfile.mkstemp but cheaper to
+    import: every run that saves a file calls it. Returns (fd, path)."""
+    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
+
+
 def read_regular_file(path: str, cap: int) -> bytes:
     """The bytes of a regular file, refusing more than `cap` of them. /dev/zero, a FIFO or a
     directory raise OSError with a readable strerror instead of eating memory or hanging
@@ -3202,6 +3192,24 @@ class AuthLocks:
 
 AUTH_CLAIM = "https://api.openai.com/auth"
 PROFILE_CLAIM = "https://api.openai.com/profile"
+
+
+def jwt_claims(token: Any) -> dict:
+    """The claims of a JWT, unverified; {} when it is not one."""
+    if not isinstance(token, str) or token.count(".") < 2:
+        return {}
+    payload = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def shorten_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value if len(value) <= 10 else f"{value[:4]}…{value[-4:]}"
 
 
 @dataclass(frozen=True)
@@ -5076,13 +5084,7 @@ def thumbnail_png(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes | None:
             return png_thumbnail(data, long_side)
         if info.format not in pillow_formats():
             return None
-        raster = pillow_decode(data)
-        longest = max(raster.width, raster.height)
-        if longest > long_side:
-            scale = long_side / longest
-            raster = resample(raster, max(1, round(raster.width * scale)),
-                              max(1, round(raster.height * scale)))
-        return encode_png(raster)
+        return encode_png(shrunk(pillow_decode(data), long_side))
     except PixelsError:
         return None
 
@@ -5635,14 +5637,14 @@ def report_generate(ctx: Context, outcome: Outcome) -> int:
             shown = relative_for_display(path, ctx.cwd)
             reporter.result(shown, keep=(shown,))
     if job.preview:
-        show_previews(ctx, outcome.paths)
+        _show_previews(ctx, outcome.paths)
     if error is not None:
         reporter.error(error.message)
         return error.exit_code
     return 0
 
 
-def show_previews(ctx: Context, paths: list[str]) -> None:
+def _show_previews(ctx: Context, paths: list[str]) -> None:
     """--preview: each saved image inline on stderr, when stderr is a terminal that shows
     images (kitty's graphics protocol, iTerm2's or WezTerm's inline images); else nothing."""
     protocol = preview_protocol(ctx.env, _isatty(ctx.reporter.stderr))
@@ -5658,7 +5660,7 @@ def show_previews(ctx: Context, paths: list[str]) -> None:
         ctx.reporter.preview(preview_sequence(image, protocol, os.path.basename(path)))
 
 
-def report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -> None:
+def _report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -> None:
     """A batch line's result on stdout: its path(s) (tab-separated), or ERROR <kind>:
     <message>; with --json one object (a failed line lists what it saved before failing)."""
     reporter, job, error = ctx.reporter, outcome.job, outcome.error
@@ -5690,7 +5692,7 @@ def report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) ->
         reporter.result("\t".join(shown), keep=shown)
 
 
-def report_batch_end(ctx: Context, outcomes: list[Outcome], seconds: float) -> int:
+def _report_batch_end(ctx: Context, outcomes: list[Outcome], seconds: float) -> int:
     """The batch's last words on stderr (why it stopped starting lines, the counts);
     returns the exit code: the first failed line's."""
     failures = [outcome.error for outcome in outcomes if outcome.error is not None]
@@ -5717,6 +5719,23 @@ def _quota_number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if -1e15 < number < 1e15 else None
+
+
+def describe_reset(resets_at: float | None, now: float) -> str:
+    """ "resets at 14:05 (in 2h 3m)" in local time."""
+    if resets_at is None:
+        return ""
+    try:
+        left = max(0, int(resets_at - now))
+        local = time.localtime(resets_at)
+    except (OverflowError, OSError, ValueError):
+        return ""  # inf, NaN or a year no calendar holds: a broken server, not worth a crash
+    when = time.strftime("%H:%M" if left < 20 * 3600 else "%a %d %b %H:%M", local)
+    hours, minutes = divmod(left // 60, 60)
+    days, day_hours = divmod(hours, 24)
+    span = (f"{days}d {day_hours}h" if days >= 2 else f"{hours}h {minutes}m" if hours
+            else f"{max(minutes, 1)}m" if left >= 60 else f"{left}s")
+    return f"resets at {when} (in {span})"
 
 
 def is_image_limit(limit: str | None) -> bool:
@@ -6051,7 +6070,7 @@ class Generator:
         for n in self.backend.units(job):
             tasks.append(lambda first=first, n=n: self._unit(inputs, first, n))
             first += n
-        run_pool(tasks, parallel or job.parallel, self.ctx)
+        _run_pool(tasks, parallel or job.parallel, self.ctx)
 
     def _unit(self, inputs: Inputs, first: int, n: int) -> None:
         job, reporter = self.job, self.ctx.reporter
@@ -6242,7 +6261,7 @@ class Generator:
         return Outcome(self.job, tuple(saved), self.first_error())
 
 
-def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> None:
+def _run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> None:
     """Run tasks with at most `parallel` in flight; tasks record their own failures.
     The main thread keeps waiting interruptibly so Ctrl-C stops everything at once."""
     if parallel <= 1 or len(tasks) <= 1:
@@ -6292,13 +6311,13 @@ def run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> No
 
 def cmd_generate(job: Job, ctx: Context) -> int:
     if job.out == "-" and not job.dry_run:
-        return generate_to_stdout(job, ctx)
+        return _generate_to_stdout(job, ctx)
     if job.dry_run:
         inputs = load_inputs(job, ctx.transport)
-        warn_opaque_mask(job, inputs, ctx.reporter)
+        _warn_opaque_mask(job, inputs, ctx.reporter)
         generator = Generator(ctx, job)
         ctx.reporter.result_json({"requests": generator.dry_requests(inputs),
-                                  "saves": planned_saves(generator.policy, job.count, ctx.cwd)})
+                                  "saves": _planned_saves(generator.policy, job.count, ctx.cwd)})
         return 0
     outcome = generate(job, ctx)
     report_quota(ctx)
@@ -6310,7 +6329,7 @@ def generate(job: Job, ctx: Context) -> Outcome:
     anything is sent (a reference, the output folder, the login) raises; a failure after
     that is in the outcome, with the images saved before it."""
     inputs = load_inputs(job, ctx.transport)
-    warn_opaque_mask(job, inputs, ctx.reporter)
+    _warn_opaque_mask(job, inputs, ctx.reporter)
     generator = Generator(ctx, job)
     generator.policy.preflight(job.count)
     generator.prepare()
@@ -6329,13 +6348,13 @@ def generate(job: Job, ctx: Context) -> Outcome:
     return generator.outcome()
 
 
-def warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
+def _warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
     if inputs.mask is not None and inputs.mask.data and png_is_opaque(inputs.mask.data):
         reporter.warn(f"the mask {job.mask} has no transparent pixel, so the edit may change "
                       f"nothing: make transparent the area to repaint")
 
 
-def generate_to_stdout(job: Job, ctx: Context) -> int:
+def _generate_to_stdout(job: Job, ctx: Context) -> int:
     """-o -: the image's bytes on stdout, for a pipe (one image; never onto a terminal).
     It is made in a private temporary folder like any other save, then copied out."""
     import shutil
@@ -6353,7 +6372,7 @@ def generate_to_stdout(job: Job, ctx: Context) -> int:
     try:
         staged = replace(job, out=folder + os.sep)
         inputs = load_inputs(staged, ctx.transport)
-        warn_opaque_mask(job, inputs, reporter)
+        _warn_opaque_mask(job, inputs, reporter)
         generator = Generator(ctx, staged)
         generator.prepare()
         reporter.asking(job)
@@ -6379,7 +6398,7 @@ def generate_to_stdout(job: Job, ctx: Context) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def planned_saves(policy: SavePolicy, count: int, cwd: str) -> list[str]:
+def _planned_saves(policy: SavePolicy, count: int, cwd: str) -> list[str]:
     """Where a real run would save each image now (for --dry-run), claiming nothing: the
     -o names, or the first free automatic names (a PNG's extension unless asked otherwise)."""
     if policy.job.out == "-":
@@ -6523,7 +6542,7 @@ def _live_usage(ctx: Context, login: ChatGPTLogin, expired: bool) -> dict:
     return {"usage": quota}
 
 
-def form_request(url: str, fields: dict, headers: dict) -> HttpRequest:
+def _form_request(url: str, fields: dict, headers: dict) -> HttpRequest:
     import urllib.parse
     body = urllib.parse.urlencode(fields).encode("ascii")
     return HttpRequest("POST", url, dict(headers, **{
@@ -6590,7 +6609,7 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
             raise AuthError("device login failed: the answer has no authorization_code")
     ctx.secrets.add(grant.get("authorization_code"), grant.get("code_verifier"))
     try:
-        tokens, _ = transport.fetch_json(form_request(f"{issuer}/oauth/token", {
+        tokens, _ = transport.fetch_json(_form_request(f"{issuer}/oauth/token", {
             "grant_type": "authorization_code", "code": grant["authorization_code"],
             "redirect_uri": f"{issuer}/deviceauth/callback", "client_id": CLIENT_ID,
             "code_verifier": grant.get("code_verifier") or ""}, headers),
@@ -6603,7 +6622,7 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
         raise AuthError("device login failed: the token answer lacks id, access or refresh "
                         "token")
     ctx.secrets.add(tokens["id_token"], tokens["access_token"], tokens["refresh_token"])
-    path = write_login(env, tokens, ctx.clock())
+    path = _write_login(env, tokens, ctx.clock())
     claims = jwt_claims(tokens["id_token"])
     plan = (claims.get(AUTH_CLAIM) or {}).get("chatgpt_plan_type") if isinstance(
         claims.get(AUTH_CLAIM), dict) else None
@@ -6613,7 +6632,26 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
     return 0
 
 
-def write_login(env: dict, tokens: dict, now: float) -> str:
+def _read_login_bytes(path: str) -> bytes | None:
+    """auth.json as it is (None: there is none); AuthError when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _back_up_login(path: str, old: bytes) -> None:
+    """auth.json.bak, before auth.json changes; AuthError (nothing changed) when it fails."""
+    try:
+        write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
+    except OSError as exc:
+        raise AuthError(f"cannot back up {path}: {exc.strerror}; nothing was changed") from None
+
+
+def _write_login(env: dict, tokens: dict, now: float) -> str:
     """Write auth.json like Codex, under Codex's locks, keeping a .bak of the old one."""
     path = auth_file_path(env)
     directory = os.path.dirname(path)
@@ -6625,19 +6663,9 @@ def write_login(env: dict, tokens: dict, now: float) -> str:
     account = account_id_of({"id_token": tokens["id_token"]})
     with AuthLocks(path):
         data: dict[str, Any] = {}
-        try:
-            with open(path, "rb") as handle:
-                old = handle.read()
-        except FileNotFoundError:
-            old = None
-        except OSError as exc:
-            raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+        old = _read_login_bytes(path)
         if old is not None:
-            try:
-                write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
-            except OSError as exc:
-                raise AuthError(f"cannot back up {path}: {exc.strerror}; nothing was "
-                                f"changed") from None
+            _back_up_login(path, old)
             try:
                 previous = json.loads(old)
                 if isinstance(previous, dict):  # keep fields this tool does not know
@@ -6683,13 +6711,7 @@ def cmd_auth_logout(ctx: Context, force: bool) -> int:
             reporter.say("no login to remove")
         return 0
     with AuthLocks(path, sleep=ctx.sleep):
-        try:
-            with open(path, "rb") as handle:
-                old = handle.read()
-        except FileNotFoundError:
-            old = None
-        except OSError as exc:
-            raise AuthError(f"cannot read {path}: {exc.strerror}") from None
+        old = _read_login_bytes(path)
         data: Any = None
         if old is not None:
             try:
@@ -6699,11 +6721,7 @@ def cmd_auth_logout(ctx: Context, force: bool) -> int:
         if isinstance(data, dict) and not isinstance(data.get("tokens"), dict):
             old = None  # an API key only: no ChatGPT login to remove
         if old is not None:
-            try:
-                write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
-            except OSError as exc:
-                raise AuthError(f"cannot back up {path}: {exc.strerror}; nothing was "
-                                f"changed") from None
+            _back_up_login(path, old)
             try:
                 if isinstance(data, dict) and data.get("OPENAI_API_KEY"):
                     # An API key Codex also keeps here: not a ChatGPT login, so it stays.
@@ -6726,7 +6744,7 @@ def cmd_auth_logout(ctx: Context, force: bool) -> int:
 
 # Command: batch ###################################################################################
 
-def read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
+def _read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
     """The lines of a batch file (or stdin), split at line feeds only: JSON text may hold
     U+2028, U+0085 and the like, which str.splitlines() would also split at (F5). A UTF-8
     byte-order mark (Notepad) is dropped; text that is not UTF-8 is a usage error."""
@@ -6764,7 +6782,7 @@ def _batch_text(raw: bytes, name: str) -> str:
         raise UsageError(f"{name} is not UTF-8 text{hint}") from None
 
 
-def batch_job(line: str, defaults: dict, env: dict) -> Job:
+def _batch_job(line: str, defaults: dict, env: dict) -> Job:
     try:
         entry = json.loads(line)
     except ValueError as exc:
@@ -6784,13 +6802,13 @@ def batch_job(line: str, defaults: dict, env: dict) -> Job:
     if "prompt" not in entry:
         raise UsageError('no "prompt" key')
     check_utf8(json.dumps(entry, ensure_ascii=False), "the line")
-    check_batch_base_url(entry, defaults, env)
+    _check_batch_base_url(entry, defaults, env)
     if "image" in entry:
         options["image"] = entry["image"]
     return make_job(options, env)
 
 
-def check_batch_base_url(entry: dict, defaults: dict, env: dict) -> None:
+def _check_batch_base_url(entry: dict, defaults: dict, env: dict) -> None:
     """A batch file may come from untrusted text (an agent writes it): a line may not send
     the ChatGPT login anywhere but the codex base URL configured outside the file."""
     url = entry.get("base_url", entry.get("base-url"))
@@ -6809,7 +6827,7 @@ def check_batch_base_url(entry: dict, defaults: dict, env: dict) -> None:
 
 
 @dataclass(frozen=True)
-class BatchLine:
+class _BatchLine:
     """One non-blank line of a batch: its number, and its job or why it has none."""
 
     number: int
@@ -6818,15 +6836,16 @@ class BatchLine:
 
 
 def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
+    """`imagegen batch FILE`: every line's images, its result printed in input order."""
     started = ctx.monotonic()
-    lines = plan_lines(source, defaults, ctx)
+    lines = _plan_lines(source, defaults, ctx)
     if settings.get("dry_run"):
-        return batch_dry_run(ctx, lines)
+        return _batch_dry_run(ctx, lines)
     runnable = [line for line in lines if line.job is not None]
-    warn_without_out(ctx.reporter, [line.number for line in runnable if not line.job.out])
-    printer = InOrder([line.number for line in lines],
-                      lambda number, outcome: report_line(ctx, number, outcome,
-                                                          bool(settings.get("json"))))
+    _warn_without_out(ctx.reporter, [line.number for line in runnable if not line.job.out])
+    json_mode = bool(settings.get("json"))
+    printer = _InOrder([line.number for line in lines],
+                       lambda number, outcome: _report_line(ctx, number, outcome, json_mode))
     for line in lines:
         if line.job is None:
             printer.done(line.number, Outcome(None, error=line.error))
@@ -6834,33 +6853,33 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
     parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
     try:
-        run_pool([lambda line=line: printer.done(line.number, run_line(ctx, line, stop))
-                  for line in runnable], parallel, ctx)
+        _run_pool([lambda line=line: printer.done(line.number, _run_line(ctx, line, stop))
+                   for line in runnable], parallel, ctx)
     finally:
         ctx.reporter.close()
     outcomes = printer.in_order()
     if settings.get("gallery"):
-        write_gallery(ctx, gallery_shots(outcomes))
+        _write_gallery(ctx, _gallery_shots(outcomes))
     report_quota(ctx)
-    return report_batch_end(ctx, outcomes, ctx.monotonic() - started)
+    return _report_batch_end(ctx, outcomes, ctx.monotonic() - started)
 
 
-def plan_lines(source: str, defaults: dict, ctx: Context) -> list[BatchLine]:
+def _plan_lines(source: str, defaults: dict, ctx: Context) -> list[_BatchLine]:
     """The batch's non-blank lines, each made into a job (or the usage error why not)."""
     lines = []
-    for number, text in enumerate(read_batch_lines(source, ctx.stdin, ctx.cwd), 1):
+    for number, text in enumerate(_read_batch_lines(source, ctx.stdin, ctx.cwd), 1):
         if not text.strip():
             continue
         try:
-            lines.append(BatchLine(number, batch_job(text, defaults, ctx.env)))
+            lines.append(_BatchLine(number, _batch_job(text, defaults, ctx.env)))
         except UsageError as error:
-            lines.append(BatchLine(number, None, UsageError(f"line {number}: {error.message}")))
+            lines.append(_BatchLine(number, None, UsageError(f"line {number}: {error.message}")))
     if not lines:
         raise UsageError(f"{source} holds no prompts")
     return lines
 
 
-def batch_dry_run(ctx: Context, lines: list[BatchLine]) -> int:
+def _batch_dry_run(ctx: Context, lines: list[_BatchLine]) -> int:
     """batch --dry-run: one JSON object with every request and save of the lines a real run
     would start (not those whose out exists); the first invalid line's exit code."""
     requests: list[dict] = []
@@ -6874,7 +6893,7 @@ def batch_dry_run(ctx: Context, lines: list[BatchLine]) -> int:
             continue  # the real run would skip it and send nothing
         inputs = load_inputs(job, ctx.transport)
         requests.extend(Generator(ctx, job).dry_requests(inputs))
-        saves.extend(path for path in planned_saves(policy, job.count, ctx.cwd)
+        saves.extend(path for path in _planned_saves(policy, job.count, ctx.cwd)
                      if path not in saves)  # (automatic names are claimed in turn)
     ctx.reporter.result_json({"requests": requests, "saves": saves})
     first = next((line.error for line in lines if line.error is not None), None)
@@ -6884,7 +6903,7 @@ def batch_dry_run(ctx: Context, lines: list[BatchLine]) -> int:
     return 0
 
 
-def warn_without_out(reporter: Reporter, numbers: list[int]) -> None:
+def _warn_without_out(reporter: Reporter, numbers: list[int]) -> None:
     """Lines without "out" are made again on every run of the batch: say so once."""
     if not numbers:
         return
@@ -6895,7 +6914,7 @@ def warn_without_out(reporter: Reporter, numbers: list[int]) -> None:
                   f"line an \"out\" and a re-run skips what is done)")
 
 
-def run_line(ctx: Context, line: BatchLine, stop: threading.Event) -> Outcome:
+def _run_line(ctx: Context, line: _BatchLine, stop: threading.Event) -> Outcome:
     """Make one batch line's images, one request at a time (the lines run in parallel)."""
     job = line.job
     assert job is not None
@@ -6922,7 +6941,7 @@ def run_line(ctx: Context, line: BatchLine, stop: threading.Event) -> Outcome:
     return outcome
 
 
-class InOrder:
+class _InOrder:
     """Batch results in input order while the lines finish in any order: a line's result is
     reported once every line before it has one."""
 
@@ -6946,7 +6965,7 @@ class InOrder:
             return [self.outcomes[number] for number in self.numbers if number in self.outcomes]
 
 
-def gallery_shots(outcomes: list[Outcome]) -> list[tuple]:
+def _gallery_shots(outcomes: list[Outcome]) -> list[tuple]:
     """(prompt, path, note) of every image a batch saved or found already there, in input
     order, for --gallery."""
     shots = []
@@ -6966,7 +6985,7 @@ def gallery_shots(outcomes: list[Outcome]) -> list[tuple]:
 GALLERY_TITLE = "imagegen gallery"
 
 
-def write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
+def _write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
     """batch --gallery: index.html in the outputs' common folder inside the workspace (the
     workspace itself when they have none there), a contact sheet with a thumbnail, the
     prompt, the size and the path of each. An index.html this tool did not write is left
@@ -7166,7 +7185,7 @@ _MCP_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float),
                    "boolean": (bool,), "array": (list,), "object": (dict,)}
 
 
-def mcp_check_arguments(schema: dict, arguments: dict) -> None:
+def _mcp_check_arguments(schema: dict, arguments: dict) -> None:
     """Names, presence and JSON types against a tool's input schema (UsageError); the
     values themselves are checked by make_job, with the CLI's messages."""
     properties = schema.get("properties", {})
@@ -7193,7 +7212,7 @@ def mcp_check_arguments(schema: dict, arguments: dict) -> None:
                              f"{'a list of strings' if expected == 'array' else 'a ' + expected}")
 
 
-def mcp_job_options(arguments: dict, cwd: str) -> dict:
+def _mcp_job_options(arguments: dict, cwd: str) -> dict:
     """Tool arguments as make_job's options: reference paths are the workspace's."""
     options = {name: value for name, value in arguments.items() if value is not None}
     images = options.pop("images", None)
@@ -7654,7 +7673,7 @@ class McpServer:
         tool = self.tools[call.tool]
         if call.tool == "auth_status":
             try:
-                mcp_check_arguments(tool["inputSchema"], call.arguments)
+                _mcp_check_arguments(tool["inputSchema"], call.arguments)
                 cmd_auth_status(ctx, True)
             except ImagegenError as error:
                 return self.tool_result(call, {"ok": False, "error": error_entry(error),
@@ -7663,8 +7682,8 @@ class McpServer:
                                                                         "usable": False}
             return self.auth_result(call, status)
         try:
-            mcp_check_arguments(tool["inputSchema"], call.arguments)
-            job = make_job(mcp_job_options(call.arguments, self.cwd), self.env)
+            _mcp_check_arguments(tool["inputSchema"], call.arguments)
+            job = make_job(_mcp_job_options(call.arguments, self.cwd), self.env)
         except ImagegenError as error:
             reporter.error(error.message)
             return self.tool_result(call, {"ok": False, "backend": None, "route": None,
@@ -7763,7 +7782,7 @@ MCP_CONFIG_PLACES = {
 }
 
 
-def mcp_config_snippet(client: str, python: str, script: str, workspace: str) -> str:
+def _mcp_config_snippet(client: str, python: str, script: str, workspace: str) -> str:
     """The registration snippet for one MCP client, with this file's real path: exactly
     what goes into the file (MCP_CONFIG_PLACES says which), so it can be redirected."""
     command = [python, script, "mcp"]
@@ -7839,8 +7858,8 @@ def cmd_mcp(args: list[str], runtime: dict) -> int:
     if client is not None:
         client = client.lower()
         script = os.path.abspath(__file__)
-        runtime["stdout"].write(mcp_config_snippet(client, sys.executable or "python3",
-                                                   script, cwd))
+        runtime["stdout"].write(_mcp_config_snippet(client, sys.executable or "python3",
+                                                    script, cwd))
         runtime["stderr"].write(f"imagegen: for {MCP_CONFIG_PLACES[client]}\n")
         return 0
     server = McpServer(runtime, cwd)
@@ -8341,7 +8360,7 @@ def build_parser() -> Any:
 _SECRET_OPTION = re.compile(r"(?i)^--?[\w-]*(token|key|secret|password|auth)")
 
 
-def parse_options(args: list[str]) -> dict:
+def _parse_options(args: list[str]) -> dict:
     """argv to a dict of long option names; unknown options are named, never echoed."""
     parser = build_parser()
     namespace, extras = parser.parse_known_args(args)
@@ -8351,21 +8370,21 @@ def parse_options(args: list[str]) -> dict:
                          "auth.json, IMAGEGEN_API_KEY, CODEX_API_TOKEN or a config file")
     if unknown:
         known = [option for action in parser._actions for option in action.option_strings]
-        raise UsageError(f"unknown option {unknown[0]}" + (did_you_mean(unknown[0], known)
-                                                           or " (see imagegen --help)"))
+        raise UsageError(f"unknown option {unknown[0]}" + (_did_you_mean(unknown[0], known)
+                                                            or " (see imagegen --help)"))
     if extras:
         raise UsageError("give the prompt as one quoted argument")
     return vars(namespace)
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     """ "; did you mean --size?" for a near miss, else ""."""
     import difflib
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | None:
+def _read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str | None:
     given = [name for name, present in (("PROMPT", bool(words)),
                                         ("-p/--prompt", options.get("prompt") is not None),
                                         ("--prompt-file", options.get("prompt_file") is not None))
@@ -8428,8 +8447,8 @@ def dispatch(args: list[str], runtime: dict) -> int:
             return 0
         if rest[0] not in AUTH_COMMANDS:
             raise UsageError(f"unknown auth command {rest[0]!r} ({', '.join(AUTH_COMMANDS)})"
-                             + did_you_mean(rest[0], AUTH_COMMANDS))
-        options = parse_options(rest[1:])
+                             + _did_you_mean(rest[0], AUTH_COMMANDS))
+        options = _parse_options(rest[1:])
         if options["help"]:
             runtime["stdout"].write(AUTH_HELP)
             return 0
@@ -8446,7 +8465,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
             return cmd_auth_logout(ctx, bool(options["force"]))
         return cmd_auth_login(ctx, bool(options["open_browser"]))
     if command == "doctor":
-        options = parse_options(rest)
+        options = _parse_options(rest)
         if options["help"]:
             runtime["stdout"].write(HELP)
             return 0
@@ -8457,7 +8476,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
             raise UsageError(f"imagegen doctor takes no {shown} (only --json)")
         return cmd_doctor(context(options), bool(options["json"]),
                           runtime.get("probes"))
-    options = parse_options(rest)
+    options = _parse_options(rest)
     if options["help"]:
         runtime["stdout"].write(BATCH_HELP if command == "batch" else HELP)
         return 0
@@ -8486,7 +8505,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
         if "image" in defaults:
             defaults["image"] = list(defaults["image"])
         return cmd_batch(words[0], defaults, ctx, settings)
-    options["prompt"] = read_prompt(options, options.pop("words"), ctx.stdin, cwd)
+    options["prompt"] = _read_prompt(options, options.pop("words"), ctx.stdin, cwd)
     job = make_job(options, env)
     return cmd_generate(job, ctx)
 
