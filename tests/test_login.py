@@ -257,6 +257,9 @@ def test_status_takes_no_other_option(env, fake, run):
     result = run("auth", "status", "--force")
 
     assert result.code == 2, result
+    assert result.out == ""
+    assert result.err == "imagegen: error: imagegen auth status takes no --force\n"
+    assert fake.requests == []
 
 
 # auth login ###################################################################################
@@ -499,4 +502,6 @@ def test_auth_login_refuses_other_options(env, fake, run):
     result = run("auth", "login", "--json", "--force")
 
     assert result.code == 2, result
+    assert result.json["error"]["kind"] == "usage"
+    assert "imagegen auth login takes no --force" in result.json["error"]["message"]
     assert fake.requests == []

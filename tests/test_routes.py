@@ -382,6 +382,25 @@ def test_a_plan_without_image_generation(env, fake, run):
     assert fake.auth.refresh_attempts == 0
 
 
+@pytest.mark.parametrize("code, said", [
+    ("moderation_blocked", "Your request was rejected by the safety system."),
+    ("image_content_policy_violation", "This request has been blocked by our content filters."),
+], ids=["moderation-blocked", "policy-code-only"])
+@pytest.mark.parametrize("route", ["auto", "images"])
+def test_a_content_policy_400_on_the_images_route_is_exit_6_not_retried_nor_rerouted(
+        env, fake, run, route, code, said):
+    fake.queue("/images/generations", status(400, {"error": {
+        "message": said, "type": "image_generation_user_error", "code": code, "param": None}}))
+    result = run("a fox", "--route", route, "--retries", "3")
+    assert result.code == 6, result
+    assert result.out == ""
+    (line,) = [text for text in result.err.splitlines() if text.startswith("imagegen: error: ")]
+    assert "content policy" in line and said in line
+    assert paths(fake) == [GENERATIONS]  # once: not again, not on the Responses route
+    assert switch_lines(result.err) == []
+    assert list((env.work).rglob("*.png")) == []
+
+
 @pytest.mark.parametrize("code", ["invalid_prompt"])
 def test_an_invalid_prompt_is_not_retried(env, fake, run, code):
     fake.default("/images/generations", status(400, {"error": {"message": "Invalid prompt.", "code": code}}))
