@@ -388,6 +388,9 @@ def test_401_on_route_auto_never_falls_back_to_the_responses_route(env, fake, ru
     result = generate(run)
 
     assert result.code == 3, result
+    (line,) = error_lines(result)
+    assert "refused the login (HTTP 401)" in line and "survived a refresh" in line
+    assert len(fake.requests_to("/codex/images/generations")) == 2  # once more after the refresh
     assert fake.requests_to("/codex/responses") == []
 
 

@@ -244,6 +244,7 @@ def test_gateway_wrong_token_is_exit_3(env, gateway, run):
     env.set(CODEX_API_TOKEN=decoy(env, "gw-"))
     result = run("a cat", "--backend", "gateway", "--retries", "0")
     assert result.code == 3, result
+    assert result.out == "" and "refused the login (HTTP 401)" in result.err
     assert saved_files(env) == []
 
 
@@ -364,6 +365,7 @@ def test_responses_401_from_the_provider_is_exit_3(env, provider, run):
     env.set(X_KEY=decoy(env, "sk-"))
     result = run("a yellow star", "--backend", "responses", "--retries", "0")
     assert result.code == 3, result
+    assert "HTTP 401" in result.err and "Incorrect API key provided." in result.err
     assert len(provider.requests) == 1  # no refresh dance for an API key
     assert saved_files(env) == []
 

@@ -440,6 +440,8 @@ def test_device_login_failed_exchange_is_exit_3_and_keeps_the_old_login(env, fak
     result = run("auth", "login")
 
     assert result.code == 3, result
+    assert "device login failed at the token exchange" in result.err
+    assert "invalid_grant" in result.err
     assert env.auth_file.read_bytes() == before
     assert not (env.codex_home / "auth.json.bak").exists()
 

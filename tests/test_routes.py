@@ -152,6 +152,9 @@ def test_images_route_usage_limit_is_exit_4_without_retry(env, fake, run):
     fake.queue("/images/generations", usage_limit())
     result = run("a lighthouse", "--route", "images")
     assert result.code == 4, result
+    assert result.out == ""
+    assert re.search(r"usage limit reached on the plus plan; resets at \d\d:\d\d \(in 59m\)",
+                     result.err), result.err
     assert paths(fake) == [GENERATIONS]
 
 
@@ -406,6 +409,7 @@ def test_an_invalid_prompt_is_not_retried(env, fake, run, code):
     fake.default("/images/generations", status(400, {"error": {"message": "Invalid prompt.", "code": code}}))
     result = run("a fox", "--retries", "3")
     assert result.code == 5, result
+    assert "HTTP 400" in result.err and "Invalid prompt." in result.err
     assert codex_paths(fake) == [GENERATIONS]
 
 
