@@ -52,6 +52,7 @@ output:
                             - writes the image to stdout (a pipe, one image)
   --force                   allow -o to replace an existing file
   --meta                    also write <image>.json with the prompt, models and sizes
+  --preview                 show the saved image in the terminal (kitty, iTerm2, WezTerm)
   -q, --quiet               stdout: saved paths only; stderr: errors only
   --json                    stdout: one JSON object
   --no-progress             no live progress line
@@ -59,10 +60,16 @@ output:
                             be saved; no network, no login needed
 
 image:
-  --size auto|WxH           (auto) gpt-image-2: sides divisible by 16, ratio 1:3..3:1,
-                            655,360..8,294,400 pixels, long edge <= 3840
+  --size auto|WxH           (auto) the saved file is exactly WxH (sides 16..3840, at most
+                            8,294,400 pixels): the server is asked for the nearest size it
+                            makes and the answer is fitted; with --fit none, WxH must be a
+                            size the model makes (gpt-image-2: sides divisible by 16, ratio
+                            1:3..3:1, 655,360..8,294,400 pixels, long edge <= 3840)
+  --fit F                   when the server sends another size: cover (scale, crop the centre),
+                            contain (fit inside, padded), none (keep it as it came) (cover)
   --quality Q               auto, low, medium, high (auto)
-  --background B            auto, opaque, transparent (auto); transparent needs png or webp
+  --background B            auto, opaque, transparent (auto); transparent needs png or webp,
+                            and is made here from a flat key colour where a route has none
   --format F                png, jpeg, webp (from the -o extension, else png); alias --output-format
   --compression 0..100      jpeg and webp only
   --moderation M            auto, low
@@ -87,7 +94,8 @@ backend:
   --retries N               re-sends after transient failures, 0..5 (2)
 
 batch FILE.jsonl (- = stdin): one JSON object a line, {"prompt": ..., "out": ..., "size": ...};
-  the options above are the defaults for every line; existing outputs are skipped.
+  the options above are the defaults for every line; existing outputs are skipped;
+  --gallery also writes index.html (thumbnails, prompts, sizes) beside the outputs.
 
 Secrets are never taken from the command line: tokens and keys come from files or the
 environment (CODEX_HOME, CODEX_AUTH_FILE, IMAGEGEN_API_KEY, CODEX_API_TOKEN, ...).
@@ -120,7 +128,8 @@ Keys: prompt (required), out, and any generate option by its long name (image as
 The command-line options (see imagegen --help) are the defaults for every line; relative
 paths count from the current directory. A line whose out exists is skipped, so the same
 command resumes an interrupted batch; a line without out is made again on every run.
---parallel N lines in flight (1..8); --json one object a line; --dry-run sends nothing.
+--parallel N lines in flight (1..8); --json one object a line; --dry-run sends nothing;
+--gallery writes index.html, a contact sheet of the outputs, in their common folder.
 stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
 """
 
@@ -164,6 +173,7 @@ CLASSIC_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 MIN_PIXELS = 655_360
 MAX_PIXELS = 3840 * 2160
 MAX_EDGE = 3840
+MIN_FIT_SIDE = 16  # a --size fitted here (not made by the model) may be any WxH this large
 
 REFRESH_SKEW_S = 300  # refresh this long before the access token's exp (Codex 0.169: 5 min)
 REFRESH_INTERVAL_S = 8 * 24 * 3600  # Codex's rule when the token carries no exp
@@ -532,6 +542,8 @@ class Job:
     progress: bool = True
     dry_run: bool = False
     meta: bool = False
+    fit: str = "cover"
+    preview: bool = False
 
     @property
     def is_edit(self) -> bool:
@@ -546,6 +558,7 @@ CHOICES = {
     "action": ("auto", "generate", "edit"),
     "backend": ("codex", "gateway", "responses", "api"),
     "route": ("auto", "responses", "images"),
+    "fit": ("cover", "contain", "none"),
 }
 ENV_DEFAULTS = {
     "backend": "IMAGEGEN_BACKEND", "route": "IMAGEGEN_ROUTE",
@@ -556,7 +569,7 @@ JOB_OPTIONS = (
     "prompt", "out", "force", "size", "quality", "background", "format", "output_format",
     "compression", "moderation", "image", "mask", "input_fidelity", "action", "count",
     "parallel", "backend", "route", "model", "image_model", "base_url", "config", "timeout",
-    "stall_timeout", "retries", "meta",
+    "stall_timeout", "retries", "meta", "fit",
 )
 
 
@@ -564,27 +577,53 @@ def is_gpt_image_2(model: str) -> bool:
     return model == "gpt-image-2" or model.startswith("gpt-image-2-")
 
 
-def check_size(size: str, image_model: str) -> None:
-    """Raise UsageError unless `size` is auto or a size the image model accepts."""
+def check_size(size: str, image_model: str, exact: bool = True) -> None:
+    """Raise UsageError unless `size` is auto or a WxH the tool can deliver. `exact`
+    (--fit none): the image model itself must make it; otherwise any WxH within the
+    bounds below does, since the answer is fitted to it here."""
     if size == "auto":
         return
-    match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", size)
+    match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", size)
     if not match:
         raise UsageError(f"--size must be auto or WIDTHxHEIGHT, like 1536x1024 (got {size!r})")
     width, height = int(match.group(1)), int(match.group(2))
+    if not exact:
+        if min(width, height) < MIN_FIT_SIDE or max(width, height) > MAX_EDGE \
+                or width * height > MAX_PIXELS:
+            raise UsageError(f"--size {size}: each side from {MIN_FIT_SIDE} to {MAX_EDGE}, "
+                             f"at most {MAX_PIXELS:,} pixels (3840x2160)")
+        return
     if not is_gpt_image_2(image_model):
         if size not in CLASSIC_SIZES:
-            nearest = min(CLASSIC_SIZES, key=lambda s: abs(
-                math.log(int(s.split("x")[0]) / int(s.split("x")[1])) - math.log(
-                    max(width, 1) / max(height, 1))))
             raise UsageError(f"{image_model} takes --size {', '.join(CLASSIC_SIZES)} or auto "
-                             f"(got {size}; the nearest is {nearest})")
+                             f"(got {size}; the nearest is {nearest_classic_size(width, height)})")
         return
     problems = size_problems(width, height)
     if problems:
         nearest = nearest_size(width, height)
         raise UsageError(f"--size {size} does not suit {image_model}: " + "; ".join(problems)
                          + (f"; try {nearest[0]}x{nearest[1]}" if nearest else ""))
+
+
+def model_size(size: str, image_model: str) -> str:
+    """The size to ask `image_model` for when the file must be `size` (WxH): the size
+    itself when the model makes it, else the nearest one it makes (fitted here after)."""
+    try:
+        check_size(size, image_model)
+        return size
+    except UsageError:
+        width, height = (int(side) for side in size.split("x"))
+    if not is_gpt_image_2(image_model):
+        return nearest_classic_size(width, height)
+    nearest = nearest_size(width, height)
+    return f"{nearest[0]}x{nearest[1]}" if nearest else "auto"
+
+
+def nearest_classic_size(width: int, height: int) -> str:
+    """The DALL-E / gpt-image-1 size whose aspect ratio is nearest to WxH's."""
+    return min(CLASSIC_SIZES, key=lambda s: abs(
+        math.log(int(s.split("x")[0]) / int(s.split("x")[1]))
+        - math.log(max(width, 1) / max(height, 1))))
 
 
 def size_problems(width: int, height: int) -> list[str]:
@@ -671,7 +710,7 @@ def make_job(options: dict, env: dict) -> Job:
         values[name] = value
     if "image_model" in values:
         values["image_model_set"] = True
-    for name in ("quality", "background", "moderation", "input_fidelity", "action"):
+    for name in ("quality", "background", "moderation", "input_fidelity", "action", "fit"):
         value = get(name)
         if value is not None:
             if value not in CHOICES[name]:
@@ -704,7 +743,7 @@ def make_job(options: dict, env: dict) -> Job:
     size = get("size")
     if size is not None:
         size = str(size).strip().lower()
-        check_size(size, image_model)
+        check_size(size, image_model, exact=values.get("fit") == "none")
         values["size"] = size
     if get("compression") is not None:
         values["compression"] = _as_int("compression", get("compression"), 0, 100)
@@ -746,7 +785,7 @@ def make_job(options: dict, env: dict) -> Job:
             values[name] = str(get(name))
     if values.get("base_url") and not re.match(r"(?i)^https?://[^/\s]+", values["base_url"]):
         raise UsageError(f"--base-url must be an http(s) URL (got {values['base_url']!r})")
-    for name in ("force", "quiet", "json", "dry_run", "meta"):
+    for name in ("force", "quiet", "json", "dry_run", "meta", "preview"):
         if get(name):
             values[name] = True
     if get("no_progress"):
@@ -3978,6 +4017,146 @@ def png_is_opaque(data: bytes) -> bool:
     return rows == height
 
 
+# Capabilities: what a route delivers ########################################################
+
+# The canvases the codex backend makes (it ignores `size`; see CODEX_ASPECTS).
+CODEX_CANVASES = ("1254x1254", "1536x1024", "1024x1536", "1672x941", "941x1672")
+# A flat background colour the subject is asked to stand on where a route cannot make
+# transparency: the first whose words the prompt does not use (a green frog gets magenta).
+CHROMA_KEYS = (
+    ("green", (0, 255, 0), ("green", "lime", "emerald", "olive", "mint", "jade", "chartreuse",
+                            "grass", "leaf", "leaves", "forest", "frog")),
+    ("magenta", (255, 0, 255), ("magenta", "pink", "purple", "violet", "fuchsia", "lilac")),
+    ("blue", (0, 0, 255), ()),
+)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a route can deliver, declared once on the route: the driver asks this record
+    (never the route's type) what it may send there and what it must do to the answer."""
+
+    formats: tuple = FORMATS  # the file formats it sends back when asked
+    transparency: bool = True  # a real alpha channel when asked for a transparent background
+    exact_size: bool = True  # it makes the --size asked for
+    canvases: tuple | None = None  # when not: the only sizes it makes (None: not known)
+    aspect_line: bool = False  # --size reaches it as an aspect line in the prompt
+    max_images: int = MAX_IMAGES  # reference images it takes
+    mask: bool | None = True  # it honours --mask (None: sent, but whether it works is unknown)
+
+    def makes(self, size: str | None) -> bool | None:
+        """Whether a file of `size` (WxH) comes back as asked: True, False, or None when
+        that cannot be known before the answer."""
+        if not size or size == "auto" or self.exact_size:
+            return True
+        return None if self.canvases is None else size in self.canvases
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one route gives what the job asks for. `wire` is the job as the route gets it
+    (the format it is asked for, the chroma-key line in the prompt where transparency is
+    made here); `key` is the chroma key to remove from the answer (None: none); `local`
+    lists what may be done here, for messages."""
+
+    wire: Job
+    key: tuple | None = None
+    key_name: str = ""
+    local: tuple = ()
+
+
+def chroma_key_for(prompt: str) -> tuple[str, tuple]:
+    """The key colour (name, (r, g, b)) for a prompt: one its subject is unlikely to use."""
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    for name, rgb, avoid in CHROMA_KEYS:
+        if not words & set(avoid):
+            return name, rgb
+    return CHROMA_KEYS[-1][0], CHROMA_KEYS[-1][1]
+
+
+def chroma_key_line(name: str, rgb: tuple) -> str:
+    """The prompt line asking for the subject on a flat, removable background."""
+    return (f"Background: one perfectly flat, uniform pure {name} chroma-key colour "
+            f"#{rgb[0]:02x}{rgb[1]:02x}{rgb[2]:02x} filling the whole background (no "
+            f"gradient, shadow, texture, vignette or reflection on it); keep the subject "
+            f"whole, inside the frame, with clean edges, and use no {name} in the subject: "
+            f"the background will be removed afterwards.")
+
+
+def pillow_formats() -> frozenset:
+    """The formats Pillow can both read and write here ("png", "jpeg", "webp"); empty when
+    Pillow is not importable. Pillow is optional: it adds JPEG and WebP conversion and
+    resizing; PNG is done by the standard-library core above."""
+    try:
+        from PIL import Image
+        Image.init()
+    except Exception:  # not installed (ImportError), or broken: the same to the user
+        return frozenset()
+    names = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+    return frozenset(fmt for fmt, name in names.items()
+                     if name in Image.SAVE and name in Image.OPEN)
+
+
+PILLOW_FIX = "pip install pillow"
+
+
+def plan_delivery(job: Job, route: Any,
+                  pillow: Callable[[], frozenset] = pillow_formats) -> Delivery:
+    """How `route` (its name and capabilities) can deliver `job`: the request it gets and
+    what is done to its answer here. UsageError (one line, with the fix) when it cannot,
+    known before anything is sent: too many images, or a conversion or a resize of a JPEG
+    or WebP without Pillow. A PNG under a .jpg or .webp name is never the answer."""
+    caps: Capabilities = route.capabilities
+    where = f"the {job.backend} {route.name} route"
+    if len(job.images) > caps.max_images:
+        raise UsageError(f"{where} takes at most {caps.max_images} reference images "
+                         f"(got {len(job.images)})")
+    keyed = job.background == "transparent" and not caps.transparency
+    # A route that makes the size it is asked for gets the nearest one its model makes
+    wire_size = job.size
+    if caps.exact_size and job.fit != "none" and job.size and job.size != "auto":
+        wire_size = model_size(job.size, getattr(route, "model", None) or job.image_model)
+    resize = job.fit != "none" and (caps.makes(job.size) is False or wire_size != job.size)
+    if job.format in caps.formats and not keyed and not resize:
+        ask = job.format
+    else:  # PNG when the answer is worked on here: lossless, and read without Pillow
+        ask = "png" if "png" in caps.formats else caps.formats[0]
+    wire = replace(job, format=ask, size=wire_size)
+    if ask != job.format:
+        wire = replace(wire, format_set=True,
+                       compression=None if ask == "png" else job.compression)
+    local: list[str] = []
+    key, key_name = None, ""
+    if keyed:
+        key_name, key = chroma_key_for(job.prompt)
+        wire = replace(wire, background=None,
+                       prompt=f"{job.prompt}\n\n{chroma_key_line(key_name, key)}")
+        local.append(f"chroma key {key_name}")
+    if resize:
+        local.append(f"fit {job.size}")
+    if ask != job.format:
+        local.append(f"{ask} to {job.format}")
+    # Pillow reads and writes what is not PNG: needed when a JPEG or WebP is made or resized
+    touched = {ask, job.format} if (ask != job.format or resize or keyed) else set()
+    missing = sorted(touched - {"png"} - pillow()) if touched - {"png"} else []
+    if missing:
+        asked = f"{'a transparent ' if job.background == 'transparent' else ''}{job.format}"
+        if job.format not in caps.formats:
+            why = f"{where} only delivers {', '.join(f.upper() for f in caps.formats)}"
+        elif keyed:
+            why = f"{where} cannot make a transparent background (it is removed here)"
+        elif caps.exact_size:
+            why = f"{where} makes {wire_size}, not {job.size}"
+        else:
+            why = f"{where} picks the size itself"
+        work = f"resizing it to {job.size}" if resize else "converting it"
+        fixes = ["save as .png (or --format png)"] + (["pass --fit none"] if resize else []) \
+            + ["use --backend api", f"install Pillow ({PILLOW_FIX})"]
+        raise UsageError(f"{why} and {asked} was asked: {work} needs Pillow, which is not "
+                         f"installed; {', '.join(fixes[:-1])}, or {fixes[-1]}")
+    return Delivery(wire, key, key_name, tuple(local))
+
+
 # Routes: build a request, read its answer ###################################################
 
 # `Progress`: what a route reports while it reads, a phase ("generating"...) and the bytes
@@ -4001,22 +4180,6 @@ def codex_prompt(job: Job) -> str:
     """The prompt as the codex backend gets it: with the aspect line when --size is WxH."""
     line = aspect_line(job.size)
     return f"{job.prompt}\n\nAspect ratio: {line}." if line else job.prompt
-
-
-def undeliverable_format(job: Job, route: Any) -> str | None:
-    """Why `route` cannot give the file format asked for, with the fix; None when it can.
-    Asked before anything is sent: a PNG under a .jpg or .webp name is never the answer."""
-    formats = getattr(route, "formats", None)
-    if not formats or job.format in formats:
-        return None
-    return (f"the codex images route only delivers PNG and {job.format} was asked: save as "
-            f".png (or --format png), or use --backend api for {job.format}")
-
-
-def unservable(job: Job, route: Any) -> str | None:
-    """Why `route` cannot serve `job` at all (known before sending), or None."""
-    refuses = getattr(route, "refuses", None)
-    return undeliverable_format(job, route) or (refuses(job) if refuses else None)
 
 
 def _tool_options(job: Job, inputs: Inputs, codex: bool = False) -> dict:
@@ -4046,12 +4209,10 @@ class ResponsesRoute:
 
     def __init__(self, codex: bool = False) -> None:
         self.codex = codex
-
-    def refuses(self, job: Job) -> str | None:
-        if self.codex and job.background == "transparent":
-            return ("the codex Responses route cannot make a transparent background (the "
-                    "service refuses it): use --route images or --route auto")
-        return None
+        # The codex backend rewrites the tool's size and refuses transparent (measured).
+        self.capabilities = Capabilities(
+            transparency=not codex, exact_size=not codex,
+            canvases=CODEX_CANVASES if codex else None, aspect_line=codex)
 
     def ignored(self, job: Job) -> list[str]:
         """The options this route leaves out, as the user gave them (for one warning)."""
@@ -4145,13 +4306,8 @@ class CodexImagesRoute:
     the result; one PNG of about 1.5 MP comes back, shaped by the prompt's aspect line."""
 
     name = "images"
-    formats = ("png",)
-
-    def refuses(self, job: Job) -> str | None:
-        if len(job.images) > MAX_IMAGES_CODEX_ROUTE:
-            return (f"the images route takes at most {MAX_IMAGES_CODEX_ROUTE} reference images "
-                    f"(got {len(job.images)})")
-        return None
+    capabilities = Capabilities(formats=("png",), exact_size=False, canvases=CODEX_CANVASES,
+                                aspect_line=True, max_images=MAX_IMAGES_CODEX_ROUTE, mask=None)
 
     def ignored(self, job: Job) -> list[str]:
         """The options the service ignores here, as the user gave them (for one warning)."""
@@ -4160,7 +4316,8 @@ class CodexImagesRoute:
         return [f"--{name.replace('_', '-')} {value}" for name, value in (
             ("quality", job.quality), ("compression", job.compression),
             ("moderation", job.moderation), ("input_fidelity", job.input_fidelity),
-            ("image_model", model)) if value is not None and value != "auto"]
+            ("action", job.action), ("image_model", model))
+            if value is not None and value != "auto"]
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         if len(inputs.references) > MAX_IMAGES_CODEX_ROUTE:
@@ -4222,6 +4379,8 @@ class ChatRoute:
     """The codex-api gateway: POST {base}/v1/chat/completions, stream false, data URI back."""
 
     name = "chat"
+    # Options reach it as words; what comes back is known only then. It cannot make alpha.
+    capabilities = Capabilities(transparency=False, exact_size=False)
 
     def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
         asks = [f"Output format: {job.format}."]
@@ -4263,9 +4422,13 @@ class ImagesApiRoute:
 
     name = "images"
 
-    def __init__(self, extra_body: dict | None = None, model: str | None = None) -> None:
+    def __init__(self, extra_body: dict | None = None, model: str | None = None,
+                 image_model: str = DEFAULT_IMAGE_MODEL) -> None:
         self.extra_body = extra_body or {}
         self.model = model  # the config file's model, when the user did not choose one
+        # DALL-E models make no alpha; the others are asked, and the answer is checked.
+        self.capabilities = Capabilities(
+            transparency=not (model or image_model).startswith("dall-e"))
 
     def fields(self, job: Job, n: int) -> dict:
         model = self.model or job.image_model
@@ -4396,11 +4559,20 @@ class CodexBackend(Backend):
             return [responses]
         if job.route == "images":
             return [images]
-        # auto: the images route first, as Codex itself does; the Responses route where the
-        # images route cannot serve the request (JPEG or WebP, more than 5 images, a mask,
-        # whose effect there is unknown) or refused it at no cost.
-        order = [responses, images] if job.mask else [images, responses]
-        usable = [route for route in order if unservable(job, route) is None]
+        # auto: the images route first, as Codex itself does; the Responses route first
+        # where it serves the request better (JPEG or WebP it sends as asked; a mask, whose
+        # effect on the images route is unknown), or where the images route cannot serve it
+        # (more than 5 images), or after the images route refused it at no cost.
+        native = job.format in responses.capabilities.formats and job.format not in \
+            images.capabilities.formats and job.background != "transparent"
+        order = [responses, images] if job.mask or native else [images, responses]
+        usable = []
+        for route in order:
+            try:
+                plan_delivery(job, route)
+            except UsageError:
+                continue
+            usable.append(route)
         return usable or order  # none: Generator.check_routes says why, before sending
 
     def base_url(self, route: Any) -> str:
@@ -4543,6 +4715,11 @@ class ApiBackend(Backend):
 
     name = "api"
 
+    def __init__(self, ctx: Context, job: Job) -> None:
+        super().__init__(ctx, job)
+        self.extra_body: dict = {}  # prepare() reads them from the config file
+        self.model: str | None = None
+
     def config_path(self, job: Job) -> tuple[str | None, bool]:
         env = self.ctx.env
         explicit = job.config or env.get("IMAGEGEN_API_CONFIG")
@@ -4596,7 +4773,8 @@ class ApiBackend(Backend):
 
     def routes(self, job: Job) -> list:
         # --image-model (or IMAGEGEN_IMAGE_MODEL) wins over the config file's "model".
-        return [ImagesApiRoute(self.extra_body, None if job.image_model_set else self.model)]
+        return [ImagesApiRoute(self.extra_body, None if job.image_model_set else self.model,
+                               job.image_model)]
 
     def base_url(self, route: Any) -> str:
         return self.base
@@ -4612,6 +4790,233 @@ BACKENDS: dict[str, type] = {
     "codex": CodexBackend, "gateway": GatewayBackend,
     "responses": ResponsesBackend, "api": ApiBackend,
 }
+
+
+# Delivery: the file made to match the request ##############################################
+
+# Pillow's quality for a JPEG or WebP it writes when --compression is not given.
+CONVERT_QUALITY = 90
+PREVIEW_PIXELS = 2_000_000  # a larger PNG is shown as a thumbnail (a megabyte or two of escapes)
+
+
+@dataclass(frozen=True)
+class Finish:
+    """What was done to one image between the server and the file (for the stderr line,
+    --json and --meta): the size and format received, the fit, a conversion, and how a
+    transparent background was made: "native" (the server's alpha), "chroma-key" (a flat
+    key colour asked for and removed here), "border-key" (an opaque answer whose flat border
+    was removed here) or "opaque" (neither worked: a warning says so)."""
+
+    received: str | None
+    received_format: str
+    fitted: str | None = None
+    converted: str | None = None
+    transparency: str | None = None
+    transparency_detail: str | None = None
+    warnings: tuple = ()
+
+    def line(self) -> str | None:
+        """One line for stderr, or None when the image was saved as it came."""
+        parts = []
+        if self.fitted:
+            parts.append(self.fitted)
+        if self.converted:
+            parts.append(f"converted {self.converted}")
+        if self.transparency:
+            parts.append("transparency: " + {
+                "native": "the server's own alpha channel",
+                "chroma-key": f"made here ({self.transparency_detail})",
+                "border-key": f"it came back opaque; keyed out its flat border "
+                              f"({self.transparency_detail})",
+                "opaque": "none (saved opaque)"}[self.transparency])
+        if not parts:
+            return None
+        return f"received {self.received or 'an image'} {self.received_format}; " + "; ".join(parts)
+
+    def as_dict(self) -> dict:
+        return {"received": self.received, "received_format": self.received_format,
+                "fitted": self.fitted, "converted": self.converted,
+                "transparency": self.transparency,
+                "transparency_detail": self.transparency_detail}
+
+
+def parse_size(size: str | None) -> tuple[int, int] | None:
+    match = re.fullmatch(r"(\d+)x(\d+)", size or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def pillow_decode(data: bytes) -> Raster:
+    """Any image Pillow reads, as an 8-bit RGB or RGBA Raster (PixelsError when it cannot)."""
+    import io
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            picture.load()
+            alpha = picture.mode in ("RGBA", "LA", "PA", "La", "RGBa") or \
+                "transparency" in picture.info
+            converted = picture.convert("RGBA" if alpha else "RGB")
+    except Exception as error:  # Pillow raises many kinds for a damaged file
+        raise PixelsError(f"cannot read the image: {error}") from None
+    width, height = converted.size
+    channels = 4 if alpha else 3
+    raw, stride = converted.tobytes(), width * channels
+    return Raster(width, height, channels,
+                  tuple(raw[y * stride:(y + 1) * stride] for y in range(height)))
+
+
+def pillow_encode(raster: Raster, fmt: str, compression: int | None = None) -> bytes:
+    """A JPEG or WebP (or PNG) of the raster, written by Pillow. A JPEG cannot hold alpha:
+    see-through pixels are laid on white. `compression` is the API's output_compression
+    (0-100, 100 the best quality), Pillow's quality here."""
+    import io
+    from PIL import Image
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[raster.channels]
+    picture = Image.frombytes(mode, (raster.width, raster.height), b"".join(raster.rows))
+    if fmt == "jpeg" and raster.has_alpha:
+        rgba = picture.convert("RGBA")
+        picture = Image.new("RGB", rgba.size, (255, 255, 255))
+        picture.paste(rgba, mask=rgba.getchannel("A"))
+    buffer = io.BytesIO()
+    quality = CONVERT_QUALITY if compression is None else max(1, compression)
+    options = {"quality": quality} if fmt in ("jpeg", "webp") else {}
+    picture.save(buffer, format={"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[fmt], **options)
+    return buffer.getvalue()
+
+
+def decode_any(data: bytes, fmt: str) -> Raster:
+    """PNG by the standard-library core; JPEG and WebP by Pillow (callers check it is there)."""
+    return decode_png(data) if fmt == "png" else pillow_decode(data)
+
+
+def _border_colour(raster: Raster) -> tuple:
+    """The median colour of the image's edge: the opaque padding of --fit contain."""
+    border = _border_pixels(raster)
+    return tuple(sorted(pixel[c] for pixel in border)[len(border) // 2] for c in range(3))
+
+
+def finish_image(image: RawImage, job: Job, delivery: Delivery,
+                 pillow: Callable[[], frozenset] = pillow_formats) -> tuple[RawImage, Finish]:
+    """The image as the job asked for it, and what was done (pure: bytes in, bytes out).
+
+    In order: a transparent background (the chroma key asked for is removed, or an opaque
+    answer's flat border is keyed out), the fit to --size (cover, contain, none), the
+    conversion to the format asked for. PNG is worked on by the standard-library core, JPEG
+    and WebP by Pillow; without Pillow a JPEG or WebP that needed work is kept as it came,
+    with a warning (its real extension: never PNG bytes under .jpg). The bytes are returned
+    untouched when nothing had to be done. BackendError when the server's image is broken."""
+    info = image.info
+    received = (f"{info.width}x{info.height}" if info.width and info.height else image.size)
+    target = parse_size(job.size)
+    fit = target is not None and job.fit != "none" and (info.width, info.height) != target
+    keyed = delivery.key is not None
+    check_alpha = job.background == "transparent" and not keyed
+    transparency: str | None = None
+    data = b""
+    try:
+        if check_alpha:
+            data = image.content()
+            if has_transparency(data):
+                transparency = "native"
+        if not (fit or keyed or info.format != job.format
+                or (check_alpha and transparency is None)):
+            return image, Finish(received, info.format, transparency=transparency)
+        data = data or image.content()
+        formats = pillow() if {info.format, job.format} - {"png"} else frozenset()
+        if info.format != "png" and info.format not in formats:
+            work = [what for what, needed in (
+                (f"fitting it to {job.size}", fit), (f"converting it to {job.format}",
+                                                     info.format != job.format),
+                ("removing its background", keyed or check_alpha and transparency is None))
+                if needed]
+            return image, Finish(received, info.format, transparency=(
+                "opaque" if keyed or check_alpha and transparency is None else transparency),
+                warnings=(f"kept as received ({received} {info.format}): "
+                          f"{' and '.join(work)} needs Pillow ({PILLOW_FIX})",))
+        raster = decode_any(data, info.format)
+    except PixelsError as error:
+        raise BackendError(f"the server's {info.format} image cannot be read: {error}") from None
+    warnings: list[str] = []
+    changed, detail = False, None
+    if keyed or (check_alpha and transparency is None):
+        try:
+            raster, detail = remove_chroma_key(raster, delivery.key)
+            transparency, changed = ("chroma-key" if keyed else "border-key"), True
+        except PixelsError as error:
+            transparency = "opaque"
+            warnings.append(
+                f"no transparent background: the {delivery.key_name} background asked for did "
+                f"not come back flat ({error}); saved opaque" if keyed else
+                "no transparent background: the image came back opaque and its border is not "
+                "a flat colour to remove; saved opaque (try again, or --backend api)")
+    fitted = None
+    writes = job.format if job.format == "png" or job.format in formats else info.format
+    if fit:
+        assert target is not None
+        if job.fit == "cover":
+            raster, done = cover(raster, *target)
+        else:
+            clear = writes in ("png", "webp") and job.background != "opaque"
+            raster, done = contain(raster, *target, None if clear else _border_colour(raster))
+        fitted, changed = f"{job.fit}: {done}", True
+    if writes != job.format:
+        warnings.append(f"saved as {writes}: converting it to {job.format} needs Pillow "
+                        f"({PILLOW_FIX})")
+    if not changed and writes == info.format:
+        return image, Finish(received, info.format, fitted, None, transparency, detail,
+                             tuple(warnings))
+    try:
+        encoded = encode_png(raster) if writes == "png" else pillow_encode(
+            raster, writes, job.compression)
+    except Exception as error:  # Pillow without an encoder it claimed, a full disk...
+        raise BackendError(f"cannot write the image as {writes}: {error}") from None
+    converted = f"{info.format} to {writes} with Pillow" if writes != info.format else None
+    finished = RawImage(data=encoded, info=sniff_image(encoded),  # type: ignore[arg-type]
+                        revised_prompt=image.revised_prompt, model=image.model, size=image.size)
+    return finished, Finish(received, info.format, fitted, converted, transparency, detail,
+                            tuple(warnings))
+
+
+def thumbnail_png(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes | None:
+    """A small PNG of any saved image: PNG by the core, JPEG and WebP through Pillow when
+    it is there; None when it cannot be made."""
+    info = sniff_image(data)
+    if info is None:
+        return None
+    try:
+        if info.format == "png":
+            return png_thumbnail(data, long_side)
+        if info.format not in pillow_formats():
+            return None
+        raster = pillow_decode(data)
+        longest = max(raster.width, raster.height)
+        if longest > long_side:
+            scale = long_side / longest
+            raster = resample(raster, max(1, round(raster.width * scale)),
+                              max(1, round(raster.height * scale)))
+        return encode_png(raster)
+    except PixelsError:
+        return None
+
+
+def preview_image(path: str, protocol: str) -> bytes | None:
+    """What --preview sends for the saved file: a PNG as it is (a thumbnail when it is very
+    large); iTerm2 takes JPEG and WebP as they are, kitty only PNG (a thumbnail through
+    Pillow, else nothing)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RESPONSE_BYTES + 1)
+    except OSError:
+        return None
+    info = sniff_image(data)
+    if info is None or len(data) > MAX_RESPONSE_BYTES:
+        return None
+    if info.format == "png":
+        if (info.width or 0) * (info.height or 0) <= PREVIEW_PIXELS:
+            return data
+        return thumbnail_png(data, 1024)
+    if protocol == "iterm":
+        return data
+    return thumbnail_png(data, 1024)
 
 
 # Saving #####################################################################################
@@ -4675,11 +5080,15 @@ class SavePolicy:
     def save(self, image: RawImage, index: int, ctx: Context) -> str:
         """Write the image beside its final name, then link or rename it into place."""
         real = image.info.format
+        renamed = False  # an -o whose extension does not match the bytes: never kept
         if self.explicit:
             target = self.explicit_path(index)
             if real != self.job.format:
-                ctx.reporter.warn(f"the server sent {real} although {self.job.format} was asked; "
-                                  f"saved as {os.path.basename(target)} anyway")
+                named = os.path.basename(target)
+                target, renamed = os.path.splitext(target)[0] + EXTENSIONS[real], True
+                ctx.reporter.warn(f"the server sent {real} although {self.job.format} was "
+                                  f"asked; saved as {os.path.basename(target)} (its real "
+                                  f"extension) instead of {named}")
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:
@@ -4703,7 +5112,7 @@ class SavePolicy:
             except OSError as exc:
                 raise OutputError(f"cannot write {self.directory}: {exc.strerror}") from None
             if self.explicit:
-                if self.job.force:
+                if self.job.force and not renamed:  # --force named the -o file, not this one
                     try:
                         os.replace(temporary, target)
                     except OSError as exc:
@@ -4881,6 +5290,13 @@ class Reporter:
         prints the path anyway."""
         if not self.same_terminal and not self.to_stdout:
             self.note(message, keep)
+
+    def preview(self, sequence: str) -> None:
+        """An inline image for the terminal on stderr (--preview): escapes made here from an
+        image's bytes, so written as they are (redaction could only damage the base64)."""
+        with self._lock:
+            self._clear()
+            self._write(self.stderr, sequence)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
@@ -5284,16 +5700,22 @@ class Saved:
     route: str
     elapsed: float
     sidecar: str | None = None
+    finish: Finish | None = None  # what was done to the image after it arrived
 
 
 def image_entry(saved: Saved, job: Job, cwd: str) -> dict:
     info = saved.image.info
-    return {"path": relative_for_display(saved.path, cwd), "bytes": saved.image.nbytes,
-            "format": info.format, "width": info.width, "height": info.height,
-            "sha256": saved.image.sha256(),
-            "revised_prompt": saved.image.revised_prompt,
-            "model": saved.image.model or job.image_model, "route": saved.route,
-            "elapsed_s": round(saved.elapsed, 2)}
+    entry = {"path": relative_for_display(saved.path, cwd), "bytes": saved.image.nbytes,
+             "format": info.format, "width": info.width, "height": info.height,
+             "sha256": saved.image.sha256(),
+             "revised_prompt": saved.image.revised_prompt,
+             "model": saved.image.model or job.image_model, "route": saved.route,
+             "elapsed_s": round(saved.elapsed, 2)}
+    if saved.finish is not None:
+        finish = saved.finish.as_dict()
+        entry.update(received=finish["received"], fitted=finish["fitted"],
+                     converted=finish["converted"], transparency=finish["transparency"])
+    return entry
 
 
 def error_entry(error: ImagegenError) -> dict:
@@ -5322,23 +5744,30 @@ class Generator:
 
     def check_routes(self) -> None:
         """Refuse, before anything is sent, what no route of the job can deliver (exit 2),
-        and say once what the codex backend does with --size. (Only the codex backend's
-        routes are known to refuse things; the others' routes need prepare() first.)"""
-        if not isinstance(self.backend, CodexBackend):
-            return
-        routes = self.backend.routes(self.job)
-        problems = [unservable(self.job, route) for route in routes]
-        if all(problems):
-            raise UsageError("; ".join(dict.fromkeys(p for p in problems if p)))
-        line = aspect_line(self.job.size)
+        and say once what happens to --size where the backend picks the size itself."""
+        job = self.job
+        problems, usable = [], []
+        for route in self.backend.routes(job):
+            try:
+                plan_delivery(job, route)
+            except UsageError as error:
+                problems.append(error.message)
+            else:
+                usable.append(route)
+        if not usable:  # the preferred route's reason: each one names every fix
+            raise UsageError(problems[0])
+        line = aspect_line(job.size) if usable[0].capabilities.aspect_line else None
         if line:
-            self.ctx.reporter.note(f"{self.label}--size {self.job.size}: the codex backend "
-                                   f"picks the size itself; the prompt asks for {line}")
+            fitted = (f"; the image is fitted to {job.size} here (--fit {job.fit})"
+                      if job.fit != "none" else "; --fit none keeps the size that comes")
+            self.ctx.reporter.note(f"{self.label}--size {job.size}: the {job.backend} backend "
+                                   f"picks the size itself; the prompt asks for {line}{fitted}")
 
     def note_route(self, route: Any) -> None:
         """One warning a route: the options it leaves out."""
         ignored = getattr(route, "ignored", None)
-        options = ignored(self.job) if ignored else []
+        # what it is sent: a --compression used here for a conversion is not "left out"
+        options = ignored(plan_delivery(self.job, route).wire) if ignored else []
         with self._lock:
             if route.name in self.noted_routes:
                 return
@@ -5346,9 +5775,9 @@ class Generator:
         if options:
             self.ctx.reporter.warn(f"{self.label}not sent on the codex {route.name} route (the "
                                    f"service ignores or refuses them): {', '.join(options)}")
-        if isinstance(route, CodexImagesRoute) and self.job.mask:
-            self.ctx.reporter.warn(f"{self.label}whether the codex images route honours "
-                                   f"--mask is unknown: check the result")
+        if route.capabilities.mask is None and self.job.mask:
+            self.ctx.reporter.warn(f"{self.label}whether the {self.job.backend} {route.name} "
+                                   f"route honours --mask is unknown: check the result")
 
     # dry run
     def dry_requests(self, inputs: Inputs) -> list[dict]:
@@ -5364,9 +5793,10 @@ class Generator:
             requests.append(json_request("POST", self.backend.auth.token_url(), {}, {
                 "client_id": CLIENT_ID, "grant_type": "refresh_token",
                 "refresh_reason": "proactive_expiry", "refresh_token": "***"}).for_display())
+        wire = plan_delivery(self.job, route).wire
         for n in self.backend.units(self.job):
             headers = self.backend.headers(route, dry_run=True)
-            request = route.build(self.job, inputs, n, self.backend.base_url(route), headers)
+            request = route.build(wire, inputs, n, self.backend.base_url(route), headers)
             requests.append(request.for_display())
         return requests
 
@@ -5397,22 +5827,29 @@ class Generator:
         images: list[RawImage] = []
         try:
             images, route = self._fetch(inputs, first, n)
-            for offset, image in enumerate(images[:n]):
+            delivery = plan_delivery(job, route)
+            for offset, received in enumerate(images[:n]):
+                image, finish = finish_image(received, job, delivery)
                 path = self.policy.save(image, first + offset, self.ctx)
                 elapsed = self.ctx.monotonic() - started
-                saved = Saved(first + offset, path, image, route, elapsed)
+                saved = Saved(first + offset, path, image, route.name, elapsed, finish=finish)
                 if job.meta:
                     saved = replace(saved, sidecar=self._write_meta(saved))
                 with self._lock:
                     self.saved.append(saved)
                 info = image.info
                 shown = relative_for_display(path, self.ctx.cwd)
-                received = f"{info.width}x{info.height}"
+                size = f"{info.width}x{info.height}"
                 asked = f", {job.size} asked" if job.size and job.size not in (
-                    "auto", received) else ""
+                    "auto", size) else ""
                 reporter.advance()
-                reporter.saved(f"saved {shown} ({received} {info.format}{asked}, "
+                reporter.saved(f"saved {shown} ({size} {info.format}{asked}, "
                                f"{human_bytes(image.nbytes)}, {elapsed:.1f} s)", keep=(shown,))
+                done = finish.line()
+                if done:
+                    reporter.note(f"{self.label}{shown}: {done}", keep=(shown,))
+                for warning in finish.warnings:
+                    reporter.warn(f"{self.label}{shown}: {warning}")
             if len(images) < n:
                 raise NoImageError(f"asked for {n} images, the server sent {len(images)}")
         except Interrupted:
@@ -5435,7 +5872,7 @@ class Generator:
         with self._lock:
             self.errors.append((index, error))
 
-    def _fetch(self, inputs: Inputs, first: int, n: int) -> tuple[list[RawImage], str]:
+    def _fetch(self, inputs: Inputs, first: int, n: int) -> tuple[list[RawImage], Any]:
         routes = self.backend.routes(self.job)
         if len(routes) > 1:
             routes = [r for r in routes if r.name not in self.rejected_routes] or routes[-1:]
@@ -5444,7 +5881,7 @@ class Generator:
         for position, route in enumerate(routes):
             self.note_route(route)
             try:
-                return self._with_retries(route, inputs, first, n, deadline), route.name
+                return self._with_retries(route, inputs, first, n, deadline), route
             except ImagegenError as error:
                 if error.fallback and position + 1 < len(routes):
                     if isinstance(error, NoImageError) and answered is None:
@@ -5496,7 +5933,7 @@ class Generator:
 
     def _attempt(self, route: Any, inputs: Inputs, first: int, n: int,
                  deadline: float) -> list[RawImage]:
-        job, backend, ctx = self.job, self.backend, self.ctx
+        job, backend, ctx = plan_delivery(self.job, route).wire, self.backend, self.ctx
         refreshed = False
         while True:
             headers = backend.headers(route)
@@ -5542,11 +5979,18 @@ class Generator:
             "size_received": f"{info.width}x{info.height}" if info.width else saved.image.size,
             "format": info.format, "quality": job.quality or "auto",
             "background": job.background or "auto",
+            "fit": job.fit,
             "reference_images": [s if is_url(s) else os.path.basename(s) for s in job.images],
             "created_at": utc_now_rfc3339(self.ctx.clock()),
             "elapsed_s": round(saved.elapsed, 2),
             "tool": f"codex-imagegen {__version__}",
         }
+        if saved.finish is not None:  # what came, and what was done to it here
+            finish = saved.finish.as_dict()
+            meta.update(size_received=finish["received"], size_saved=f"{info.width}x{info.height}",
+                        format_received=finish.pop("received_format"),
+                        **{key: finish[key] for key in ("fitted", "converted", "transparency",
+                                                        "transparency_detail")})
         meta = json.loads(self.ctx.secrets.redact(json.dumps(meta)))
         try:
             sidecar = write_sidecar(saved.path, meta, self.ctx, job.force)
@@ -5654,10 +6098,28 @@ def cmd_generate(job: Job, ctx: Context) -> int:
         for item in saved:
             shown = relative_for_display(item.path, ctx.cwd)
             reporter.result(shown, keep=(shown,))
+    if job.preview:
+        show_previews(ctx, [item.path for item in saved])
     if error is not None:
         reporter.error(error.message)
         return error.exit_code
     return 0
+
+
+def show_previews(ctx: Context, paths: list[str]) -> None:
+    """--preview: each saved image inline on stderr, when stderr is a terminal that shows
+    images (kitty's graphics protocol, iTerm2's or WezTerm's inline images); else nothing."""
+    protocol = preview_protocol(ctx.env, _isatty(ctx.reporter.stderr))
+    if protocol is None:
+        return
+    for path in paths:
+        image = preview_image(path, protocol)
+        shown = relative_for_display(path, ctx.cwd)
+        if image is None:
+            ctx.reporter.note(f"no preview of {shown}: this terminal shows PNG only, and "
+                              f"making one from it needs Pillow ({PILLOW_FIX})", keep=(shown,))
+            continue
+        ctx.reporter.preview(preview_sequence(image, protocol, os.path.basename(path)))
 
 
 def warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
@@ -6267,6 +6729,8 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
         reporter.close()
     with lock:
         flush()
+    if settings.get("gallery"):
+        write_gallery(ctx, gallery_shots(lines, jobs, outcomes, partial))
     failures = [outcomes[n] for n, _ in lines if isinstance(outcomes.get(n), ImagegenError)]
     skipped = sum(1 for n, _ in lines if isinstance(outcomes.get(n), tuple) and outcomes[n][0])
     done = len(lines) - len(failures) - skipped
@@ -6277,6 +6741,78 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     reporter.note(f"batch: {done} done, {skipped} skipped, {len(failures)} failed in "
                   f"{ctx.monotonic() - started:.1f} s")
     return failures[0].exit_code if failures else 0
+
+
+def gallery_shots(lines: list, jobs: dict, outcomes: dict, partial: dict) -> list[tuple]:
+    """(prompt, path, note) of every image a batch saved or found already there, in input
+    order, for --gallery."""
+    shots = []
+    for number, _ in lines:
+        outcome = outcomes.get(number)
+        if isinstance(outcome, tuple) and outcome[0]:
+            shots.append((jobs[number].prompt, outcome[0], "already there"))
+            continue
+        saved = outcome[1] if isinstance(outcome, tuple) else partial.get(number, [])
+        for item in saved:
+            fitted = item.finish is not None and item.finish.fitted
+            shots.append((jobs[number].prompt, item.path,
+                          f"received {item.finish.received}" if fitted else ""))
+    return shots
+
+
+GALLERY_TITLE = "imagegen gallery"
+
+
+def write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
+    """batch --gallery: index.html in the outputs' common folder inside the workspace (the
+    workspace itself when they have none there), a contact sheet with a thumbnail, the
+    prompt, the size and the path of each. An index.html this tool did not write is left
+    alone. Says where on stderr (also with --json: stdout holds only the lines' results)."""
+    reporter = ctx.reporter
+    if not shots:
+        reporter.note("no gallery: the batch saved no image")
+        return None
+    folders = [os.path.dirname(os.path.abspath(path)) for _, path, _ in shots]
+    try:
+        directory = os.path.commonpath(folders)
+    except ValueError:  # different drives
+        directory = ctx.cwd
+    if not is_inside(directory, ctx.cwd):
+        directory = ctx.cwd
+    index = os.path.join(directory, "index.html")
+    shown = relative_for_display(index, ctx.cwd)
+    try:
+        with open(index, encoding="utf-8", errors="replace") as handle:
+            theirs = f"<title>{GALLERY_TITLE}" not in handle.read(4096)
+    except OSError:
+        theirs = False
+    if theirs:
+        reporter.warn(f"no gallery: {shown} exists and was not written by imagegen")
+        return None
+    items = []
+    for prompt, path, note in shots:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_RESPONSE_BYTES + 1)
+        except OSError:
+            continue
+        info = sniff_image(data)
+        items.append(GalleryItem(os.path.relpath(path, directory), prompt,
+                                 info.width if info else None, info.height if info else None,
+                                 thumbnail_png(data) if len(data) <= MAX_RESPONSE_BYTES
+                                 else None, note))
+    try:
+        write_file_atomic(index, gallery_html(items, GALLERY_TITLE).encode("utf-8"), 0o644,
+                          prefix=".imagegen-")
+    except OSError as exc:
+        reporter.warn(f"could not write {shown}: {exc.strerror}")
+        return None
+    line = f"gallery of {len(items)} image{'s' if len(items) != 1 else ''}: {shown}"
+    if reporter.json_mode and not reporter.quiet:
+        reporter.say(line)
+    else:
+        reporter.note(line, keep=(shown,))
+    return index
 
 
 # MCP server #################################################################################
@@ -6359,6 +6895,9 @@ def _mcp_tool_schemas() -> list[dict]:
         "retries": {"type": "integer", "minimum": 0, "maximum": 5,
                     "description": "Re-sends after transient failures (2)."},
         "meta": {"type": "boolean", "description": "Also write <image>.json beside each image."},
+        "fit": _mcp_string("With size WxH the saved image is exactly WxH: cover (scale, crop "
+                           "the centre; default), contain (fit inside, padded), none (as it "
+                           "came).", enum=list(CHOICES["fit"])),
     }
     edit_options = dict(image_options, images=dict(image_options["images"], minItems=1,
                                                    description="The image(s) to edit, "
@@ -6373,7 +6912,9 @@ def _mcp_tool_schemas() -> list[dict]:
                               "height": {"type": ["integer", "null"]},
                               "sha256": {"type": "string"}, "revised_prompt": nullable_string,
                               "model": nullable_string, "route": nullable_string,
-                              "elapsed_s": {"type": "number"}}}
+                              "elapsed_s": {"type": "number"}, "received": nullable_string,
+                              "fitted": nullable_string, "converted": nullable_string,
+                              "transparency": nullable_string}}
     error_schema = {"type": "object", "required": ["kind", "message", "exit_code"],
                     "properties": {"kind": {"type": "string"}, "message": {"type": "string"},
                                    "exit_code": {"type": "integer"},
@@ -6499,16 +7040,15 @@ def _mcp_generate(job: Job, ctx: Context) -> dict:
 
 def _mcp_preview(path: str) -> bytes | None:
     """A small PNG of the image at path (a few hundred pixels on its long side) for the
-    client to show, or None when none can be made without a dependency (JPEG and WebP:
-    the standard-library core reads PNG only)."""
+    client to show, or None when none can be made (a JPEG or WebP without Pillow)."""
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_RESPONSE_BYTES + 1)
-        if len(data) > MAX_RESPONSE_BYTES or not data.startswith(b"\x89PNG\r\n\x1a\n"):
-            return None
-        return png_thumbnail(data, THUMBNAIL_SIDE)
-    except (OSError, PixelsError):
+    except OSError:
         return None
+    if len(data) > MAX_RESPONSE_BYTES:
+        return None
+    return thumbnail_png(data, THUMBNAIL_SIDE)
 
 
 class McpReporter(Reporter):
@@ -7135,7 +7675,8 @@ def cmd_mcp(args: list[str], runtime: dict) -> int:
 
 DOCTOR_NETWORK_TIMEOUT_S = 10.0  # each of name lookup, connect and handshake
 # What Pillow adds when it is importable (the tool itself needs only the standard library).
-PILLOW_ADDS = "optional: imagegen needs only the standard library; the tests decode with it"
+PILLOW_ADDS = ("optional: it adds JPEG and WebP conversion and resizing (--size, --format, "
+               "previews); PNG needs only the standard library")
 
 
 class Probes:
@@ -7606,6 +8147,9 @@ def build_parser() -> Any:
     add("--no-progress", action="store_true", default=None)
     add("--dry-run", action="store_true", default=None)
     add("--meta", action="store_true", default=None)
+    add("--fit")
+    add("--preview", action="store_true", default=None)
+    add("--gallery", action="store_true", default=None)
     add("--open-browser", action="store_true", default=None)
     return parser
 
@@ -7736,6 +8280,11 @@ def dispatch(args: list[str], runtime: dict) -> int:
         return 0
     if options.pop("open_browser"):
         raise UsageError("--open-browser belongs to imagegen auth login")
+    gallery = options.pop("gallery")
+    if gallery and command != "batch":
+        raise UsageError("--gallery belongs to imagegen batch (one image: --preview)")
+    if options.get("preview") and command == "batch":
+        raise UsageError("--preview shows one generate's images: for a batch, use --gallery")
     ctx = context(options)
     if command == "batch":
         words = options.pop("words")
@@ -7744,13 +8293,13 @@ def dispatch(args: list[str], runtime: dict) -> int:
         if options.get("prompt") is not None or options.get("prompt_file") is not None:
             raise UsageError("batch takes its prompts from the file, not -p/--prompt-file")
         settings = {"json": bool(options.get("json")), "dry_run": bool(options.get("dry_run")),
-                    "parallel": None}
+                    "parallel": None, "gallery": bool(gallery)}
         if options.get("parallel") is not None:
             settings["parallel"] = _as_int("parallel", options["parallel"], 1, 8)
         defaults = {name: value for name, value in options.items()
                     if value is not None and name not in ("help", "prompt", "prompt_file",
                                                           "no_progress", "quiet", "json",
-                                                          "dry_run", "parallel")}
+                                                          "dry_run", "parallel", "preview")}
         if "image" in defaults:
             defaults["image"] = list(defaults["image"])
         return cmd_batch(words[0], defaults, ctx, settings)

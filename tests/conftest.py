@@ -5,6 +5,7 @@
                 the fake accepts, and an environment pointing imagegen at the fake
                 (alias: workspace)
     run         run(*argv, input=None, env_vars=None) -> Result: imagegen.main(argv) in-process
+    no_pillow   Pillow cannot be imported during the test (imagegen must do without it)
     run_cli     run_cli(*argv, input=None, timeout=60, env_vars=None) -> Result: a subprocess;
                 run_cli.popen(*argv) / run_cli.wait(proc) for tests that signal the process
 
@@ -361,3 +362,11 @@ class CLIRunner:
 @pytest.fixture
 def run_cli(env: Env, _secret_scan: SecretScanner) -> CLIRunner:
     return CLIRunner(env, _secret_scan)
+
+
+@pytest.fixture
+def no_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow cannot be imported for the rest of the test, as on a machine without it."""
+    for name in [name for name in sys.modules if name == "PIL" or name.startswith("PIL.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "PIL", None)

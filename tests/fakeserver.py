@@ -46,6 +46,11 @@ shared/reference/protocol-2026-12.md and codex-0.169-capture.md):
                   in the captured shape (rate_limit, additional_rate_limits[image_gen]), or
                   server.usage when set.
 
+On every route, a prompt asking for a flat "chroma-key colour #rrggbb" background gets, as an
+opaque PNG, that colour with a subject in the middle: a rectangle of half the canvas in the
+answer's colour, its one-pixel edge half key, half subject (anti-aliased), like a model's
+answer to Codex's own chroma-key prompt (keyed_png_bytes).
+
 Scripted answers (ok(size=...), ok(fmt=...), ok(n=...), server.answer_size,
 server.answer_format) still win over all of this, on every route.
 
@@ -349,6 +354,25 @@ def png_bytes(width: int, height: int, rgba: bool = False, color: tuple = (200, 
     header = struct.pack(">IIBBBBB", width, height, 8, 6 if rgba else 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
             + _png_chunk(b"IDAT", b"".join(pieces)) + _png_chunk(b"IEND", b""))
+
+
+@functools.lru_cache(maxsize=16)
+def keyed_png_bytes(width: int, height: int, key: tuple, color: tuple = (200, 40, 40)) -> bytes:
+    """An opaque RGB PNG: the flat `key` colour with a `color` rectangle of half the canvas in
+    the middle, whose one-pixel border is the average of both (an anti-aliased edge)."""
+    key_px, subject = bytes(key[:3]), bytes(color[:3])
+    edge = bytes((k + c) // 2 for k, c in zip(key[:3], color[:3]))
+    left, top = width // 4, height // 4
+    inner = width - 2 * left
+    plain = b"\x00" + key_px * width
+    border_row = b"\x00" + key_px * left + edge * inner + key_px * (width - left - inner)
+    body_row = (b"\x00" + key_px * left + edge + subject * (inner - 2) + edge
+                + key_px * (width - left - inner))
+    rows = [plain if y < top or y >= height - top else
+            border_row if y in (top, height - top - 1) else body_row for y in range(height)]
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(b"".join(rows), 6)) + _png_chunk(b"IEND", b""))
 
 
 def _jpeg_segment(marker: int, payload: bytes) -> bytes:
@@ -1717,8 +1741,15 @@ class _Handler(BaseHTTPRequestHandler):
         rgba = background == "transparent" and fmt in ("png", "webp")
         count = int(opts.get("n") or (fields.get("n") if self.route.kind == "images" else 1) or 1)
         images = []
+        key = re.search(r"(?i)chroma-key colou?r #([0-9a-f]{6})", fields.get("prompt") or "")
         for _ in range(count):
-            images.append(opts["image"] if "image" in opts else image_bytes(fmt, width, height, rgba, fake._next_color()))
+            if "image" in opts:
+                images.append(opts["image"])
+            elif key and fmt == "png" and not rgba:
+                images.append(keyed_png_bytes(width, height, tuple(bytes.fromhex(key.group(1))),
+                                              fake._next_color()))
+            else:
+                images.append(image_bytes(fmt, width, height, rgba, fake._next_color()))
         encoded = [opts["result"] if "result" in opts else base64.b64encode(img).decode("ascii") for img in images]
         sent = [] if "result" in opts else images
         prompt = fields.get("prompt") or ""

@@ -8,6 +8,7 @@ fails any test whose output holds one.
 from __future__ import annotations
 
 import email.parser
+import importlib.util
 import email.policy
 import json
 import re
@@ -159,7 +160,14 @@ def test_gateway_request_shape(env, gateway, run):
     assert [d[0] for d in decoded] == ["image/png", "image/jpeg"]
     for header in CODEX_ONLY_HEADERS:
         assert request.header(header) is None, header
-    assert saved_bytes(env, result) == gateway.images_sent
+    # the gateway sent a PNG for the WebP asked: converted (Pillow), never PNG bytes in .webp
+    (saved,) = saved_bytes(env, result)
+    assert gateway.images_sent[0][:8] == b"\x89PNG\r\n\x1a\n"
+    if importlib.util.find_spec("PIL") is not None:
+        assert saved[:4] == b"RIFF" and saved[8:12] == b"WEBP"
+        assert "converted png to webp" in result.err
+    else:
+        assert saved == gateway.images_sent[0] and result.lines[0].endswith(".png")
 
 
 def test_gateway_transparent_background_is_asked_for_in_the_prompt(env, gateway, run):

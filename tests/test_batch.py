@@ -109,7 +109,7 @@ def test_a_dozen_lines_one_result_a_prompt_in_input_order(fake, env, run):
         {"prompt": "icon three", "out": "icons/three.png"},                      # 3 done before
         '{"prompt": "icon four", "out": ',                                       # 4 bad JSON
         {"prompt": "icon five", "out": "icons/five.png", "colour": "red"},       # 5 unknown key
-        {"prompt": "icon six", "out": "icons/six.png", "size": "1000x1000"},     # 6 bad size
+        {"prompt": "icon six", "out": "icons/six.png", "size": "1000x8"},        # 6 bad size
         {"prompt": "icon seven", "out": "icons/seven.png"},                      # 7 done before
         {"prompt": "icon eight BROKEN", "out": "icons/eight.png", "retries": 0}, # 8 a 500
         {"prompt": "icon nine"},                                                 # 9 automatic name
@@ -129,7 +129,7 @@ def test_a_dozen_lines_one_result_a_prompt_in_input_order(fake, env, run):
     assert lines[2] == os.path.join("icons", "three.png")
     assert lines[3].startswith("ERROR usage: line 4: ") and "JSON" in lines[3]
     assert lines[4].startswith("ERROR usage: line 5: ") and "colour" in lines[4]
-    assert lines[5].startswith("ERROR usage: line 6: ") and "1000x1000" in lines[5]
+    assert lines[5].startswith("ERROR usage: line 6: ") and "1000x8" in lines[5]
     assert lines[6] == os.path.join("icons", "seven.png")
     assert lines[7].startswith("ERROR backend: ") and "500" in lines[7]
     assert lines[8] == os.path.join("assets", "generated", "icon-nine.png")
@@ -236,7 +236,9 @@ def test_line_options_override_the_command_line_defaults(fake, env, run):
         {"prompt": "plain", "out": "plain.png"},
         {"prompt": "high", "out": "high.png", "moderation": "auto"},
         {"prompt": "wide", "out": "wide", "size": "1536x1024", "format": "webp"},
-        {"prompt": "photo", "out": "photo", "output_format": "jpeg", "compression": 40},
+        # fit none: the JPEG as the server sends it (a resize would ask for a PNG to convert)
+        {"prompt": "photo", "out": "photo", "output_format": "jpeg", "compression": 40,
+         "fit": "none"},
         {"prompt": "edit", "out": "edit.png", "image": ["refs/a.png", "refs/b.png"]},
         {"prompt": "pair", "out": "pair.png", "count": 2},
     ])
@@ -264,7 +266,8 @@ def test_line_options_override_the_command_line_defaults(fake, env, run):
     assert sent["edit"][0].input_images() == [ref_a, ref_b]
     assert all(not r.input_images() for p, rs in sent.items() if p != "edit" for r in rs)
     assert image_info((env.work / "wide.webp").read_bytes())[:3] == ("webp", 1536, 1024)
-    assert image_info((env.work / "photo.jpg").read_bytes())[0] == "jpeg"
+    assert image_info((env.work / "photo.jpg").read_bytes()) == ("jpeg", 1254, 1254)
+    assert image_info((env.work / "plain.png").read_bytes())[:3] == ("png", 1024, 1024)  # cover
 
 
 def test_batch_from_stdin(fake, env, run):
@@ -583,12 +586,13 @@ def _parse_time(text: str) -> float:
 def test_meta_writes_a_sidecar_beside_the_image(fake, env, run):
     fake.answer_size = (1024, 1024)  # the server ignores the size asked
     start = time.time()
-    result = run("a red fox in the snow", "-o", "fox.png", "--size", "1536x1024", "--meta")
+    result = run("a red fox in the snow", "-o", "fox.png", "--size", "1536x1024", "--meta",
+                 "--fit", "none")
     end = time.time()
     assert result.code == 0, result
     assert result.lines == ["fox.png"]  # the sidecar is not a result
     image = (env.work / "fox.png").read_bytes()
-    assert image == fake.images_sent[0]  # never modified
+    assert image == fake.images_sent[0]  # never modified (--fit none)
     meta = json.loads((env.work / "fox.png.json").read_text(encoding="utf-8"))
     assert meta["prompt"] == "a red fox in the snow"
     # the fake echoes the prompt as sent: with the aspect line the codex backend gets for --size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import struct
 
 import pytest
 
@@ -127,7 +128,37 @@ def test_several_unquoted_words_is_a_usage_error(fake, env, run):
     ("0x0", ""),
 ])
 def test_bad_sizes_for_gpt_image_2(fake, env, run, size, why):
+    # --fit none: the file is what the model makes, so the model's rules apply
+    usage_error(run(PROMPT, "--size", size, "--fit", "none"), fake,
+                re.escape(why) if why else None)
+
+
+@pytest.mark.parametrize("size, why", [
+    ("1000x8", "from 16"),
+    ("3856x1296", "3840"),
+    ("3840x2176", "pixels"),
+    ("big", "WIDTHxHEIGHT"),
+    ("0x0", ""),
+])
+def test_sizes_no_fit_can_deliver(fake, env, run, size, why):
     usage_error(run(PROMPT, "--size", size), fake, re.escape(why) if why else None)
+
+
+@pytest.mark.parametrize("size, asked", [("1200x630", "1200x624"), ("1000x1000", "1008x1008"),
+                                         ("800x800", "816x816"), ("1536x1024", "1536x1024")])
+def test_a_size_the_model_does_not_make_asks_the_nearest_and_is_fitted(fake, env, run, size,
+                                                                        asked):
+    # An Open Graph card (1200x630) is a size no image model makes: the api backend asks
+    # for the nearest size gpt-image-2 makes, and the file is fitted to exactly 1200x630.
+    env.write_api_config()
+    result = run(PROMPT, "--size", size, "--backend", "api", "-o", "card.png", "--json")
+    assert result.code == 0, result
+    (request,) = fake.requests_to("/v1/images/generations")
+    assert request.json["size"] == asked
+    image = result.json["images"][0]
+    assert f'{image["width"]}x{image["height"]}' == size
+    data = (env.work / "card.png").read_bytes()
+    assert struct.unpack(">II", data[16:24]) == tuple(int(side) for side in size.split("x"))
 
 
 @pytest.mark.parametrize("size", ["auto", "1024x1024", "1536x1024", "1024x1536", "3840x2160",
@@ -142,12 +173,14 @@ def test_good_sizes_for_gpt_image_2(fake, env, run, size):
 
 @pytest.mark.parametrize("size", ["2048x2048", "1024x640", "1280x720", "1536x1536", "512x512"])
 def test_bad_sizes_for_another_image_model(fake, env, run, size):
-    line = usage_error(run(PROMPT, "--image-model", "gpt-image-1", "--size", size), fake)
+    line = usage_error(run(PROMPT, "--image-model", "gpt-image-1", "--size", size, "--fit", "none"),
+                       fake)
     assert "1024x1024" in line and "1536x1024" in line and "1024x1536" in line
 
 
 def test_bad_size_for_an_image_model_from_the_environment(fake, env, run):
-    usage_error(run(PROMPT, "--size", "2048x2048", env_vars={"IMAGEGEN_IMAGE_MODEL": "gpt-image-1"}), fake)
+    usage_error(run(PROMPT, "--size", "2048x2048", "--fit", "none",
+                    env_vars={"IMAGEGEN_IMAGE_MODEL": "gpt-image-1"}), fake)
 
 
 @pytest.mark.parametrize("size", ["1024x1024", "1536x1024", "1024x1536", "auto"])
@@ -320,7 +353,7 @@ def test_a_secret_given_as_the_value_of_a_known_option_is_not_echoed(fake, env, 
 @pytest.mark.parametrize("argv", [
     ["--json"],
     ["--json", "a", "b"],
-    ["--json", PROMPT, "--size", "17x17"],
+    ["--json", PROMPT, "--size", "15x15"],
     ["--json", PROMPT, "--frobnicate"],
     ["--json", PROMPT, "-n", "0"],
     [PROMPT, "--json", "--backend", "nope"],

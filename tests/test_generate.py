@@ -567,7 +567,10 @@ def test_json_success_shape(fake, env, run):
     assert len(payload["images"]) == 1
     image = payload["images"][0]
     assert CONTRACT_IMAGE_KEYS <= set(image)
-    assert set(image) - CONTRACT_IMAGE_KEYS <= {"route"}
+    # and what came and what was done to it here (tests/test_exact.py)
+    assert set(image) - CONTRACT_IMAGE_KEYS <= {"route", "received", "fitted", "converted",
+                                                "transparency"}
+    assert (image["received"], image["fitted"], image["converted"]) == ("1536x1024", None, None)
     data = fake.images_sent[-1]
     assert image["path"] == DEFAULT_PATH
     assert (env.work / image["path"]).read_bytes() == data

@@ -273,7 +273,8 @@ def test_bad_tool_arguments_are_usage_results_the_model_can_fix(raw, env, fake):
     for arguments, words in (({"prompt": "a cat", "colour": "red"}, "unknown argument 'colour'"),
                              ({"prompt": "a cat", "count": "two"}, "'count' must be a integer"),
                              ({"prompt": "a cat", "quality": "ultra"}, "--quality must be one of"),
-                             ({"prompt": "a cat", "size": "1000x1000"}, "divisible by 16"),
+                             ({"prompt": "a cat", "size": "1000x1000", "fit": "none"}, "divisible by 16"),
+                             ({"prompt": "a cat", "size": "9000x1000"}, "from 16 to 3840"),
                              ({"out": "cat.png"}, "'prompt' is required")):
         result = client.request("tools/call", {"name": "generate_image", "arguments": arguments})["result"]
         assert result["isError"] is True, result
@@ -308,6 +309,20 @@ def test_workspace_option_moves_where_images_go(raw, env, fake, tmp_path):
     assert result["structuredContent"]["workspace"] == str(project)
     assert (project / "assets" / "generated" / "a-red-fox.png").read_bytes() == fake.images_sent[0]
     assert debris(env.work) == []
+
+
+def test_generate_image_takes_fit_and_reports_what_was_done(raw, env, fake):
+    client = raw()
+    client.initialize()
+    schema = {tool["name"]: tool for tool in client.request("tools/list", {})["result"]["tools"]}
+    assert schema["generate_image"]["inputSchema"]["properties"]["fit"]["enum"] == [
+        "cover", "contain", "none"]
+    result = client.request("tools/call", {"name": "generate_image", "arguments": {
+        "prompt": "a banner", "size": "1200x640", "fit": "contain", "out": "banner.png"}})["result"]
+    (image,) = result["structuredContent"]["images"]
+    assert (image["width"], image["height"], image["received"]) == (1200, 640, "1672x941")
+    assert image["fitted"].startswith("contain: scaled 1672x941")
+    assert (env.work / "banner.png").read_bytes()[16:24] == (1200).to_bytes(4, "big") + (640).to_bytes(4, "big")
 
 
 def test_auth_status_tool_never_shows_a_secret(raw, env, fake):

@@ -157,11 +157,12 @@ def test_a_mask_with_no_transparent_pixel_draws_a_warning(fake, env, run, mask, 
 
 
 def test_a_size_error_suggests_the_nearest_valid_size(fake, env, run):
-    result = run(PROMPT, "--size", "1000x1000")
+    # --fit none: the model must make the size itself (otherwise any size is fitted here)
+    result = run(PROMPT, "--size", "1000x1000", "--fit", "none")
     assert result.code == 2 and "try 1008x1008" in result.err, result
-    result = run(PROMPT, "--size", "100x100")
+    result = run(PROMPT, "--size", "100x100", "--fit", "none")
     assert result.code == 2 and "try 816x816" in result.err, result
-    result = run(PROMPT, "--size", "1920x1080")
+    result = run(PROMPT, "--size", "1920x1080", "--fit", "none")
     assert result.code == 2 and "try 1920x1088" in result.err, result
     assert fake.requests == []
 

@@ -78,9 +78,11 @@ def test_images_route_generate_request(env, fake, run):
 def test_images_route_sends_what_codex_sends_and_says_what_it_ignores(env, fake, run):
     # Measured: the service ignores size, quality and model; the prompt's aspect line shapes the canvas.
     result = run("a lighthouse", "--route", "images", "--size", "1536x1024", "--quality", "high",
-                 "--background", "opaque", "--image-model", "gpt-image-1.5", "--json")
+                 "--background", "opaque", "--image-model", "gpt-image-1.5", "--action", "generate",
+                 "--json")
     assert result.code == 0, result
     body = fake.last_request.json
+    assert "action" not in body
     assert (body["size"], body["quality"], body["background"], body["model"]) == ("auto", "auto", "opaque",
                                                                                   "gpt-image-2")
     assert body["prompt"] == "a lighthouse\n\nAspect ratio: landscape 3:2."
@@ -89,6 +91,7 @@ def test_images_route_sends_what_codex_sends_and_says_what_it_ignores(env, fake,
     warnings = [line for line in result.err.splitlines() if "warning" in line]
     assert len(warnings) == 1, result.err
     assert "--quality high" in warnings[0] and "--image-model gpt-image-1.5" in warnings[0]
+    assert "--action generate" in warnings[0]
 
 
 @pytest.mark.parametrize("size, line, shape", [
@@ -106,14 +109,20 @@ def test_size_becomes_an_aspect_line_and_the_size_received_is_reported(env, fake
     assert fake.last_request.json["size"] == "auto"
     received = f"{shape[0]}x{shape[1]}"
     saved = [text for text in result.err.splitlines() if "saved harbour.png" in text]
-    assert len(saved) == 1 and received in saved[0], result.err
-    assert (f"{size} asked" in saved[0]) == (received != size)
+    assert len(saved) == 1 and f"({size} png" in saved[0], result.err  # fitted: the size asked
+    fitted = [text for text in result.err.splitlines() if text.startswith("imagegen: harbour.png: ")]
+    assert (len(fitted) == 1 and f"received {received} png; cover: " in fitted[0]) == (received != size)
     assert line in result.err  # said before the request: the backend picks the size itself
     meta = json.loads((env.work / "harbour.png.json").read_text())
-    assert (meta["size_requested"], meta["size_received"]) == (size, received)
+    assert (meta["size_requested"], meta["size_received"], meta["size_saved"]) == (size, received, size)
     as_json = run("a harbour", "--size", size, "--json")
     image = as_json.json["images"][0]
-    assert (image["width"], image["height"]) == shape
+    assert (image["width"], image["height"]) == tuple(map(int, size.split("x")))
+    assert image["received"] == received
+    assert (image["fitted"] or "").startswith("cover: scaled ") == (received != size)
+    kept = run("a harbour", "--size", size, "--json", "--fit", "none").json["images"][0]
+    assert (kept["width"], kept["height"], kept["fitted"]) == (*shape, None)
+    assert kept["received"] == received
 
 
 def test_images_route_from_the_environment(env, fake, run):
@@ -196,9 +205,10 @@ def test_transparent_edit_goes_straight_to_images_edits(env, fake, run, pictures
 @pytest.mark.parametrize("argv, fmt", [
     (("-o", "fox.jpg"), "jpeg"), (("--format", "webp"), "webp"), (("-o", "fox.jpeg"), "jpeg"),
 ])
-def test_the_images_route_refuses_jpeg_and_webp_before_sending(env, fake, run, argv, fmt):
+def test_the_images_route_refuses_jpeg_and_webp_before_sending(env, fake, run, argv, fmt, no_pillow):
+    # without Pillow (with it, the PNG is converted: tests/test_exact.py)
     result = run("a fox", "--route", "images", *argv)
-    assert_refused_before_sending(result, fake, "PNG", ".png", "--backend api")
+    assert_refused_before_sending(result, fake, "PNG", ".png", "--backend api", "Pillow")
     assert fmt in result.err
     assert list(env.work.rglob("*.*")) == []
     dry = run("a fox", "--route", "images", *argv, "--dry-run")
@@ -215,14 +225,21 @@ def test_auto_sends_jpeg_to_the_responses_route(env, fake, run):
     assert result.json["route"] == "responses" and result.json["images"][0]["format"] == "jpeg"
 
 
-def test_transparent_webp_on_the_codex_backend_is_refused_before_sending(env, fake, run):
+def test_transparent_webp_on_the_codex_backend_without_pillow_is_refused_before_sending(
+        env, fake, run, no_pillow):
     result = run("a sticker", "--background", "transparent", "-o", "sticker.webp")
-    assert_refused_before_sending(result, fake, "PNG", "transparent")
+    assert_refused_before_sending(result, fake, "PNG", "transparent", "Pillow")
 
 
-def test_transparent_on_the_forced_responses_route_is_refused_before_sending(env, fake, run):
-    result = run("a sticker", "--route", "responses", "--background", "transparent")
-    assert_refused_before_sending(result, fake, "transparent", "--route images")
+def test_transparent_on_the_forced_responses_route_asks_for_a_chroma_key(env, fake, run):
+    # the route refuses background transparent: it is asked for a flat key colour instead
+    result = run("a sticker", "--route", "responses", "--background", "transparent", "--json")
+    assert result.code == 0, result
+    assert paths(fake) == [RESPONSES]
+    tool = fake.last_request.json["tools"][0]
+    assert "background" not in tool and tool["output_format"] == "png"
+    assert "chroma-key colour #00ff00" in fake.last_request.json["input"][0]["content"][-1]["text"]
+    assert result.json["images"][0]["transparency"] == "chroma-key"
 
 
 # --route auto: when it falls back #########################################################
@@ -584,12 +601,12 @@ def test_more_than_5_images_on_the_images_route_is_refused(env, fake, run, pictu
     assert_refused_before_sending(result, fake, "5")
 
 
-def test_more_than_5_images_with_a_transparent_background_is_refused(env, fake, run, pictures):
+def test_more_than_5_images_with_a_transparent_background_use_a_chroma_key(env, fake, run, pictures):
     images = [arg for _ in range(6) for arg in ("-i", "a.png")]
-    result = run("x", "--background", "transparent", *images)
-    assert result.code == 2, result
-    assert codex_paths(fake) == []
-    assert "5" in result.err
+    result = run("x", "--background", "transparent", *images, "--json")
+    assert result.code == 0, result
+    assert paths(fake) == [RESPONSES]  # the images route takes 5; the other keys it out
+    assert result.json["images"][0]["transparency"] == "chroma-key"
 
 
 def test_6_images_on_auto_use_the_responses_route(env, fake, run, pictures):

@@ -424,8 +424,10 @@ def test_the_final_file_only_ever_appears_complete(env, fake, run_cli):
 
 
 # rule 7: the format the server really sent #################################################
+# Without Pillow, a file that cannot be converted keeps its real format and gets its real
+# extension; with Pillow it is converted to the format asked (tests/test_exact.py).
 
-def test_server_sends_jpeg_for_png_automatic_name_gets_jpg(env, fake, run):
+def test_server_sends_jpeg_for_png_automatic_name_gets_jpg(env, fake, run, no_pillow):
     fake.queue("/images/generations", other_format("jpeg"))
     result = run("a cat")
     assert result.code == 0, result
@@ -435,17 +437,20 @@ def test_server_sends_jpeg_for_png_automatic_name_gets_jpg(env, fake, run):
     assert not (generated(env) / "a-cat.png").exists()
 
 
-def test_server_sends_jpeg_for_png_explicit_out_keeps_its_name_and_warns(env, fake, run):
+def test_server_sends_jpeg_for_png_explicit_out_gets_its_real_extension_and_warns(
+        env, fake, run, no_pillow):
     fake.queue("/images/generations", other_format("jpeg"))
     result = run("a cat", "-o", "cat.png")
     assert result.code == 0, result
-    assert result.lines == ["cat.png"]
-    assert (env.work / "cat.png").read_bytes() == fake.images_sent[0]
+    assert result.lines == ["cat.jpg"]  # never JPEG bytes under .png
+    assert (env.work / "cat.jpg").read_bytes() == fake.images_sent[0]
+    assert not (env.work / "cat.png").exists()
     warning = [line for line in result.err.splitlines() if "warning" in line.lower()]
     assert warning and "jpeg" in warning[0] and "png" in warning[0]
+    assert any("Pillow" in line for line in warning), result.err
 
 
-def test_server_sends_webp_when_jpeg_asked_into_a_directory(env, fake, run):
+def test_server_sends_webp_when_jpeg_asked_into_a_directory(env, fake, run, no_pillow):
     fake.queue("/codex/responses", other_format("webp"))  # jpeg: the Responses route
     result = run("a cat", "--format", "jpeg", "-o", "out/")
     assert result.code == 0, result
