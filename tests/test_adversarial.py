@@ -100,6 +100,8 @@ def test_f1_a_gateway_error_on_the_refresh_is_not_resent(env, fake, run, code):
     result = generate(run)
 
     assert result.code == 5, result
+    assert f"could not refresh the login: the server failed (HTTP {code})" in result.err
+    assert "the refresh token was not sent again" in result.err
     assert len(fake.requests_to("/oauth/token")) == 1
 
 
@@ -188,6 +190,8 @@ def test_an_auth_file_that_stays_empty_is_exit_3(env, fake, run):
     result = generate(run)
 
     assert result.code == 3, result
+    assert f"{env.auth_file} is not valid JSON; it was left as it is" in result.err
+    assert "imagegen auth login" in result.err
     assert env.auth_file.read_bytes() == b""
 
 
@@ -466,6 +470,8 @@ def test_f29_a_base_url_with_a_space_is_a_usage_error(env, fake, run):
     result = run(PROMPT, "--no-progress", "--base-url", fake.url + "/backend api/codex")
 
     assert result.code == 2, result
+    assert result.out == "" and "is not valid" in result.err, result
+    assert codex_requests(fake) == []
 
 
 def test_f29_an_internal_error_with_json_still_prints_one_json_object(env, fake, run):
@@ -596,6 +602,8 @@ def test_f31_a_prompt_on_an_endless_stdin_is_a_usage_error(env, fake, run_cli):
         result = run_cli.wait(proc, timeout=60)
 
     assert result.code == 2, result
+    assert result.out == "" and "the prompt on stdin is larger than" in result.err, result
+    assert fake.requests == []
 
 
 @pytest.mark.fault
@@ -630,6 +638,8 @@ def test_f31_a_batch_file_that_is_a_device_is_a_usage_error(env, fake, run_cli):
     result = run_cli.wait(proc, timeout=60)
 
     assert result.code == 2, result
+    assert result.out == "" and "cannot read /dev/zero: not a regular file" in result.err, result
+    assert fake.requests == []
 
 
 # F5, F18, batch base_url: batch files ##########################################################
@@ -674,6 +684,7 @@ def test_f18_a_prompt_that_is_not_utf8_is_a_usage_error(env, fake, run):
     result = run("caf\udce9", "--no-progress")
 
     assert result.code == 2, result
+    assert result.out == "" and "the prompt is not valid UTF-8 text" in result.err, result
     assert codex_requests(fake) == []
 
 
@@ -816,6 +827,7 @@ def test_f15b_an_impossible_out_name_is_refused_before_the_request(env, fake, ru
     result = run(PROMPT, "-o", "x" * 300 + ".png", "--no-progress")
 
     assert result.code == 7, result
+    assert "is longer than this filesystem allows" in result.err and "shorter -o" in result.err
     assert codex_requests(fake) == []
 
 

@@ -388,6 +388,9 @@ def test_401_on_route_auto_never_falls_back_to_the_responses_route(env, fake, ru
     result = generate(run)
 
     assert result.code == 3, result
+    (line,) = error_lines(result)
+    assert "refused the login (HTTP 401)" in line and "survived a refresh" in line
+    assert len(fake.requests_to("/codex/images/generations")) == 2  # once more after the refresh
     assert fake.requests_to("/codex/responses") == []
 
 
@@ -491,12 +494,17 @@ def test_refresh_token_already_used_for_real_is_exit_3(env, fake, run):
 
 def test_refresh_error_that_echoes_the_token_is_not_printed(env, fake, run):
     env.write_auth(expired=True)
-    fake.queue("/oauth/token", status(400, {"error": {
-        "message": f"bad refresh_token {fake.auth.current_refresh_token}"}}))
+    token = fake.auth.current_refresh_token
+    fake.queue("/oauth/token", status(400, {"error": {"message": f"bad refresh_token {token}"}}))
 
     result = generate(run)
 
-    assert result.code == 3, result  # the scan checks that the token is not in the output
+    assert result.code == 3, result
+    assert result.out == ""
+    (line,) = error_lines(result)
+    # what the user sees: the server's words, with the token replaced by the redaction marker
+    assert "could not refresh the login" in line and "bad refresh_token ***" in line, line
+    assert token not in result.err and token[:12] not in result.err
 
 
 def test_refresh_500_is_retried_then_succeeds(env, fake, run):

@@ -11,12 +11,14 @@ import email.parser
 import importlib.util
 import email.policy
 import json
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
-from fakeserver import decode_data_url, echo_secrets, jpeg_bytes, make_secret, ok, png_bytes, text_only
+from fakeserver import (decode_data_url, echo_secrets, jpeg_bytes, make_secret, ok, png_bytes, status,
+                        text_only)
 
 # Headers that belong to the Codex backend's conversation and must never reach other hosts.
 CODEX_ONLY_HEADERS = ("ChatGPT-Account-ID", "originator", "version", "session_id", "session-id",
@@ -168,6 +170,23 @@ def test_gateway_request_shape(env, gateway, run):
         assert saved == gateway.images_sent[0] and result.lines[0].endswith(".png")
 
 
+def test_gateway_transparent_background_is_asked_for_in_the_prompt(env, gateway, run):
+    """The gateway takes no image options, so transparency can only be asked for in the prompt
+    text (PROTOCOL.md): a flat key colour, removed from the answer here; a run without
+    --background transparent asks for no such thing (test_exact.py has the pixels)."""
+    result = run("a teapot", "--backend", "gateway", "--background", "transparent", "--retries", "0")
+    assert result.code == 0, result
+    (request,) = gateway.requests_to("/chat/completions")
+    text = prompt_text(request)
+    assert "a teapot" in text and "chroma-key colour" in text, text
+    (path,) = result.lines
+    assert imagegen.has_transparency((env.work / path).read_bytes())
+    plain = run("a teapot", "--backend", "gateway", "--retries", "0")
+    assert plain.code == 0, plain
+    asked = prompt_text(gateway.last_request).lower()
+    assert "chroma" not in asked and "transparent" not in asked, asked
+
+
 def test_gateway_without_prompt_options_asks_nothing_odd(env, gateway, run):
     """Without -i the message content is the prompt text (a plain string or text parts)."""
     result = run("a plain square", "--backend", "gateway")
@@ -235,6 +254,7 @@ def test_gateway_wrong_token_is_exit_3(env, gateway, run):
     env.set(CODEX_API_TOKEN=decoy(env, "gw-"))
     result = run("a cat", "--backend", "gateway", "--retries", "0")
     assert result.code == 3, result
+    assert result.out == "" and "refused the login (HTTP 401)" in result.err
     assert saved_files(env) == []
 
 
@@ -355,6 +375,7 @@ def test_responses_401_from_the_provider_is_exit_3(env, provider, run):
     env.set(X_KEY=decoy(env, "sk-"))
     result = run("a yellow star", "--backend", "responses", "--retries", "0")
     assert result.code == 3, result
+    assert "HTTP 401" in result.err and "Incorrect API key provided." in result.err
     assert len(provider.requests) == 1  # no refresh dance for an API key
     assert saved_files(env) == []
 
@@ -546,6 +567,53 @@ def test_api_count_is_one_request_with_n(env, fake, run):
     assert len(fake.images_sent) == 3
 
 
+def test_api_answer_with_fewer_images_than_asked_keeps_them_and_says_how_many_came(env, fake, run):
+    """-n 3 answered with 2 images: both are saved and printed, the run ends with exit 6 and
+    a message naming how many came, and the request is not sent again."""
+    env.write_api_config(fake.api_key)
+    fake.queue("/v1/images/generations", ok(n=2))
+    result = run("a teapot", "--backend", "api", "-n", "3", "--retries", "2")
+    assert result.code == 6, result
+    assert len(fake.requests) == 1 and fake.last_request.json["n"] == 3
+    assert result.lines == ["assets/generated/a-teapot.png", "assets/generated/a-teapot-2.png"]
+    assert saved_bytes(env, result) == fake.images_sent and len(fake.images_sent) == 2
+    assert saved_files(env) == sorted(env.work / line for line in result.lines)
+    (line,) = [text for text in result.err.splitlines() if text.startswith("imagegen: error: ")]
+    assert re.search(r"asked for 3 images.*\b2\b", line), line
+
+
+def test_api_answer_with_fewer_images_than_asked_in_json(env, fake, run):
+    env.write_api_config(fake.api_key)
+    fake.queue("/v1/images/generations", ok(n=2))
+    result = run("a teapot", "--backend", "api", "-n", "3", "--json")
+    assert result.code == 6, result
+    payload = result.json
+    assert payload["ok"] is False
+    assert payload["error"]["kind"] == "no_image" and payload["error"]["exit_code"] == 6
+    assert re.search(r"asked for 3 images.*\b2\b", payload["error"]["message"])
+    paths = [image["path"] for image in payload["images"]]
+    assert paths == ["assets/generated/a-teapot.png", "assets/generated/a-teapot-2.png"]
+    assert [(env.work / path).read_bytes() for path in paths] == fake.images_sent
+
+
+@pytest.mark.parametrize("code, said", [
+    ("moderation_blocked", "Your request was rejected by the safety system."),
+    ("image_content_policy_violation", "This request has been blocked by our content filters."),
+], ids=["moderation-blocked", "policy-code-only"])
+def test_api_content_policy_400_is_exit_6_with_the_servers_words_and_not_retried(
+        env, fake, run, code, said):
+    env.write_api_config(fake.api_key)
+    fake.queue("/v1/images/generations", status(400, {"error": {
+        "message": said, "type": "image_generation_user_error", "code": code, "param": None}}))
+    result = run("a teapot", "--backend", "api", "--retries", "3")
+    assert result.code == 6, result
+    assert result.out == ""
+    (line,) = [text for text in result.err.splitlines() if text.startswith("imagegen: error: ")]
+    assert "content policy" in line and said in line
+    assert len(fake.requests) == 1
+    assert saved_files(env) == []
+
+
 def test_api_extra_body_is_merged_last(env, fake, run):
     env.write_api_config(fake.api_key, extra_body={"quality": "low", "user": "me-123",
                                                    "partner": {"tier": 2}})
@@ -700,7 +768,7 @@ def test_api_sends_no_output_format_to_a_dall_e_model_unless_asked(env, fake, ru
 import http.client  # noqa: E402
 
 import imagegen  # noqa: E402
-from fakeserver import refresh_error, status  # noqa: E402
+from fakeserver import refresh_error  # noqa: E402
 
 
 def _message(pairs: dict) -> http.client.HTTPMessage:
@@ -749,6 +817,19 @@ def test_a_quota_line_never_passes_100_columns():
     line = "imagegen: quota: " + imagegen.describe_quota({"windows": windows}, now)
     assert len(line) <= 100, line
     assert line.startswith("imagegen: quota: images 5-hour: 99.5% used") and "more)" in line
+
+
+@pytest.mark.parametrize("seconds, span", [
+    (86400 + 60, "24h 1m"),
+    (2 * 86400 - 60, "47h 59m"),   # under two days: still in hours
+    (2 * 86400, "2d 0h"),          # two days or more: in days
+    (6 * 86400 + 23 * 3600, "6d 23h"),
+])
+def test_the_quota_line_tells_a_reset_in_hours_under_two_days(seconds, span):
+    now = 1_800_000_000
+    quota = {"windows": [{"limit": "image_gen", "name": "secondary", "used_percent": 3.0,
+                          "window_minutes": 10080, "resets_at": now + seconds}]}
+    assert imagegen.describe_quota(quota, now) == f"weekly: 3% used, resets in {span}"
 
 
 def test_the_run_ends_with_the_image_limit_first_in_one_short_line(env, fake, run):

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from fakeserver import make_secret
+from fakeserver import make_secret, stall, status
 
 PROMPT = "a paper plane over a blue sea"
 DEFAULT_PATH = "assets/generated/a-paper-plane-over-a-blue-sea.png"
@@ -216,6 +216,11 @@ def test_classic_sizes_for_another_image_model(fake, env, run, size):
     (["--timeout", "0"], "timeout"),
     (["--timeout", "soon"], "timeout"),
     (["--stall-timeout", "-3"], "stall-timeout"),
+    (["--timeout", "86401"], "timeout"),                               # the cap is a day
+    (["--timeout", "1e9"], "timeout"),
+    (["--timeout", "inf"], "timeout"),
+    (["--timeout", "nan"], "timeout"),
+    (["--stall-timeout", "86401"], "stall-timeout"),
     (["--backend", "bogus"], "backend"),
     (["--route", "sideways"], "route"),
     (["--base-url", "ftp://example.com"], "base-url"),
@@ -224,21 +229,72 @@ def test_bad_values_are_usage_errors_before_any_request(fake, env, run, argv, pa
     usage_error(run(PROMPT, *argv), fake, pattern)
 
 
-@pytest.mark.parametrize("argv", [
-    ["--compression", "0", "--format", "jpeg"],
-    ["--compression", "100", "--format", "webp"],
-    ["--compression", "70", "-o", "photo.jpg"],
-    ["--background", "transparent", "--format", "webp", "--backend", "api"],
-    ["-n", "10", "--parallel", "8"],
-    ["--retries", "5"],
-    ["--retries", "0"],
-    ["--stall-timeout", "0"],
-    ["--output-format", "jpeg"],
-])
-def test_edge_values_are_accepted(fake, env, run, argv):
+@pytest.mark.parametrize("option", ["--timeout", "--stall-timeout"])
+@pytest.mark.xfail(strict=True, reason="imagegen.py bug: a value over the 86400 s cap is refused "
+                   "with 'must be a positive number of seconds (got ...)', which a positive value "
+                   "already is; the message does not name the cap (_as_seconds)")
+def test_a_timeout_over_the_cap_names_the_cap(fake, env, run, option):
+    usage_error(run(PROMPT, option, "86401"), fake, "86400|a day|24 h")
+
+
+TOOL = ["--route", "responses"]  # the route that takes output_format and compression (PROTOCOL.md)
+
+
+@pytest.mark.parametrize("argv, where, sent, saves", [
+    (["--compression", "0", "--format", "jpeg", *TOOL], "tool",
+     {"output_format": "jpeg", "output_compression": 0}, [DEFAULT_PATH[:-4] + ".jpg"]),
+    (["--compression", "100", "--format", "webp", *TOOL], "tool",
+     {"output_format": "webp", "output_compression": 100}, [DEFAULT_PATH[:-4] + ".webp"]),
+    (["--compression", "70", "-o", "photo.jpg", *TOOL], "tool",
+     {"output_format": "jpeg", "output_compression": 70}, ["photo.jpg"]),
+    (["--output-format", "jpeg", *TOOL], "tool", {"output_format": "jpeg"},
+     [DEFAULT_PATH[:-4] + ".jpg"]),
+    (["--background", "transparent", "--format", "webp", "--backend", "api"], "body",
+     {"background": "transparent", "output_format": "webp"}, [DEFAULT_PATH[:-4] + ".webp"]),
+    (["-n", "10", "--parallel", "8"], "body", {"prompt": PROMPT},
+     [DEFAULT_PATH] + [DEFAULT_PATH[:-4] + f"-{n}.png" for n in range(2, 11)]),
+], ids=["compression-0", "compression-100", "compression-from-o", "output-format-alias",
+        "api-transparent-webp", "count-10-parallel-8"])
+def test_edge_values_are_accepted_and_reach_the_request(fake, env, run, argv, where, sent, saves):
+    """--dry-run prints what would be sent: the edge values are in every request (in the
+    image tool on the Responses route, in the body on the images routes), and the saves are
+    named for them; nothing is sent."""
     result = run(PROMPT, *argv, "--dry-run")
     assert result.code == 0, result
+    plan = result.json
+    assert len(plan["requests"]) == len(saves)
+    for request in plan["requests"]:
+        fields = request["body"]["tools"][0] if where == "tool" else request["body"]
+        assert {name: fields.get(name) for name in sent} == sent, request
+    assert plan["saves"] == saves
     assert fake.requests == []
+    assert not (env.work / "assets").exists()
+
+
+def test_retries_5_and_a_timeout_of_a_day_are_accepted_and_used(fake, env, run):
+    """Five failures, then the image: --retries 5 sends six times."""
+    fake.queue("/images/generations", *[status(502, headers={"Retry-After": "0"})] * 5)
+    result = run(PROMPT, "--retries", "5", "--timeout", "86400", "-q", seams={"sleep": lambda s: None})
+    assert result.code == 0, result
+    assert result.out == DEFAULT_PATH + "\n"
+    assert len(fake.requests) == 6
+
+
+def test_retries_0_sends_once(fake, env, run):
+    fake.queue("/images/generations", status(502, headers={"Retry-After": "0"}))
+    result = run(PROMPT, "--retries", "0", "-q")
+    assert result.code == 5, result
+    assert result.out == "" and "HTTP 502" in result.err
+    assert len(fake.requests) == 1
+
+
+def test_stall_timeout_0_waits_through_a_silence(fake, env, run):
+    fake.queue("/images/generations", stall(seconds=1.0))  # silent, then the answer
+    result = run(PROMPT, "--stall-timeout", "0", "--retries", "0", "-q")
+    assert result.code == 0, result
+    assert result.out == DEFAULT_PATH + "\n"
+    assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[-1]
+    assert len(fake.requests) == 1
 
 
 def test_environment_backend_is_checked(fake, env, run):
@@ -379,7 +435,7 @@ def test_cli_without_a_login_is_exit_3_with_the_fix(fake, env, run_cli):
     assert result.out == ""
     lines = [line for line in result.err.splitlines() if line.startswith("imagegen: error: ")]
     assert len(lines) == 1, result
-    assert "auth login" in lines[0] or "codex login" in lines[0]
+    assert "run `imagegen auth login`" in lines[0] and "`codex login`" in lines[0]
     assert str(env.auth_file) in lines[0]
     assert "Traceback" not in result.err
     assert fake.requests == []

@@ -105,7 +105,7 @@ def test_a_server_that_does_not_speak_http_is_a_backend_error(env, run):
         listener.close()
         thread.join(5)
     assert result.code == 5, result
-    assert "malformed" in result.err or "broke" in result.err
+    assert "malformed HTTP answer" in result.err, result
     assert generated(env) == []
 
 
@@ -168,13 +168,16 @@ def test_a_body_that_claims_gzip_but_is_not_is_a_backend_error(fake, env, run):
     assert generated(env) == []
 
 
-@pytest.mark.parametrize("delta", [1000, -20])
+@pytest.mark.parametrize("delta, said", [(1000, "1000 bytes short of its Content-Length"),
+                                         (-20, "not JSON")])
 def test_a_wrong_content_length_on_a_json_route_is_a_backend_error_and_leaves_no_file(
-        fake, env, run, delta):
-    # +1000: the whole JSON arrives, then the server hangs up 1000 bytes short of its promise.
+        fake, env, run, delta, said):
+    # +1000: the whole JSON arrives, then the server hangs up 1000 bytes short of its promise;
+    # -20: the body is cut where the server said it ends.
     fake.queue("/images/generations", ok(content_length_delta=delta))
     result = run("a red fox", *IMAGES)
     assert result.code == 5, result
+    assert result.out == "" and said in result.err, result
     assert generated(env) == []
 
 
@@ -439,8 +442,23 @@ def test_a_proxy_that_is_down_is_a_backend_error(fake, env, run):
     result = run("a red fox", *RESPONSES, env_vars={
         **NO_PROXY_UNSET, "HTTP_PROXY": f"http://127.0.0.1:{port}"})
     assert result.code == 5, result
+    assert result.out == "" and "cannot connect" in result.err and "connection refused" in result.err
     assert fake.requests_to("/responses") == []
     assert generated(env) == []
+
+
+@pytest.mark.xfail(strict=True, reason="imagegen.py bug: when the proxy refuses the connection the "
+                   "message names the backend's host (`cannot connect to <backend>: connection "
+                   "refused`), not the proxy, so a user looks for the fault in the wrong place "
+                   "(Transport._url_error)")
+def test_a_proxy_that_is_down_is_named_in_the_message(fake, env, run):
+    dead = socket.create_server(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    result = run("a red fox", *RESPONSES, env_vars={
+        **NO_PROXY_UNSET, "HTTP_PROXY": f"http://127.0.0.1:{port}"})
+    assert result.code == 5, result
+    assert f"127.0.0.1:{port}" in result.err and "proxy" in result.err.lower(), result
 
 
 # Files ######################################################################################
@@ -463,7 +481,7 @@ def test_a_full_disk_is_exit_7_and_leaves_no_partial_file(fake, env, run, tiny_d
     fake.queue("/responses", ok(image=oversized_png(200_000)))
     result = run("a red fox", *RESPONSES, "-o", str(tiny_disk.parent / out))
     assert result.code == 7, result
-    assert "No space left" in result.err or "cannot write" in result.err
+    assert "cannot write" in result.err and "No space left" in result.err, result
     assert os.listdir(tiny_disk) == []
 
 

@@ -316,6 +316,19 @@ def test_usage_limit_with_resets_in_seconds(fake, env, run):
     assert re.search(r"resets at \d\d:\d\d \(in 2m\)", line), line
 
 
+@pytest.mark.parametrize("seconds, span", [
+    (86400 + 3600 + 30, "25h 0m"),
+    (2 * 86400 - 30, "47h 59m"),      # under two days: still in hours
+    (2 * 86400 + 30, "2d 0h"),        # two days or more: in days
+    (9 * 86400 + 5 * 3600 + 30, "9d 5h"),
+], ids=["25h", "just-under-2-days", "just-over-2-days", "9-days"])
+def test_a_reset_in_days_is_told_in_hours_under_two_days(fake, env, run, seconds, span):
+    fake.default(CODEX, usage_limit(resets_in_seconds=seconds))
+    result = run(PROMPT, "--quiet")
+    line = quiet_failure(result, env, 4, "usage limit")
+    assert f"(in {span})" in line, line
+
+
 def test_usage_limit_json_has_retry_after(fake, env, run):
     fake.default(CODEX, usage_limit(resets_in_seconds=600))
     result = run(PROMPT, "--json")

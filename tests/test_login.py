@@ -257,6 +257,9 @@ def test_status_takes_no_other_option(env, fake, run):
     result = run("auth", "status", "--force")
 
     assert result.code == 2, result
+    assert result.out == ""
+    assert result.err == "imagegen: error: imagegen auth status takes no --force\n"
+    assert fake.requests == []
 
 
 # auth login ###################################################################################
@@ -437,6 +440,8 @@ def test_device_login_failed_exchange_is_exit_3_and_keeps_the_old_login(env, fak
     result = run("auth", "login")
 
     assert result.code == 3, result
+    assert "device login failed at the token exchange" in result.err
+    assert "invalid_grant" in result.err
     assert env.auth_file.read_bytes() == before
     assert not (env.codex_home / "auth.json.bak").exists()
 
@@ -499,4 +504,6 @@ def test_auth_login_refuses_other_options(env, fake, run):
     result = run("auth", "login", "--json", "--force")
 
     assert result.code == 2, result
+    assert result.json["error"]["kind"] == "usage"
+    assert "imagegen auth login takes no --force" in result.json["error"]["message"]
     assert fake.requests == []

@@ -161,6 +161,9 @@ def test_images_route_usage_limit_is_exit_4_without_retry(env, fake, run):
     fake.queue("/images/generations", usage_limit())
     result = run("a lighthouse", "--route", "images")
     assert result.code == 4, result
+    assert result.out == ""
+    assert re.search(r"usage limit reached on the plus plan; resets at \d\d:\d\d \(in 59m\)",
+                     result.err), result.err
     assert paths(fake) == [GENERATIONS]
 
 
@@ -399,11 +402,31 @@ def test_a_plan_without_image_generation(env, fake, run):
     assert fake.auth.refresh_attempts == 0
 
 
+@pytest.mark.parametrize("code, said", [
+    ("moderation_blocked", "Your request was rejected by the safety system."),
+    ("image_content_policy_violation", "This request has been blocked by our content filters."),
+], ids=["moderation-blocked", "policy-code-only"])
+@pytest.mark.parametrize("route", ["auto", "images"])
+def test_a_content_policy_400_on_the_images_route_is_exit_6_not_retried_nor_rerouted(
+        env, fake, run, route, code, said):
+    fake.queue("/images/generations", status(400, {"error": {
+        "message": said, "type": "image_generation_user_error", "code": code, "param": None}}))
+    result = run("a fox", "--route", route, "--retries", "3")
+    assert result.code == 6, result
+    assert result.out == ""
+    (line,) = [text for text in result.err.splitlines() if text.startswith("imagegen: error: ")]
+    assert "content policy" in line and said in line
+    assert paths(fake) == [GENERATIONS]  # once: not again, not on the Responses route
+    assert switch_lines(result.err) == []
+    assert list((env.work).rglob("*.png")) == []
+
+
 @pytest.mark.parametrize("code", ["invalid_prompt"])
 def test_an_invalid_prompt_is_not_retried(env, fake, run, code):
     fake.default("/images/generations", status(400, {"error": {"message": "Invalid prompt.", "code": code}}))
     result = run("a fox", "--retries", "3")
     assert result.code == 5, result
+    assert "HTTP 400" in result.err and "Invalid prompt." in result.err
     assert codex_paths(fake) == [GENERATIONS]
 
 

@@ -38,6 +38,19 @@ def generated(env) -> Path:
     return env.work / GENERATED
 
 
+def refused_before_sending(result, fake, code: int, *words: str) -> str:
+    """Exit `code`, nothing on stdout, one error line holding every word, nothing sent;
+    returns that line."""
+    assert result.code == code, result
+    assert result.out == "", result
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("imagegen: error: "), result
+    for word in words:
+        assert word in lines[0], result
+    assert fake.requests == [], result
+    return lines[0]
+
+
 def saved_paths(result, env) -> list[Path]:
     """The paths printed on stdout, resolved against the working directory."""
     return [env.work / line for line in result.lines]
@@ -213,8 +226,8 @@ def test_an_existing_file_is_refused_before_the_login_is_even_refreshed(env, fak
     env.write_auth(expired=True)
     (env.work / "cat.png").write_bytes(b"mine")
     result = run("a cat", "-o", "cat.png")
-    assert result.code == 7, result
-    assert fake.requests == [] and fake.auth.refresh_attempts == 0
+    refused_before_sending(result, fake, 7, "cat.png already exists", "--force")
+    assert fake.auth.refresh_attempts == 0
     assert (env.work / "cat.png").read_bytes() == b"mine"
 
 
@@ -264,17 +277,16 @@ def test_webp_extension_with_format_webp_is_fine(env, fake, run):
     assert data == fake.images_sent[0] and image_info(data)[0] == "webp"
 
 
-@pytest.mark.parametrize("argv", [
-    ("-o", "cat.png", "--format", "jpeg"),
-    ("-o", "cat.jpg", "--output-format", "webp"),
-    ("-o", "cat.gif"),
-    ("-o", "cat.GIF"),
-    ("-o", "cat.jpg", "--background", "transparent"),
+@pytest.mark.parametrize("argv, words", [
+    (("-o", "cat.png", "--format", "jpeg"), ("-o cat.png says png but --format says jpeg",)),
+    (("-o", "cat.jpg", "--output-format", "webp"), ("-o cat.jpg says jpeg but --format says webp",)),
+    (("-o", "cat.gif"), ("cannot write .gif files", ".png, .jpg or .webp")),
+    (("-o", "cat.GIF"), ("cannot write .gif files", "-o cat.GIF")),
+    (("-o", "cat.jpg", "--background", "transparent"), ("transparent needs png or webp",)),
 ])
-def test_extension_conflicts_and_unwritable_formats_are_usage_errors(env, fake, run, argv):
+def test_extension_conflicts_and_unwritable_formats_are_usage_errors(env, fake, run, argv, words):
     result = run("a cat", *argv)
-    assert result.code == 2, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 2, *words)
     assert files_under(env.work) == []
 
 
@@ -310,8 +322,7 @@ def test_inside_codex_home_is_exit_7_and_no_request(env, fake, run, where):
            "force": [str(env.codex_home / "auth.json"), "--force"]}[where]
     before = {p: p.read_bytes() for p in files_under(env.codex_home)}
     result = run("a cat", "-o", *out)
-    assert result.code == 7, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 7, "will not write inside the Codex home")
     assert {p: p.read_bytes() for p in files_under(env.codex_home)} == before
 
 
@@ -320,8 +331,7 @@ def test_a_symlinked_directory_into_codex_home_is_exit_7(env, fake, run, out):
     (env.work / "link").symlink_to(env.codex_home, target_is_directory=True)
     before = files_under(env.codex_home)
     result = run("a cat", "-o", out)
-    assert result.code == 7, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 7, "will not write inside the Codex home")
     assert files_under(env.codex_home) == before
 
 
@@ -331,16 +341,14 @@ def test_a_custom_codex_home_is_protected_too(env, fake, run):
     os.replace(env.auth_file, custom / "auth.json")
     env.set(CODEX_HOME=str(custom))
     result = run("a cat", "-o", "my-codex/cat.png")
-    assert result.code == 7, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 7, f"will not write inside the Codex home ({custom})")
     assert not (custom / "cat.png").exists()
 
 
 def test_the_default_codex_home_is_protected_when_codex_home_is_unset(env, fake, run):
     env.set(CODEX_HOME=None)  # the default, ~/.codex, is where the fixture keeps auth.json
     result = run("a cat", "-o", "~/.codex/cat.png")
-    assert result.code == 7, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 7, f"will not write inside the Codex home ({env.codex_home})")
     assert not (env.codex_home / "cat.png").exists()
 
 
@@ -354,8 +362,7 @@ def test_tilde_in_out_is_the_home_directory_and_printed_absolute(env, fake, run)
 def test_automatic_name_when_the_workspace_is_the_codex_home_is_exit_7(env, fake, run):
     env.work = env.codex_home  # run() changes into env.work
     result = run("a cat")
-    assert result.code == 7, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 7, "will not write inside the Codex home")
     assert not (env.codex_home / "assets").exists()
 
 
@@ -458,8 +465,7 @@ def test_out_an_existing_symlink_is_exit_7_without_force(env, fake, run):
     victim.write_bytes(b"do not touch")
     (env.work / "cat.png").symlink_to(victim)
     result = run("a cat", "-o", "cat.png")
-    assert result.code == 7, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 7, "cat.png already exists", "--force")
     assert victim.read_bytes() == b"do not touch"
     assert os.readlink(env.work / "cat.png") == str(victim)
 
@@ -467,8 +473,7 @@ def test_out_an_existing_symlink_is_exit_7_without_force(env, fake, run):
 def test_out_a_dangling_symlink_is_exit_7_without_force(env, fake, run):
     (env.work / "cat.png").symlink_to(env.tmp / "missing.png")
     result = run("a cat", "-o", "cat.png")
-    assert result.code == 7, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 7, "cat.png already exists", "--force")
     assert not (env.tmp / "missing.png").exists()
 
 
@@ -504,8 +509,7 @@ def test_read_only_directory_is_exit_7_and_no_request(env, fake, run):
         if os.access(folder, os.W_OK):
             pytest.skip("this user can write into a read-only directory (root)")
         result = run("a cat", "-o", "locked/cat.png")
-        assert result.code == 7, result
-        assert fake.requests == []
+        refused_before_sending(result, fake, 7, f"cannot write to {folder}: permission denied")
         assert list(folder.iterdir()) == []
     finally:
         folder.chmod(0o700)
@@ -515,8 +519,7 @@ def test_read_only_directory_is_exit_7_and_no_request(env, fake, run):
 def test_a_parent_that_is_a_regular_file_is_exit_7_and_no_request(env, fake, run, out):
     (env.work / "notes.txt").write_text("just text\n")
     result = run("a cat", "-o", out)
-    assert result.code == 7, result
-    assert fake.requests == []
+    refused_before_sending(result, fake, 7, "notes.txt is a file")
     assert (env.work / "notes.txt").read_text() == "just text\n"
     assert files_under(env.work) == [env.work / "notes.txt"]
 
