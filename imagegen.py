@@ -31,8 +31,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# What a program or a test may use; the rest is this file's own, and a leading underscore
-# marks the private names among it.
+#: What a program or a test may use; the rest is this file's own, and a leading underscore
+#: marks the private names among it.
 __all__ = [
     "__version__", "main",
     # errors: one a row of the exit-code table
