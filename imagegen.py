@@ -537,8 +537,11 @@ def _as_seconds(name: str, value: Any, allow_zero: bool) -> float:
     except (TypeError, ValueError):
         raise UsageError(f"--{name.replace('_', '-')} must be a number of seconds "
                          f"(got {value!r})") from None
-    if number != number or number < 0 or (number == 0 and not allow_zero) or number > MAX_SECONDS:
-        raise UsageError(f"--{name.replace('_', '-')} must be a positive number of seconds"
+    option = f"--{name.replace('_', '-')}"
+    if number > MAX_SECONDS:  # also inf
+        raise UsageError(f"{option} is at most {MAX_SECONDS:g} seconds (a day) (got {value!r})")
+    if number != number or number < 0 or (number == 0 and not allow_zero):
+        raise UsageError(f"{option} must be a positive number of seconds"
                          + (" (0 = none)" if allow_zero else "") + f" (got {value!r})")
     return number
 
@@ -2848,6 +2851,19 @@ def _socket_of(raw: Any) -> Any:
         return None
 
 
+def _proxy_for(url: str) -> str | None:
+    """The proxy urllib would use for url (HTTP(S)_PROXY and NO_PROXY, as the transport's
+    opener does), or None."""
+    import urllib.parse
+    import urllib.request
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
 class Transport:
     """The only network code: opens requests with urllib, maps failures to errors."""
 
@@ -2950,7 +2966,7 @@ class Transport:
             raise error from None
         except urllib.error.URLError as exc:
             # urllib wraps only what fails while connecting and sending: nothing was answered.
-            error = self._url_error(exc, host, deadline, stall_timeout)
+            error = self._url_error(exc, host, deadline, stall_timeout, request.url)
             error.delivered = False  # type: ignore[attr-defined]
             raise error from None
         except (socket.timeout, TimeoutError):
@@ -2977,11 +2993,23 @@ class Transport:
                                 "key") from None
             raise
 
-    def _url_error(self, exc: Any, host: str, deadline: float,
-                   stall_timeout: float) -> ImagegenError:
+    def _url_error(self, exc: Any, host: str, deadline: float, stall_timeout: float,
+                   url: str = "") -> ImagegenError:
         import socket
         import ssl
+        import urllib.parse
         reason = exc.reason
+        proxy = _proxy_for(url) if url else None
+        if proxy and isinstance(reason, (socket.gaierror, ConnectionRefusedError)):
+            # the connection that failed is the proxy's: say so, or the user checks the backend
+            parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            where = parts.hostname or "?"
+            where += f":{parts.port}" if parts.port else ""  # never the proxy's password
+            what = ("cannot resolve" if isinstance(reason, socket.gaierror)
+                    else "connection refused by")
+            return BackendError(f"{what} the proxy {where} (HTTP_PROXY/HTTPS_PROXY) on the way "
+                                f"to {host}: is the proxy running, or should NO_PROXY name "
+                                f"{host}?", transient=True)
         if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(
                 reason):
             return BackendError(f"TLS certificate of {host} is not trusted ({reason}); behind "
@@ -7952,18 +7980,6 @@ def _severity(backend: str, default_backend: str) -> str:
 
 def _ms(seconds: float) -> int:
     return max(0, int(round(seconds * 1000)))
-
-
-def _proxy_for(url: str) -> str | None:
-    """The proxy urllib would use for url (HTTPS_PROXY and NO_PROXY, as the transport)."""
-    import urllib.parse
-    import urllib.request
-    parts = urllib.parse.urlsplit(url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme)
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return proxy
 
 
 def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], float],

@@ -230,9 +230,6 @@ def test_bad_values_are_usage_errors_before_any_request(fake, env, run, argv, pa
 
 
 @pytest.mark.parametrize("option", ["--timeout", "--stall-timeout"])
-@pytest.mark.xfail(strict=True, reason="imagegen.py bug: a value over the 86400 s cap is refused "
-                   "with 'must be a positive number of seconds (got ...)', which a positive value "
-                   "already is; the message does not name the cap (_as_seconds)")
 def test_a_timeout_over_the_cap_names_the_cap(fake, env, run, option):
     usage_error(run(PROMPT, option, "86401"), fake, "86400|a day|24 h")
 

@@ -442,23 +442,20 @@ def test_a_proxy_that_is_down_is_a_backend_error(fake, env, run):
     result = run("a red fox", *RESPONSES, env_vars={
         **NO_PROXY_UNSET, "HTTP_PROXY": f"http://127.0.0.1:{port}"})
     assert result.code == 5, result
-    assert result.out == "" and "cannot connect" in result.err and "connection refused" in result.err
+    assert result.out == "" and "connection refused by the proxy" in result.err
     assert fake.requests_to("/responses") == []
     assert generated(env) == []
 
 
-@pytest.mark.xfail(strict=True, reason="imagegen.py bug: when the proxy refuses the connection the "
-                   "message names the backend's host (`cannot connect to <backend>: connection "
-                   "refused`), not the proxy, so a user looks for the fault in the wrong place "
-                   "(Transport._url_error)")
 def test_a_proxy_that_is_down_is_named_in_the_message(fake, env, run):
     dead = socket.create_server(("127.0.0.1", 0))
     port = dead.getsockname()[1]
     dead.close()
     result = run("a red fox", *RESPONSES, env_vars={
-        **NO_PROXY_UNSET, "HTTP_PROXY": f"http://127.0.0.1:{port}"})
+        **NO_PROXY_UNSET, "HTTP_PROXY": f"http://proxyuser:pr0xy-pa55word@127.0.0.1:{port}"})
     assert result.code == 5, result
     assert f"127.0.0.1:{port}" in result.err and "proxy" in result.err.lower(), result
+    assert "pr0xy-pa55word" not in result.err and "proxyuser" not in result.err
 
 
 # Files ######################################################################################
