@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: What a program or a test may use; the rest is this file's own, and a leading underscore
 #: marks the private names among it.
@@ -5253,11 +5253,7 @@ class SavePolicy:
                     return target
             raise OutputError(f"no free name for {self.slug}{ext} in {self.directory}")
         finally:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            ctx.temporary_files.discard(temporary)
+            ctx.drop_temporary_file(temporary)
 
 
 def check_path_length(path: str, existing: str, suffix: str = "") -> None:
@@ -5324,11 +5320,7 @@ def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
             return None
         return sidecar
     finally:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        ctx.temporary_files.discard(temporary)
+        ctx.drop_temporary_file(temporary)
 
 
 # Outcomes: what a job came to #####################################################################
@@ -5992,6 +5984,14 @@ class Context:
                 raise OutputError(f"cannot write in {directory}: {exc.strerror}") from None
             self.temporary_files.add(path)
         return fd, path
+
+    def drop_temporary_file(self, path: str) -> None:
+        """Remove one .part file of temporary_file's (gone already is fine) and forget it."""
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        self.temporary_files.discard(path)
 
     def remove_temporary_files(self) -> None:
         """After Ctrl-C (cancel is set): no save starts any more; remove what was begun."""
