@@ -3534,18 +3534,19 @@ class CodexAuth:
                 self._login = self._read()
             return self._login
 
-    def current(self) -> ChatGPTLogin:
-        """A usable login, refreshed first when its access token is about to expire."""
+    def current(self, retries: int | None = None) -> ChatGPTLogin:
+        """A usable login, refreshed first when its access token is about to expire (a
+        refresh that failed in transit is re-sent up to `retries` times: the asking job's)."""
         with self._lock:
             if self._login is None:
                 self._login = self._read()
             if needs_refresh(self._login, self.clock()):
                 reason = ("proactive_expiry" if access_expiry(self._login) is not None
                           else "scheduled")
-                self._login = self._refresh_once(self._login, None, reason)
+                self._login = self._refresh_once(self._login, None, reason, retries)
             return self._login
 
-    def after_unauthorized(self, rejected: str) -> ChatGPTLogin:
+    def after_unauthorized(self, rejected: str, retries: int | None = None) -> ChatGPTLogin:
         """After a 401: another thread or program may have refreshed already; else refresh
         (once a run: when this run's refreshed login is refused too, it is returned as it
         is, and the caller gives up)."""
@@ -3556,11 +3557,12 @@ class CodexAuth:
             if on_disk.access_token != rejected and not needs_refresh(on_disk, self.clock()):
                 self._login = on_disk
             else:
-                self._login = self._refresh_once(on_disk, rejected, "unauthorized_recovery")
+                self._login = self._refresh_once(on_disk, rejected, "unauthorized_recovery",
+                                                 retries)
             return self._login
 
-    def _refresh_once(self, stale: ChatGPTLogin, rejected: str | None,
-                      reason: str) -> ChatGPTLogin:
+    def _refresh_once(self, stale: ChatGPTLogin, rejected: str | None, reason: str,
+                      retries: int | None = None) -> ChatGPTLogin:
         if self._failure is not None or self.refreshes:
             # Another program may have saved a usable login since; else no second refresh.
             on_disk = self._read()
@@ -3571,14 +3573,16 @@ class CodexAuth:
                 raise type(self._failure)(self._failure.message)
             return stale
         try:
-            return self._refresh(stale, rejected, reason)
+            return self._refresh(stale, rejected, reason,
+                                 self.retries if retries is None else retries)
         except Interrupted:
             raise
         except ImagegenError as error:
             self._failure = error
             raise
 
-    def _refresh(self, stale: ChatGPTLogin, rejected: str | None, reason: str) -> ChatGPTLogin:
+    def _refresh(self, stale: ChatGPTLogin, rejected: str | None, reason: str,
+                 retries: int) -> ChatGPTLogin:
         if self.transport.cancelled():
             raise Interrupted("interrupted")
         with AuthLocks(self.path):
@@ -3595,7 +3599,7 @@ class CodexAuth:
             request = self._refresh_request(fresh.refresh_token, reason)
             self.refreshes += 1
             error: ImagegenError = AuthError("could not refresh the login")
-            for attempt in range(self.retries + 1):
+            for attempt in range(retries + 1):
                 if attempt:
                     self.sleep(backoff_delay(attempt - 1, lambda: 0.5))
                 # From the moment the token leaves until the answer is saved, a Ctrl-C or
@@ -4660,18 +4664,18 @@ class CodexBackend(Backend):
     def __init__(self, ctx: Context, job: Job) -> None:
         super().__init__(ctx, job)
         self.auth = ctx.codex_auth()  # one login per run, shared by every job and thread
+        self.retries = job.retries  # this job's, for a refresh it sets off
         self.version = codex_version(ctx.env)
         self.login: ChatGPTLogin | None = None
 
     def prepare(self, job: Job) -> None:
-        self.auth.retries = job.retries
         if job.dry_run:
             try:
                 self.login = self.auth.peek()
             except AuthError:
                 self.login = None
             return
-        self.login = self.auth.current()
+        self.login = self.auth.current(self.retries)
 
     def routes(self, job: Job) -> list:
         images, responses = CodexImagesRoute(), ResponsesRoute(codex=True)
@@ -4699,7 +4703,7 @@ class CodexBackend(Backend):
         return (self.base_override or self.configured_base_url(self.ctx.env) or "").rstrip("/")
 
     def headers(self, route: Any, dry_run: bool = False) -> dict:
-        login = self.login if dry_run else self.auth.current()
+        login = self.login if dry_run else self.auth.current(self.retries)
         token = login.access_token if login else "***"
         # `version` stays: the backend gates models on it (a stale one gets "requires a
         # newer version of Codex"). Nothing else of Codex's own headers is sent.
@@ -4727,7 +4731,7 @@ class CodexBackend(Backend):
     def recover(self, headers: dict) -> bool:
         rejected = headers.get("Authorization", "").partition(" ")[2]
         before = rejected
-        self.login = self.auth.after_unauthorized(rejected)
+        self.login = self.auth.after_unauthorized(rejected, self.retries)
         return self.login.access_token != before
 
 
