@@ -260,6 +260,15 @@ def _text_stream(data: bytes = b"") -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", write_through=True)
 
 
+def dead_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (it was free a moment ago)."""
+    import socket
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
 def _import_imagegen() -> Any:
     try:
         return importlib.import_module("imagegen")

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from test_faults import TLSRelay
+from test_faults import TLSRelay, certificate  # noqa: F401 (a fixture)
 
 USAGE = {
     "plan_type": "plus",
@@ -293,19 +293,9 @@ def test_the_proxy_the_transport_would_use_is_the_one_checked(fake, env, run):
 
 
 @pytest.fixture
-def tls_server(fake, tmp_path):
-    import shutil
-    import subprocess
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        capture_output=True, timeout=60)
-    if made.returncode != 0:
-        pytest.skip("openssl could not make a certificate")
+def tls_server(fake, certificate):  # noqa: F811 (the fixture imported above)
+    """A TLS relay to the fake server, with a self-signed certificate (test_faults')."""
+    cert, key = certificate
     server = TLSRelay(cert, key, fake.port)
     yield server, cert
     server.close()

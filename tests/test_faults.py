@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import imagegen
+from conftest import dead_port
 from fakeserver import (CLOUDFLARE_HTML, disconnect, ok, png_bytes, status, stall, trickle,
                         truncated)
 
@@ -436,9 +437,7 @@ def test_no_proxy_sends_the_requests_around_the_proxy(fake, env, run, proxy, no_
 
 
 def test_a_proxy_that_is_down_is_a_backend_error(fake, env, run):
-    dead = socket.create_server(("127.0.0.1", 0))
-    port = dead.getsockname()[1]
-    dead.close()
+    port = dead_port()
     result = run("a red fox", *RESPONSES, env_vars={
         **NO_PROXY_UNSET, "HTTP_PROXY": f"http://127.0.0.1:{port}"})
     assert result.code == 5, result
@@ -448,9 +447,7 @@ def test_a_proxy_that_is_down_is_a_backend_error(fake, env, run):
 
 
 def test_a_proxy_that_is_down_is_named_in_the_message(fake, env, run):
-    dead = socket.create_server(("127.0.0.1", 0))
-    port = dead.getsockname()[1]
-    dead.close()
+    port = dead_port()
     result = run("a red fox", *RESPONSES, env_vars={
         **NO_PROXY_UNSET, "HTTP_PROXY": f"http://proxyuser:pr0xy-pa55word@127.0.0.1:{port}"})
     assert result.code == 5, result

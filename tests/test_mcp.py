@@ -426,6 +426,13 @@ class SdkServer:
         self._errlog = open(self.errlog_path, "a", encoding="utf-8")
         return Client(stdio_client(self.params, errlog=self._errlog), **options)
 
+    def call_tool(self, name: str, arguments: dict, **options: Any) -> Any:
+        """One tools/call from a fresh client session, run to its result."""
+        async def main() -> Any:
+            async with self.client() as client:
+                return await client.call_tool(name, arguments, **options)
+        return run_async(main)
+
     def check(self) -> str:
         if getattr(self, "_errlog", None):
             self._errlog.close()
@@ -463,12 +470,8 @@ def test_sdk_lists_the_tools_in_both_eras(sdk):
 
 
 def test_sdk_generates_an_image(sdk, env, fake):
-    async def main() -> Any:
-        async with sdk.client() as client:
-            return await client.call_tool("generate_image", {"prompt": "a red fox", "out": "fox.webp",
-                                                             "quality": "high"})
-
-    result = run_async(main)
+    result = sdk.call_tool("generate_image", {"prompt": "a red fox", "out": "fox.webp",
+                                              "quality": "high"})
     assert result.is_error is False, result
     data = result.structured_content
     assert data["ok"] is True and data["backend"] == "codex"
@@ -487,12 +490,8 @@ def test_sdk_receives_progress_while_the_server_is_slow(sdk, env, fake):
     async def on_progress(progress: float, total: Any, message: Any) -> None:
         seen.append((progress, total, message))
 
-    async def main() -> Any:
-        async with sdk.client() as client:
-            return await client.call_tool("generate_image", {"prompt": "a slow fox"},
-                                          progress_callback=on_progress)
-
-    result = run_async(main)
+    result = sdk.call_tool("generate_image", {"prompt": "a slow fox"},
+                           progress_callback=on_progress)
     assert result.is_error is False, result
     assert len(seen) >= 2, seen
     values = [progress for progress, _, _ in seen]
@@ -537,11 +536,7 @@ def test_sdk_cancel_stops_the_call_and_leaves_no_partial_file(sdk, env, fake):
 def test_sdk_error_result_without_a_login(sdk, env, fake):
     env.auth_file.unlink()
 
-    async def main() -> Any:
-        async with sdk.client() as client:
-            return await client.call_tool("generate_image", {"prompt": "a red fox"})
-
-    result = run_async(main)
+    result = sdk.call_tool("generate_image", {"prompt": "a red fox"})
     assert result.is_error is True
     error = result.structured_content["error"]
     assert (error["kind"], error["exit_code"]) == ("auth", 3)
@@ -556,11 +551,7 @@ def test_sdk_rate_limit_result_says_when_to_retry(sdk, env, fake):
     fake.default("/codex/responses", usage_limit(resets_in_seconds=120))
     fake.default("/images/generations", usage_limit(resets_in_seconds=120))
 
-    async def main() -> Any:
-        async with sdk.client() as client:
-            return await client.call_tool("generate_image", {"prompt": "a red fox"})
-
-    result = run_async(main)
+    result = sdk.call_tool("generate_image", {"prompt": "a red fox"})
     assert result.is_error is True
     error = result.structured_content["error"]
     assert (error["kind"], error["exit_code"]) == ("rate_limit", 4)

@@ -12,12 +12,12 @@ names of all files.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from conftest import dead_port
 from fakeserver import (cloudflare, echo_secrets, find_secrets, make_secret, ok,
                         refresh_error, status, text_only, usage_limit)
 
@@ -52,10 +52,7 @@ class Stage:
         return result
 
     def dead_port(self) -> int:
-        sock = socket.create_server(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
-        return port
+        return dead_port()
 
 
 # The Codex login ############################################################################
