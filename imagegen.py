@@ -432,6 +432,12 @@ def is_gpt_image_2(model: str) -> bool:
     return model == "gpt-image-2" or model.startswith("gpt-image-2-")
 
 
+def parse_size(size: str | None) -> tuple[int, int] | None:
+    """(width, height) of a WxH size; None for auto, None or anything else."""
+    match = re.fullmatch(r"(\d+)x(\d+)", size or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def check_size(size: str, image_model: str, exact: bool = True) -> None:
     """Raise UsageError unless `size` is auto or a WxH the tool can deliver. `exact`
     (--fit none): the image model itself must make it; otherwise any WxH within the
@@ -467,7 +473,7 @@ def model_size(size: str, image_model: str) -> str:
         check_size(size, image_model)
         return size
     except UsageError:
-        width, height = (int(side) for side in size.split("x"))
+        width, height = parse_size(size) or (0, 0)
     if not is_gpt_image_2(image_model):
         return nearest_classic_size(width, height)
     nearest = nearest_size(width, height)
@@ -1296,7 +1302,6 @@ def _axis_weights(start: float, end: float, source: int, target: int) -> list:
     _WEIGHT_ONE). A reduction averages exactly the area each output pixel covers (a box
     filter, correct for any ratio); an enlargement interpolates linearly between the two
     nearest source pixel centres."""
-    import math
     scale = (end - start) / target
     result = []
     for index in range(target):
@@ -4260,11 +4265,10 @@ class Route:
 def aspect_line(size: str | None) -> str | None:
     """The codex backend's canvas nearest to WxH, as words for the prompt ("landscape 16:9");
     None for auto. The service ignores `size` and follows such a line instead (measured)."""
-    match = re.fullmatch(r"(\d+)x(\d+)", size or "")
-    if not match or not int(match.group(1)) or not int(match.group(2)):
+    width, height = parse_size(size) or (0, 0)
+    if not width or not height:
         return None
-    import math
-    asked = math.log(int(match.group(1)) / int(match.group(2)))
+    asked = math.log(width / height)
     word, wide, high = min(CODEX_ASPECTS, key=lambda a: abs(math.log(a[1] / a[2]) - asked))
     return f"{word} {wide}:{high}"
 
@@ -4967,11 +4971,6 @@ class Finish:
                 "fitted": self.fitted, "converted": self.converted,
                 "transparency": self.transparency,
                 "transparency_detail": self.transparency_detail}
-
-
-def parse_size(size: str | None) -> tuple[int, int] | None:
-    match = re.fullmatch(r"(\d+)x(\d+)", size or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def pillow_decode(data: bytes) -> Raster:
