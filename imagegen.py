@@ -3404,9 +3404,9 @@ def codex_version(env: dict) -> str:
     return best
 
 
-def user_agent(*_ignored: Any) -> str:
-    """`codex-imagegen/<version> (<os> <os version>; <arch>)`: this tool, by its own name.
-    The Codex version some callers pass goes in the `version` header, never in here."""
+def user_agent() -> str:
+    """`codex-imagegen/<version> (<os> <os version>; <arch>)`: this tool, by its own name
+    (the Codex version goes in the `version` header, never in here)."""
     if hasattr(os, "uname") and sys.platform.startswith("linux"):
         # What platform would report on Linux, without importing it.
         system, release, machine = "Linux", os.uname().release, os.uname().machine
@@ -3645,10 +3645,9 @@ class CodexAuth:
                             f"({exc.strerror}); nothing was sent") from None
 
     def _refresh_request(self, refresh_token: str, reason: str) -> HttpRequest:
-        version = codex_version(self.env)
         return json_request("POST", self.token_url(), {
             "Accept": "application/json", "originator": ORIGINATOR,
-            "User-Agent": user_agent(version)},
+            "User-Agent": user_agent()},
             {"client_id": CLIENT_ID, "grant_type": "refresh_token",
              "refresh_reason": reason, "refresh_token": refresh_token})
 
@@ -5830,6 +5829,25 @@ def quota_from_headers(headers: Any, now: float | None = None) -> dict | None:
     return _quota(windows, active, named.get("x-codex-plan-type"))
 
 
+def chatgpt_base_url(codex_base: str) -> str:
+    """The ChatGPT backend (wham/*) beside the Codex backend: the base without `/codex`."""
+    base = codex_base.rstrip("/")
+    return base[:-len("/codex")] if base.endswith("/codex") else base
+
+
+def fetch_usage(ctx: Context, login: ChatGPTLogin, codex_base: str) -> dict:
+    """GET {chatgpt base}/wham/usage: live usage; costs no image quota."""
+    headers = {"Authorization": f"Bearer {login.access_token}",
+               "User-Agent": user_agent(), "Accept": "*/*"}
+    if login.account_id:
+        headers["ChatGPT-Account-ID"] = login.account_id
+    request = HttpRequest("GET", chatgpt_base_url(codex_base) + "/wham/usage", headers)
+    answer, _ = ctx.transport.fetch_json(request, ctx.monotonic() + 30, 30)
+    if not isinstance(answer, dict):
+        raise BackendError("the wham/usage answer is not a JSON object")
+    return answer
+
+
 def quota_from_usage(payload: Any, now: float) -> dict | None:
     """The answer of GET {chatgpt}/wham/usage in the shape quota_from_headers gives:
     rate_limit (the Codex limit) and additional_rate_limits[] (image_gen ...)."""
@@ -6584,8 +6602,7 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
     """Codex's device-code login; writes auth.json in Codex's format."""
     env, reporter, transport = ctx.env, ctx.reporter, ctx.transport
     issuer = (env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
-    version = codex_version(env)
-    headers = {"originator": ORIGINATOR, "User-Agent": user_agent(version),
+    headers = {"originator": ORIGINATOR, "User-Agent": user_agent(),
                "Accept": "application/json"}
     try:
         answer, _ = transport.fetch_json(json_request(
@@ -8080,25 +8097,6 @@ def _network_fix(exc: BaseException, step: str, fix: str) -> str:
     if step == "DNS":
         return "check the network (a sandbox without network access?) or HTTPS_PROXY"
     return fix
-
-
-def chatgpt_base_url(codex_base: str) -> str:
-    """The ChatGPT backend (wham/*) beside the Codex backend: the base without `/codex`."""
-    base = codex_base.rstrip("/")
-    return base[:-len("/codex")] if base.endswith("/codex") else base
-
-
-def fetch_usage(ctx: Context, login: ChatGPTLogin, codex_base: str) -> dict:
-    """GET {chatgpt base}/wham/usage: live usage; costs no image quota."""
-    headers = {"Authorization": f"Bearer {login.access_token}",
-               "User-Agent": user_agent(codex_version(ctx.env)), "Accept": "*/*"}
-    if login.account_id:
-        headers["ChatGPT-Account-ID"] = login.account_id
-    request = HttpRequest("GET", chatgpt_base_url(codex_base) + "/wham/usage", headers)
-    answer, _ = ctx.transport.fetch_json(request, ctx.monotonic() + 30, 30)
-    if not isinstance(answer, dict):
-        raise BackendError("the wham/usage answer is not a JSON object")
-    return answer
 
 
 def describe_usage(usage: dict, now: float) -> str:
