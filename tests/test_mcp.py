@@ -339,25 +339,26 @@ def test_auth_status_tool_never_shows_a_secret(raw, env, fake):
     client.close()  # scans stdout and stderr for the login's tokens
 
 
-def test_closing_stdin_cancels_a_call_in_flight_and_leaves_no_file(raw, env, fake):
+def _a_call_streaming_into_a_part_file(raw: Any, env: Any, fake: Any) -> Any:
+    """A raw client whose generate_image call is half-way: its .part file exists."""
     fake.default("/images/generations", stall(seconds=30, after=1).plus(image=big_png()))
     client = raw()
     client.initialize()
     client.send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
         "name": "generate_image", "arguments": {"prompt": "a cat", "route": "images"}}})
     assert wait_until(lambda: any(p.suffix == ".part" for p in debris(env.work)), 20), debris(env.work)
+    return client
+
+
+def test_closing_stdin_cancels_a_call_in_flight_and_leaves_no_file(raw, env, fake):
+    client = _a_call_streaming_into_a_part_file(raw, env, fake)
     assert client.close(timeout=20).code == 0
     assert debris(env.work) == []
 
 
 def test_sigterm_stops_the_server_and_leaves_no_file(raw, env, fake):
     import signal
-    fake.default("/images/generations", stall(seconds=30, after=1).plus(image=big_png()))
-    client = raw()
-    client.initialize()
-    client.send({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
-        "name": "generate_image", "arguments": {"prompt": "a cat", "route": "images"}}})
-    assert wait_until(lambda: any(p.suffix == ".part" for p in debris(env.work)), 20), debris(env.work)
+    client = _a_call_streaming_into_a_part_file(raw, env, fake)
     client.proc.send_signal(signal.SIGTERM)
     result = client.close(timeout=20)
     assert result.code == 130, result
