@@ -1090,7 +1090,9 @@ class FakeServer:
             self._httpd = _HTTPServer((self.host, self.port), _Handler)
             self._httpd.fake = self
             self.port = self._httpd.server_address[1]
-            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+            # stop() waits for serve_forever to look at its shutdown flag, once per poll_interval:
+            # a short one keeps each test's teardown from waiting (an idle poll costs nothing).
+            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.005},
                                             name=f"fakeserver:{self.port}", daemon=True)
             self._thread.start()
         return self
