@@ -111,12 +111,12 @@ def test_f7_a_stalled_refresh_keeps_to_timeout_and_names_the_refresh(env, fake, 
     fake.queue("/oauth/token", stall(seconds=20))
 
     started = time.monotonic()
-    result = generate(run, "--timeout", "2")
+    result = generate(run, "--timeout", "0.5")
     elapsed = time.monotonic() - started
 
     assert result.code == 5, result
     assert len(fake.requests_to("/oauth/token")) == 1
-    assert "token endpoint" in result.err and "2 s" in result.err
+    assert "token endpoint" in result.err and "0.5 s" in result.err
     assert elapsed < 15, elapsed  # not the old fixed 60 s (a bound, not a speed claim)
 
 
@@ -433,18 +433,19 @@ def test_f6_timeout_holds_while_a_server_dribbles(env, fake, run, where):
         "trailers": (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n0\r\n", b"X-T: 1\r\n" * 200),
     }[where]
-    server = DribblingServer(head, dribble)
+    # A byte every 50 ms never lets the 0.5 s stall timeout fire: only the total one can end it.
+    server = DribblingServer(head, dribble, interval=0.05)
     try:
         started = time.monotonic()
-        result = run(PROMPT, "--no-progress", "--retries", "0", "--timeout", "2",
-                     "--stall-timeout", "1", "--route", "responses",
+        result = run(PROMPT, "--no-progress", "--retries", "0", "--timeout", "1",
+                     "--stall-timeout", "0.5", "--route", "responses",
                      "--base-url", server.url + "/backend-api/codex")
         elapsed = time.monotonic() - started
     finally:
         server.close()
 
     assert result.code == 5, result
-    assert "2 s" in result.err, result
+    assert "1 s" in result.err, result
     assert elapsed < 15, elapsed  # the server would go on for 25 s (a bound, not a speed claim)
 
 
