@@ -13,6 +13,7 @@ a registry that cannot be reached, is a failure instead, so that CI cannot pass 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -374,6 +376,24 @@ def skills_package(node: str) -> str:
     return "skills@1.7.4" if version >= (22, 20) else "skills@1.5.18"
 
 
+@contextlib.contextmanager
+def npm_cache_lock(cache: str) -> Iterator[None]:
+    """Hold an exclusive lock on the npm cache: .ci/run runs two suites at once over one shared
+    cache, and two npx runs filling its _npx folder for the same package at once can fail."""
+    try:
+        import fcntl
+    except ImportError:  # not on Windows; nothing to share there
+        yield
+        return
+    os.makedirs(cache, exist_ok=True)
+    with open(os.path.join(cache, "imagegen-tests.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.mark.slow
 def test_npx_skills_add_installs_a_skill_that_runs(tmp_path: Path) -> None:
     module_version()  # skips while imagegen.py is not there
@@ -397,9 +417,10 @@ def test_npx_skills_add_installs_a_skill_that_runs(tmp_path: Path) -> None:
     if user_npmrc.exists():
         # Keep the user's registry, proxy and CA settings although HOME moves.
         env.setdefault("npm_config_userconfig", str(user_npmrc))
+    npm_cache = os.environ.get("IMAGEGEN_TEST_NPM_CACHE") or str(tmp_path / "npm")
     env.update(
         HOME=str(home),
-        npm_config_cache=os.environ.get("IMAGEGEN_TEST_NPM_CACHE") or str(tmp_path / "npm"),
+        npm_config_cache=npm_cache,
         npm_config_update_notifier="false",
         npm_config_fund="false",
         DISABLE_TELEMETRY="1",
@@ -407,10 +428,11 @@ def test_npx_skills_add_installs_a_skill_that_runs(tmp_path: Path) -> None:
         NO_COLOR="1",
         FORCE_COLOR="0",
     )
-    proc = run(
-        [npx, "-y", package, "add", str(source), "-g", "-a", "codex", "claude-code", "-y"],
-        log=log, cwd=str(workdir), env=env,
-    )
+    with npm_cache_lock(npm_cache):
+        proc = run(
+            [npx, "-y", package, "add", str(source), "-g", "-a", "codex", "claude-code", "-y"],
+            log=log, cwd=str(workdir), env=env,
+        )
     check_network(proc, f"npx {package}")
     assert proc.returncode == 0, f"npx {package} add failed; see {log}"
 
