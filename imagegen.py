@@ -7364,43 +7364,6 @@ class McpReporter(Reporter):
                 + (f" · {human_bytes(received)}" if received else ""))
 
 
-class _McpOpener:
-    """urllib's opener that remembers the answers it opened, so that cancelling a call
-    cuts them at once instead of waiting up to --stall-timeout for the server."""
-
-    def __init__(self) -> None:
-        self._opener: Any = None
-        self._answers: list[Any] = []
-        self._lock = threading.Lock()
-        self._cut = False
-
-    def open(self, request: Any, timeout: float | None = None) -> Any:
-        if self._opener is None:
-            import urllib.request
-            self._opener = urllib.request.build_opener(_same_origin_credentials())
-        raw = self._opener.open(request, timeout=timeout)
-        with self._lock:
-            self._answers = [a for a in self._answers if not getattr(a, "closed", False)]
-            self._answers.append(raw)
-            cut = self._cut
-        if cut:
-            self.cut()
-        return raw
-
-    def cut(self) -> None:
-        import socket
-        with self._lock:
-            self._cut = True
-            answers = list(self._answers)
-        for raw in answers:
-            sock = _socket_of(raw)
-            try:
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
 class McpCall:
     """One tools/call in flight: its own Context (cancel event, secrets, temporary files),
     its thread, and its progress heartbeat."""
@@ -7410,7 +7373,6 @@ class McpCall:
         self.server, self.request_id, self.tool = server, request_id, tool
         self.arguments, self.progress_token, self.version = arguments, progress_token, version
         seams = dict(server.runtime.get("seams") or {})
-        self.opener = seams.setdefault("opener", _McpOpener())
         self.ctx = Context(server.env, server.cwd, None, server.stderr, server.stderr, **seams)
         self.reporter = McpReporter(server.stderr, self.ctx.secrets, server.env)
         self.ctx.reporter = self.reporter
@@ -7430,8 +7392,9 @@ class McpCall:
         """notifications/cancelled: stop at once, leave no partial file, answer nothing."""
         self.cancelled = True
         self.ctx.cancel.set()
-        if isinstance(self.opener, _McpOpener):
-            self.opener.cut()
+        # Cuts its requests at once, also one still waiting for the status line: the
+        # call's own Transport watches every connection it opens (see _Watch).
+        self.ctx.transport.abort()
         self.ctx.remove_temporary_files()
         self.server.log(f"call {self.request_id} cancelled" + (f" ({printable(reason)[:80]})"
                                                                 if reason else ""))
