@@ -4624,6 +4624,7 @@ class Backend:
     def __init__(self, ctx: Context, job: Job) -> None:
         self.ctx = ctx
         self.base_override = job.base_url
+        self.warnings: list[str] = []  # what prepare() found; the Generator says it
 
     def prepare(self, job: Job) -> None:
         """Find the credentials (AuthError when missing); in a dry run, never fail."""
@@ -4762,8 +4763,8 @@ class GatewayBackend(Backend):
             token_file) or DEFAULT_GATEWAY_TOKEN
         if not env.get("CODEX_API_TOKEN") and self.token != DEFAULT_GATEWAY_TOKEN \
                 and readable_by_others(token_file):
-            self.ctx.reporter.warn(f"{token_file} holds the gateway token and other users can "
-                                   f"read it: chmod 600 {token_file}")
+            self.warnings.append(f"{token_file} holds the gateway token and other users can "
+                                 f"read it: chmod 600 {token_file}")
         self.base = (self.base_override or env.get("CODEX_API_BASE_URL")
                      or read_text_file(os.path.join(folder, "base_url"))
                      or DEFAULT_GATEWAY_URL).rstrip("/")
@@ -4879,8 +4880,8 @@ class ApiBackend(Backend):
             if not isinstance(config, dict):
                 raise UsageError(f"{path} must hold a JSON object")
             if readable_by_others(path) and config.get("api_key"):
-                self.ctx.reporter.warn(f"{path} holds an API key and other users can read it: "
-                                       f"chmod 600 {path}")
+                self.warnings.append(f"{path} holds an API key and other users can read it: "
+                                     f"chmod 600 {path}")
         file_key = config.get("api_key") if isinstance(config.get("api_key"), str) else None
         env_key = env.get("IMAGEGEN_API_KEY")
         self.key = (file_key or env_key) if explicit else (env_key or file_key)
@@ -5204,18 +5205,20 @@ class SavePolicy:
                           os.path.join(self.directory, "x" * 60), existing,
                           ".json" if self.job.meta else "")
 
-    def save(self, image: RawImage, index: int, ctx: Context) -> str:
-        """Write the image beside its final name, then link or rename it into place."""
+    def save(self, image: RawImage, index: int, ctx: Context) -> tuple[str, tuple[str, ...]]:
+        """Write the image beside its final name, then link or rename it into place.
+        Returns the path and what the user should be warned of (a changed name)."""
         real = image.info.format
         renamed = False  # an -o whose extension does not match the bytes: never kept
+        warnings: tuple[str, ...] = ()
         if self.explicit:
             target = self.explicit_path(index)
             if real != self.job.format:
                 named = os.path.basename(target)
                 target, renamed = os.path.splitext(target)[0] + EXTENSIONS[real], True
-                ctx.reporter.warn(f"the server sent {real} although {self.job.format} was "
-                                  f"asked; saved as {os.path.basename(target)} (its real "
-                                  f"extension) instead of {named}")
+                warnings = (f"the server sent {real} although {self.job.format} was asked; "
+                            f"saved as {os.path.basename(target)} (its real extension) "
+                            f"instead of {named}",)
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:
@@ -5246,13 +5249,13 @@ class SavePolicy:
                         raise OutputError(f"cannot write {target}: {exc.strerror}") from None
                 elif not claim(temporary, target):
                     raise OutputError(f"{target} already exists: pass --force to replace it")
-                return target
+                return target, warnings
             ext = EXTENSIONS[real]
             for number in range(1, 100_000):
                 name = self.slug + (f"-{number}" if number > 1 else "") + ext
                 target = os.path.join(self.directory, name)
                 if claim(temporary, target):
-                    return target
+                    return target, warnings
             raise OutputError(f"no free name for {self.slug}{ext} in {self.directory}")
         finally:
             ctx.drop_temporary_file(temporary)
@@ -5338,18 +5341,43 @@ class Saved:
     elapsed: float
     sidecar: str | None = None
     finish: Finish | None = None  # what was done to the image after it arrived
+    warnings: tuple[str, ...] = ()  # what saving it found (a name changed, a sidecar kept)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """One image not made: its place in the job (0 for the first) and why."""
+
+    index: int
+    error: ImagegenError
+
+
+#: An image (or batch line) not started because a usage limit was reached before its turn.
+NOT_STARTED = "not started: the usage limit was reached"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one job (a generate, an MCP call, a batch line) came to: the images it saved, in
-    name order (also those saved before a failure), the first failure, or the -o file that
-    was there already (a batch line, skipped). Reporting turns it into output."""
+    """What one job (a generate, an MCP call, a batch line) came to: every image's result
+    (the saved ones in name order, also those saved before a failure; the failed ones in
+    index order), or the -o file that was there already (a batch line, skipped). Reporting
+    turns it into output."""
 
     job: Job | None  # None: a batch line that is not a valid job (see error)
     saved: tuple[Saved, ...] = ()
-    error: ImagegenError | None = None
+    failed: tuple[Failed, ...] = ()
     skipped: str | None = None
+
+    @classmethod
+    def failure(cls, job: Job | None, error: ImagegenError) -> Outcome:
+        """A job that failed before any image was made: every image failed with `error`."""
+        return cls(job, failed=tuple(Failed(index, error)
+                                     for index in range(job.count if job else 1)))
+
+    @property
+    def error(self) -> ImagegenError | None:
+        """The first failure (by index): its exit code is the job's."""
+        return self.failed[0].error if self.failed else None
 
     @property
     def paths(self) -> list[str]:
@@ -5448,8 +5476,10 @@ class Reporter:
                   + "...")
 
     def image_saved(self, saved: Saved, job: Job, cwd: str, label: str = "") -> None:
-        """An image is saved: one step of the count, the "saved" note, what was done to it
-        here and its warnings (`label`: "line N: " in a batch)."""
+        """An image is saved: what saving it found, one step of the count, the "saved" note,
+        what was done to it here and its warnings (`label`: "line N: " in a batch)."""
+        for warning in saved.warnings:
+            self.warn(warning)
         info, image = saved.image.info, saved.image
         shown = relative_for_display(saved.path, cwd)
         size = f"{info.width}x{info.height}"
@@ -5632,6 +5662,43 @@ def error_entry(error: ImagegenError) -> dict:
     return entry
 
 
+def failed_entries(outcome: Outcome) -> list[dict]:
+    """Every image not made, in --json: its number (1 for the first, as on stderr) and why."""
+    return [{"index": item.index + 1, "error": error_entry(item.error)}
+            for item in outcome.failed]
+
+
+def failure_lines(outcome: Outcome) -> list[str]:
+    """Why each image was not made, one line a reason: "image 2 of 4: ...", "images 3-4 of 4
+    not started: ..." for images that failed alike; just the reason when one image was
+    asked."""
+    count = outcome.job.count if outcome.job else 1
+    if count <= 1 or not outcome.failed:
+        return [outcome.error.message] if outcome.error else []
+    reasons: dict[tuple[str, str], list[int]] = {}  # in the order of the first image
+    for item in outcome.failed:
+        reasons.setdefault((item.error.kind, item.error.message), []).append(item.index + 1)
+    lines = []
+    for (_, message), numbers in reasons.items():
+        which = f"image {numbers[0]}" if len(numbers) == 1 else f"images {_ranges(numbers)}"
+        joint = " " if message.startswith("not started: ") else ": "
+        lines.append(f"{which} of {count}{joint}{message}")
+    return lines
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    parts: list[str] = []
+    start = previous = numbers[0]
+    for number in numbers[1:] + [0]:
+        if number == previous + 1:
+            previous = number
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = number
+    return ", ".join(parts)
+
+
 def generate_json(outcome: Outcome, ctx: Context) -> dict:
     """generate's --json object (also the MCP tool's result)."""
     job, saved, error = outcome.job, outcome.saved, outcome.error
@@ -5641,6 +5708,8 @@ def generate_json(outcome: Outcome, ctx: Context) -> dict:
     if error is not None:
         payload["error"] = error_entry(error)
     payload["images"] = [image_entry(item, job, ctx.cwd) for item in saved]
+    if outcome.failed:
+        payload["failed"] = failed_entries(outcome)
     if ctx.quota:
         payload["quota"] = ctx.quota
     return payload
@@ -5660,10 +5729,9 @@ def report_generate(ctx: Context, outcome: Outcome) -> int:
             reporter.result(shown, keep=(shown,))
     if job.preview:
         _show_previews(ctx, outcome.paths)
-    if error is not None:
-        reporter.error(error.message)
-        return error.exit_code
-    return 0
+    for line in failure_lines(outcome):
+        reporter.error(line)
+    return error.exit_code if error is not None else 0
 
 
 def _show_previews(ctx: Context, paths: list[str]) -> None:
@@ -5690,12 +5758,13 @@ def _report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -
     quota = {"quota": ctx.quota} if ctx.quota else {}
     if error is not None:
         if json_mode:
+            images = [image_entry(s, job, ctx.cwd) for s in outcome.saved] if job else []
+            failed = {"failed": failed_entries(outcome)} if job else {}
             reporter.result_json({"line": number, "ok": False,
                                   "prompt": job.prompt if job else None,
-                                  "error": error_entry(error),
-                                  "images": [image_entry(s, job, ctx.cwd)
-                                             for s in outcome.saved] if job else [],
-                                  **quota})
+                                  "error": error_entry(error), "images": images,
+                                  **failed, **quota},
+                                 keep=[image["path"] for image in images])
         else:
             reporter.result(f"ERROR {error.kind}: " + printable(" ".join(error.message.split())))
         return
@@ -6042,7 +6111,7 @@ class Generator:
         ctx.transport.total_timeout = job.timeout
         self.policy = SavePolicy(job, ctx.cwd, ctx.env)
         self.saved: list[Saved] = []
-        self.errors: list[tuple[int, ImagegenError]] = []
+        self.failed: list[Failed] = []
         self.stop_starting = threading.Event()
         self.prepared = False
         self.rejected_routes: set[str] = set()  # once a route gave no image, skip it after
@@ -6089,7 +6158,10 @@ class Generator:
     # dry run
     def dry_requests(self, inputs: Inputs) -> list[dict]:
         self.check_routes()
-        self.backend.prepare(self.job)
+        try:
+            self.backend.prepare(self.job)
+        finally:
+            self._forward_warnings()
         requests = [HttpRequest("GET", source, {}).for_display()
                     for source in self.job.images + ((self.job.mask,) if self.job.mask else ())
                     if is_url(source)]
@@ -6108,11 +6180,20 @@ class Generator:
         """Check the routes, find the credentials once (AuthError when there are none)."""
         if not self.prepared:
             self.check_routes()
-            self.backend.prepare(self.job)
+            try:
+                self.backend.prepare(self.job)
+            finally:
+                self._forward_warnings()
             self.prepared = True
 
+    def _forward_warnings(self) -> None:
+        """What the backend found while preparing (a key file others can read), said once."""
+        for warning in self.backend.warnings:
+            self.ctx.reporter.warn(warning)
+        self.backend.warnings.clear()
+
     def run(self, inputs: Inputs, parallel: int | None = None) -> None:
-        """Make and save every image; failures are collected in self.errors."""
+        """Make and save every image; each image not made is collected in self.failed."""
         job = self.job
         self.prepare()
         tasks, first = [], 0
@@ -6124,7 +6205,7 @@ class Generator:
     def _unit(self, inputs: Inputs, first: int, n: int) -> None:
         job, reporter = self.job, self.ctx.reporter
         if self.stop_starting.is_set():
-            self._fail(first, RateLimitError("not started: the usage limit was reached"))
+            self._fail(first, n, RateLimitError(NOT_STARTED))
             return
         started = self.ctx.monotonic()
         images: list[RawImage] = []
@@ -6133,11 +6214,13 @@ class Generator:
             delivery = plan_delivery(job, route)
             for offset, received in enumerate(images[:n]):
                 image, finish = finish_image(received, job, delivery)
-                path = self.policy.save(image, first + offset, self.ctx)
+                path, warnings = self.policy.save(image, first + offset, self.ctx)
                 elapsed = self.ctx.monotonic() - started
-                saved = Saved(first + offset, path, image, route.name, elapsed, finish=finish)
+                saved = Saved(first + offset, path, image, route.name, elapsed, finish=finish,
+                              warnings=warnings)
                 if job.meta:
-                    saved = replace(saved, sidecar=self._write_meta(saved, route.capabilities))
+                    sidecar, more = self._write_meta(saved, route.capabilities)
+                    saved = replace(saved, sidecar=sidecar, warnings=warnings + more)
                 with self._lock:
                     self.saved.append(saved)
                 reporter.image_saved(saved, job, self.ctx.cwd, self.label)
@@ -6152,16 +6235,17 @@ class Generator:
             if isinstance(error, RateLimitError) and not error.transient:
                 self.stop_starting.set()
             done = sum(1 for s in self.saved if first <= s.index < first + n)
-            self._fail(first + done, error)
+            self._fail(first + done, n - done, error)
         finally:
             reporter.done((id(self), first))  # the key: unique across a batch's generators
             for image in images:  # streamed files of images that were not saved
                 if image.spill is not None:
                     image.spill.discard()
 
-    def _fail(self, index: int, error: ImagegenError) -> None:
+    def _fail(self, index: int, count: int, error: ImagegenError) -> None:
+        """Images index..index+count-1 were not made, all for the same reason."""
         with self._lock:
-            self.errors.append((index, error))
+            self.failed.extend(Failed(index + k, error) for k in range(max(count, 1)))
 
     def _fetch(self, inputs: Inputs, first: int, n: int) -> tuple[list[RawImage], Any]:
         routes = self.backend.routes(self.job)
@@ -6264,7 +6348,9 @@ class Generator:
                         image.spill.discard()
                 raise
 
-    def _write_meta(self, saved: Saved, capabilities: Capabilities) -> str | None:
+    def _write_meta(self, saved: Saved,
+                    capabilities: Capabilities) -> tuple[str | None, tuple[str, ...]]:
+        """Write the --meta sidecar: its path (None when not written) and what to warn."""
         job = self.job
         info = saved.image.info
         meta = {
@@ -6293,21 +6379,19 @@ class Generator:
             sidecar = write_sidecar(saved.path, meta, self.ctx, job.force)
         except (OSError, OutputError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else exc.message
-            self.ctx.reporter.warn(f"could not write {saved.path}.json: {why}")
-            return None
+            return None, (f"could not write {saved.path}.json: {why}",)
         if sidecar is None:
-            self.ctx.reporter.warn(f"{saved.path}.json already exists: kept it (pass --force "
-                                   f"to replace it)")
-        return sidecar
-
-    def first_error(self) -> ImagegenError | None:
-        return min(self.errors, key=lambda pair: pair[0])[1] if self.errors else None
+            return None, (f"{saved.path}.json already exists: kept it (pass --force to "
+                          f"replace it)",)
+        return sidecar, ()
 
     def outcome(self) -> Outcome:
-        """The job's outcome so far: what was saved, in name order, and the first failure."""
+        """The job's outcome so far: what was saved, in name order, and what failed, in
+        index order."""
         with self._lock:
             saved = sorted(self.saved, key=lambda s: name_order(s.path))
-        return Outcome(self.job, tuple(saved), self.first_error())
+            failed = sorted(self.failed, key=lambda f: f.index)
+        return Outcome(self.job, tuple(saved), tuple(failed))
 
 
 def _run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> None:
@@ -6896,7 +6980,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
                        lambda number, outcome: _report_line(ctx, number, outcome, json_mode))
     for line in lines:
         if line.job is None:
-            printer.done(line.number, Outcome(None, error=line.error))
+            printer.done(line.number, Outcome.failure(None, line.error))
     stop = threading.Event()  # a usage limit was reached: no new line starts
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
     parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
@@ -6973,8 +7057,7 @@ def _run_line(ctx: Context, line: _BatchLine, stop: threading.Event) -> Outcome:
         ctx.reporter.advance(job.count)
         return Outcome(job, skipped=existing)
     if stop.is_set():
-        return Outcome(job, error=RateLimitError("not started: the usage limit was reached "
-                                                 "earlier in this batch"))
+        return Outcome.failure(job, RateLimitError(f"{NOT_STARTED} earlier in this batch"))
     try:
         inputs = load_inputs(job, ctx.transport)
         generator.policy.preflight(job.count)
@@ -6983,7 +7066,7 @@ def _run_line(ctx: Context, line: _BatchLine, stop: threading.Event) -> Outcome:
     except Interrupted:
         raise
     except ImagegenError as error:
-        outcome = Outcome(job, error=error)
+        outcome = Outcome.failure(job, error)
     if isinstance(outcome.error, RateLimitError) and not outcome.error.transient:
         stop.set()
     return outcome
@@ -7284,7 +7367,7 @@ def _mcp_generate(job: Job, ctx: Context) -> dict:
         outcome = generate(job, ctx)
     except ImagegenError as error:
         ctx.reporter.close()
-        outcome = Outcome(job, error=error)
+        outcome = Outcome.failure(job, error)
     report_quota(ctx)
     return generate_json(outcome, ctx)
 
@@ -7810,6 +7893,13 @@ class McpServer:
                          f"{error['exit_code']}): {error['message']}")
             if error.get("retry_after_s") is not None:
                 lines.append(f"Retry after {error['retry_after_s']:g} s.")
+        reasons: dict[str, list[int]] = {}
+        for item in structured.get("failed", ()):
+            reasons.setdefault(item["error"]["message"], []).append(item["index"])
+        if len(reasons) > 1:  # one reason is the line above
+            lines.append("Not made:")
+            lines.extend(f"- image{'s' if len(numbers) > 1 else ''} {_ranges(numbers)}: "
+                         f"{message}" for message, numbers in reasons.items())
         for warning in structured.get("warnings", ()):
             lines.append(f"warning: {warning}")
         if structured.get("quota_line"):

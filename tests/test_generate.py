@@ -783,7 +783,10 @@ def test_a_usage_limit_stops_the_remaining_images(fake, env, run):
     assert result.out == DEFAULT_PATH + "\n"
     assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[0]
     assert files_in(env.work) == [DEFAULT_PATH]
-    assert "usage limit" in the_error(result)
+    # one line a failed image: why image 2 failed, and that image 3 was never started
+    limit, rest = error_lines(result)
+    assert limit.startswith("imagegen: error: image 2 of 3: usage limit reached"), result
+    assert rest == "imagegen: error: image 3 of 3 not started: the usage limit was reached"
 
 
 def test_an_html_502_is_not_dumped(fake, env, run):
