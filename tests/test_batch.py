@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from fakeserver import (content_policy, find_secrets, ok, png_bytes, image_info, status,
-                        usage_limit)
+from fakeserver import (content_policy, find_secrets, ok, png_bytes, image_info, rate_limited,
+                        status, usage_limit)
 
 import imagegen
 
@@ -687,6 +687,42 @@ def test_json_lists_what_a_failed_line_saved_before_failing(fake, env, run):
     assert [image["path"] for image in line["images"]] == ["two.png"]
     assert (env.work / "two.png").read_bytes() == fake.images_sent[0]
     assert not (env.work / "two-2.png").exists()
+    assert line["failed"] == [{"index": 2, "error": line["error"]}]
+
+
+def test_json_lists_each_failed_image_of_a_line(fake, env, run):
+    """A line of 3 images: image 2 refused, image 3 rate-limited; its object lists both, the
+    line's error is the first (image 2's), and the line after it still runs."""
+    fake.queue("/codex/responses", ok(), content_policy(), rate_limited(), ok())
+    write_batch(env, [{"prompt": "three of them", "out": "three.png", "count": 3, "retries": 0},
+                      {"prompt": "after them", "out": "after.png"}])
+    result = run("batch", "batch.jsonl", "--json", "--parallel", "1")
+    assert result.code == 6, result
+    first, after = [json.loads(text) for text in result.out.splitlines()]
+    assert first["ok"] is False and first["error"]["kind"] == "no_image"
+    assert [image["path"] for image in first["images"]] == ["three.png"]
+    assert [(item["index"], item["error"]["kind"], item["error"]["exit_code"])
+            for item in first["failed"]] == [(2, "no_image", 6), (3, "rate_limit", 4)]
+    assert first["failed"][0]["error"] == first["error"]
+    assert "Rate limit reached" in first["failed"][1]["error"]["message"]
+    assert after["ok"] is True and "failed" not in after
+    assert sorted(p.name for p in env.work.glob("*.png")) == ["after.png", "three.png"]
+    assert (env.work / "three.png").read_bytes() == fake.images_sent[0]
+
+
+def test_json_of_lines_not_started_after_a_usage_limit_lists_every_image(fake, env, run):
+    fake.queue("/codex/responses", usage_limit())
+    write_batch(env, [{"prompt": "limit hit", "out": "limit.png"},
+                      {"prompt": "never", "out": "never.png", "count": 2}])
+    result = run("batch", "batch.jsonl", "--json", "--parallel", "1")
+    assert result.code == 4, result
+    hit, never = [json.loads(text) for text in result.out.splitlines()]
+    assert [item["index"] for item in hit["failed"]] == [1]
+    assert [item["index"] for item in never["failed"]] == [1, 2]
+    assert all(item["error"] == never["error"] for item in never["failed"])
+    assert never["error"]["message"].startswith("not started: the usage limit was reached")
+    assert never["images"] == [] and len(image_requests(fake)) == 1
+    assert list(env.work.glob("*.png")) == []
 
 
 def test_quiet_batch_prints_only_the_results(fake, env, run):
