@@ -5360,23 +5360,20 @@ NOT_STARTED = "not started: the usage limit was reached"
 class Outcome:
     """What one job (a generate, an MCP call, a batch line) came to: every image's result
     (the saved ones in name order, also those saved before a failure; the failed ones in
-    index order), or the -o file that was there already (a batch line, skipped). Reporting
-    turns it into output."""
+    index order), the -o file that was there already (a batch line, skipped), or why the job
+    did not run at all. Reporting turns it into output."""
 
     job: Job | None  # None: a batch line that is not a valid job (see error)
     saved: tuple[Saved, ...] = ()
     failed: tuple[Failed, ...] = ()
     skipped: str | None = None
-
-    @classmethod
-    def failure(cls, job: Job | None, error: ImagegenError) -> Outcome:
-        """A job that failed before any image was made: every image failed with `error`."""
-        return cls(job, failed=tuple(Failed(index, error)
-                                     for index in range(job.count if job else 1)))
+    not_run: ImagegenError | None = None  # before any image was asked for (no login, ...)
 
     @property
     def error(self) -> ImagegenError | None:
-        """The first failure (by index): its exit code is the job's."""
+        """Why the job did not run, else its first failed image's error: the exit code."""
+        if self.not_run is not None:
+            return self.not_run
         return self.failed[0].error if self.failed else None
 
     @property
@@ -5759,7 +5756,7 @@ def _report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -
     if error is not None:
         if json_mode:
             images = [image_entry(s, job, ctx.cwd) for s in outcome.saved] if job else []
-            failed = {"failed": failed_entries(outcome)} if job else {}
+            failed = {"failed": failed_entries(outcome)} if outcome.failed else {}
             reporter.result_json({"line": number, "ok": False,
                                   "prompt": job.prompt if job else None,
                                   "error": error_entry(error), "images": images,
@@ -6980,7 +6977,7 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
                        lambda number, outcome: _report_line(ctx, number, outcome, json_mode))
     for line in lines:
         if line.job is None:
-            printer.done(line.number, Outcome.failure(None, line.error))
+            printer.done(line.number, Outcome(None, not_run=line.error))
     stop = threading.Event()  # a usage limit was reached: no new line starts
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
     parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
@@ -7057,7 +7054,7 @@ def _run_line(ctx: Context, line: _BatchLine, stop: threading.Event) -> Outcome:
         ctx.reporter.advance(job.count)
         return Outcome(job, skipped=existing)
     if stop.is_set():
-        return Outcome.failure(job, RateLimitError(f"{NOT_STARTED} earlier in this batch"))
+        return Outcome(job, not_run=RateLimitError(f"{NOT_STARTED} earlier in this batch"))
     try:
         inputs = load_inputs(job, ctx.transport)
         generator.policy.preflight(job.count)
@@ -7066,7 +7063,7 @@ def _run_line(ctx: Context, line: _BatchLine, stop: threading.Event) -> Outcome:
     except Interrupted:
         raise
     except ImagegenError as error:
-        outcome = Outcome.failure(job, error)
+        outcome = Outcome(job, not_run=error)
     if isinstance(outcome.error, RateLimitError) and not outcome.error.transient:
         stop.set()
     return outcome
@@ -7367,7 +7364,7 @@ def _mcp_generate(job: Job, ctx: Context) -> dict:
         outcome = generate(job, ctx)
     except ImagegenError as error:
         ctx.reporter.close()
-        outcome = Outcome.failure(job, error)
+        outcome = Outcome(job, not_run=error)
     report_quota(ctx)
     return generate_json(outcome, ctx)
 

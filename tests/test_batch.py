@@ -710,17 +710,18 @@ def test_json_lists_each_failed_image_of_a_line(fake, env, run):
     assert (env.work / "three.png").read_bytes() == fake.images_sent[0]
 
 
-def test_json_of_lines_not_started_after_a_usage_limit_lists_every_image(fake, env, run):
+def test_json_of_a_line_not_started_after_a_usage_limit_has_no_failed_list(fake, env, run):
+    """"failed" lists the images asked for; a line never started has only its error."""
     fake.queue("/codex/responses", usage_limit())
     write_batch(env, [{"prompt": "limit hit", "out": "limit.png"},
                       {"prompt": "never", "out": "never.png", "count": 2}])
     result = run("batch", "batch.jsonl", "--json", "--parallel", "1")
     assert result.code == 4, result
     hit, never = [json.loads(text) for text in result.out.splitlines()]
-    assert [item["index"] for item in hit["failed"]] == [1]
-    assert [item["index"] for item in never["failed"]] == [1, 2]
-    assert all(item["error"] == never["error"] for item in never["failed"])
-    assert never["error"]["message"].startswith("not started: the usage limit was reached")
+    assert hit["failed"] == [{"index": 1, "error": hit["error"]}]
+    assert "failed" not in never and never["ok"] is False
+    assert never["error"]["kind"] == "rate_limit"
+    assert never["error"]["message"] == "not started: the usage limit was reached earlier in this batch"
     assert never["images"] == [] and len(image_requests(fake)) == 1
     assert list(env.work.glob("*.png")) == []
 
