@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from fakeserver import (content_policy, find_secrets, ok, png_bytes, image_info, rate_limited,
-                        status, usage_limit)
+                        stall, status, usage_limit)
 
 import imagegen
 
@@ -760,3 +760,22 @@ def test_paths_that_look_like_keys_are_printed_as_they_are(env, fake, run):
     assert (env.work / result.lines[0]).read_bytes() == fake.images_sent[-1]
     as_json = run("batch", "keys.jsonl", "--json", "--force")
     assert "sk-8-skateboard" in as_json.lines[0]
+
+
+def test_each_line_of_a_parallel_batch_times_out_on_its_own_timeout(fake, env, run):
+    # Line 1 (Responses route) never answers and has 0.7 s; line 2 (images route) answers
+    # and has 30 s. Line 2's job starts while line 1 waits: its timeout must not become
+    # line 1's, in the message or in the wait.
+    fake.default("/codex/responses", stall(seconds=10))
+    write_batch(env, [
+        {"prompt": "a slow fox", "out": "slow.png", "timeout": 0.7, "stall_timeout": 0},
+        {"prompt": "a quick fox", "out": "quick.png", "timeout": 30, "route": "images"},
+    ])
+    result = run("batch", "batch.jsonl", "--parallel", "2", "--retries", "0")
+    assert result.code == 5, result
+    lines = result.out.splitlines()
+    assert lines[0].startswith("ERROR backend:"), result
+    assert "no answer within the 0.7 s budget (--timeout)" in lines[0], result
+    assert lines[1] == "quick.png"
+    assert not (env.work / "slow.png").exists()
+    assert (env.work / "quick.png").read_bytes() == fake.images_sent[-1]
