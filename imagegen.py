@@ -201,6 +201,43 @@ class Unauthorized(AuthError):
     the refresh is exit 3. (A 403 is never cured by a refresh: Codex does not try.)"""
 
 
+#: The command a hint names (`imagegen auth login`) is written with this name and printed
+#: with the name the user started the program by (program_name).
+HINT_PROGRAM = "`imagegen "
+
+
+def program_name(argv0: str | None = None, windows: bool = os.name == "nt") -> str:
+    """The command the user typed to start this program, for hints: `imagegen` or
+    `codex-imagegen` (an installed entry point), `python3 imagegen.py` (the file run as a
+    script, its path as typed); "imagegen" when it cannot be told (embedded, a test)."""
+    if argv0 is None:
+        argv = getattr(sys, "argv", None) or [""]
+        argv0 = argv[0] or ""
+    name = os.path.basename(argv0)
+    stem = name[:-4] if name.lower().endswith(".exe") else name
+    if stem in ("imagegen", "codex-imagegen"):
+        return stem
+    try:
+        same = name.endswith(".py") and os.path.samefile(argv0, __file__)
+    except (OSError, ValueError, NameError):
+        same = False
+    if not same:
+        return "imagegen"
+    if windows:
+        shown = f'"{argv0}"' if " " in argv0 else argv0
+        return f"python {shown}"
+    import shlex
+    return f"python3 {shlex.quote(argv0)}"
+
+
+def as_invoked(text: str, program: str | None = None) -> str:
+    """`text` with the commands it names (`imagegen auth login`) as the user would type
+    them: every message is written with `imagegen ...`, and printed through this."""
+    if HINT_PROGRAM not in text:
+        return text
+    return text.replace(HINT_PROGRAM, f"`{program or program_name()} ")
+
+
 # Redaction ########################################################################################
 
 #: Each pattern is written so that it cannot backtrack over a long run: a lookbehind makes a
@@ -5408,7 +5445,7 @@ class Reporter:
         """A result line; `keep`: saved paths in it, printed as they are (see Secrets.redact)."""
         with self._lock:
             self._clear()
-            self._write(self.stdout, self.secrets.redact(line, keep) + "\n")
+            self._write(self.stdout, self.secrets.redact(as_invoked(line), keep) + "\n")
 
     def result_bytes(self, data: bytes) -> None:
         """An image itself on stdout (-o -), binary."""
@@ -5424,7 +5461,9 @@ class Reporter:
 
     def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
         escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
-        text = self.secrets.redact(json.dumps(payload, ensure_ascii=False), escaped)
+        program = json.dumps(program_name(), ensure_ascii=False)[1:-1]
+        text = as_invoked(json.dumps(payload, ensure_ascii=False), program)
+        text = self.secrets.redact(text, escaped)
         with self._lock:
             self._clear()
             self._write(self.stdout, text + "\n")
@@ -5484,7 +5523,7 @@ class Reporter:
         self._err(f"imagegen: {prefix}: {printable(message)}")
 
     def _err(self, line: str, keep: Iterable[str] = ()) -> None:
-        line = " ".join(self.secrets.redact(line, keep).splitlines())
+        line = " ".join(self.secrets.redact(as_invoked(line), keep).splitlines())
         with self._lock:
             self._clear()
             self._write(self.stderr, line + "\n")
@@ -8388,7 +8427,7 @@ def _parse_options(args: list[str]) -> dict:
     if unknown:
         known = [option for action in parser._actions for option in action.option_strings]
         raise UsageError(f"unknown option {unknown[0]}" + (_did_you_mean(unknown[0], known)
-                                                            or " (see imagegen --help)"))
+                                                            or f" (see {program_name()} --help)"))
     if extras:
         raise UsageError("give the prompt as one quoted argument")
     return vars(namespace)
@@ -8436,6 +8475,7 @@ AUTH_COMMANDS = ("status", "login", "logout")
 
 def dispatch(args: list[str], runtime: dict) -> int:
     env, cwd = runtime["env"], runtime["cwd"]
+    prog = program_name()
 
     def context(options: dict) -> Context:
         ctx = Context(env, cwd, runtime["stdin"], runtime["stdout"], runtime["stderr"],
@@ -8445,7 +8485,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
         return ctx
 
     if not args:
-        raise UsageError("no prompt: imagegen \"a red fox\" (see imagegen --help)")
+        raise UsageError(f"no prompt: {prog} \"a red fox\" (see {prog} --help)")
     if args[0] in ("-h", "--help", "help"):
         runtime["stdout"].write(HELP)
         return 0
@@ -8458,7 +8498,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
     rest = args[1:] if args[0] in COMMANDS else args
     if command == "auth":
         if not rest:
-            raise UsageError("imagegen auth status | login | logout (see imagegen auth --help)")
+            raise UsageError(f"{prog} auth status | login | logout (see {prog} auth --help)")
         if rest[0] in ("-h", "--help", "help"):
             runtime["stdout"].write(AUTH_HELP)
             return 0
@@ -8474,7 +8514,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
                 if value not in (None, [], False) and name not in allowed | {"help"}]
         if used:
             shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
-            raise UsageError(f"imagegen auth {rest[0]} takes no {shown}")
+            raise UsageError(f"{prog} auth {rest[0]} takes no {shown}")
         ctx = context(options)
         if rest[0] == "status":
             return cmd_auth_status(ctx, bool(options["json"]))
@@ -8490,7 +8530,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
                 if value not in (None, [], False) and name not in ("json", "help")]
         if used:
             shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
-            raise UsageError(f"imagegen doctor takes no {shown} (only --json)")
+            raise UsageError(f"{prog} doctor takes no {shown} (only --json)")
         return cmd_doctor(context(options), bool(options["json"]),
                           runtime.get("probes"))
     options = _parse_options(rest)
@@ -8498,17 +8538,17 @@ def dispatch(args: list[str], runtime: dict) -> int:
         runtime["stdout"].write(BATCH_HELP if command == "batch" else HELP)
         return 0
     if options.pop("open_browser"):
-        raise UsageError("--open-browser belongs to imagegen auth login")
+        raise UsageError(f"--open-browser belongs to {prog} auth login")
     gallery = options.pop("gallery")
     if gallery and command != "batch":
-        raise UsageError("--gallery belongs to imagegen batch (one image: --preview)")
+        raise UsageError(f"--gallery belongs to {prog} batch (one image: --preview)")
     if options.get("preview") and command == "batch":
         raise UsageError("--preview shows one generate's images: for a batch, use --gallery")
     ctx = context(options)
     if command == "batch":
         words = options.pop("words")
         if len(words) != 1:
-            raise UsageError("imagegen batch FILE.jsonl (or - for stdin) [options]")
+            raise UsageError(f"{prog} batch FILE.jsonl (or - for stdin) [options]")
         if options.get("prompt") is not None or options.get("prompt_file") is not None:
             raise UsageError("batch takes its prompts from the file, not -p/--prompt-file")
         settings = {"json": bool(options.get("json")), "dry_run": bool(options.get("dry_run")),

@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shlex
+import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -432,7 +436,9 @@ def test_cli_without_a_login_is_exit_3_with_the_fix(fake, env, run_cli):
     assert result.out == ""
     lines = [line for line in result.err.splitlines() if line.startswith("imagegen: error: ")]
     assert len(lines) == 1, result
-    assert "run `imagegen auth login`" in lines[0] and "`codex login`" in lines[0]
+    # the hint names the command as it was started: the script, by the path it was given
+    script = shlex.quote(str(run_cli.script))
+    assert f"run `python3 {script} auth login`" in lines[0] and "`codex login`" in lines[0]
     assert str(env.auth_file) in lines[0]
     assert "Traceback" not in result.err
     assert fake.requests == []
@@ -454,3 +460,59 @@ def test_cli_usage_error(fake, env, run_cli):
     assert result.out == ""
     assert len(result.err.splitlines()) == 1
     assert "Traceback" not in result.err
+
+
+# hints name the program as it was started ##################################################
+
+@pytest.mark.parametrize("argv0, expected", [
+    ("imagegen", "imagegen"),
+    ("/home/me/.local/bin/imagegen", "imagegen"),
+    ("/home/me/.local/bin/codex-imagegen", "codex-imagegen"),
+    ("codex-imagegen.exe", "codex-imagegen"),
+    ("/usr/lib/python3/site-packages/pytest/__main__.py", "imagegen"),  # not this program
+    ("", "imagegen"),
+])
+def test_program_name_from_argv0(argv0, expected):
+    imagegen = importlib.import_module("imagegen")
+    assert imagegen.program_name(argv0, windows=False) == expected
+
+
+def test_program_name_of_the_script_is_how_to_run_it_again(tmp_path, monkeypatch):
+    imagegen = importlib.import_module("imagegen")
+    folder = tmp_path / "my skills"
+    folder.mkdir()
+    copy = folder / "imagegen.py"
+    shutil.copyfile(imagegen.__file__, copy)
+    monkeypatch.setattr(imagegen, "__file__", str(copy))
+    monkeypatch.chdir(folder)
+    assert imagegen.program_name("imagegen.py", windows=False) == "python3 imagegen.py"
+    assert imagegen.program_name(str(copy), windows=False) == f"python3 '{copy}'"
+    assert imagegen.program_name(str(copy), windows=True) == f'python "{copy}"'
+    assert imagegen.as_invoked("run `imagegen auth login` (or `codex login`)",
+                               "python3 imagegen.py") == \
+        "run `python3 imagegen.py auth login` (or `codex login`)"
+
+
+def test_a_script_copied_into_a_folder_names_itself_in_its_hints(fake, env, run_cli):
+    """A skill's copy, run as `python3 imagegen.py`: the login hint is a command that works
+    there, on stderr and in --json; `imagegen` is not a command on this machine."""
+    env.auth_file.unlink()
+    shutil.copyfile(run_cli.script, env.work / "imagegen.py")
+    for extra in ([], ["--json"]):
+        proc = subprocess.run([sys.executable, "imagegen.py", PROMPT, *extra],
+                              cwd=str(env.work), env=env.environ(), capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 3, proc
+        assert "run `python3 imagegen.py auth login`" in proc.stderr, proc
+        assert "`imagegen auth login`" not in proc.stderr + proc.stdout
+        if extra:
+            message = json.loads(proc.stdout)["error"]["message"]
+            assert "`python3 imagegen.py auth login`" in message
+    assert fake.requests == []
+
+
+def test_in_process_runs_keep_the_plain_name(fake, env, run):
+    env.auth_file.unlink()
+    result = run(PROMPT)
+    assert result.code == 3, result
+    assert "run `imagegen auth login`" in result.err
