@@ -5736,7 +5736,10 @@ def _report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -
                                              for s in outcome.saved] if job else [],
                                   **quota})
         else:
-            reporter.result(f"ERROR {error.kind}: " + printable(" ".join(error.message.split())))
+            message = " ".join(error.message.split())
+            label = f"line {number}: "
+            reporter.result(f"ERROR {error.kind}: " + printable(
+                message if message.startswith(label) else label + message))
         return
     assert job is not None
     if json_mode:
@@ -6884,7 +6887,8 @@ def _batch_job(line: str, defaults: dict, env: dict) -> Job:
         if name == "output_format":
             name = "format"
         if name not in JOB_OPTIONS:
-            raise UsageError(f"unknown key {key!r}")
+            known = [repr(option) for option in JOB_OPTIONS if option != "output_format"]
+            raise UsageError(f"unknown key {key!r}" + _did_you_mean(repr(name), known))
         options[name] = value
     if "prompt" not in entry:
         raise UsageError('no "prompt" key')
@@ -6919,23 +6923,23 @@ class _BatchLine:
 
     number: int
     job: Job | None
-    error: UsageError | None = None
+    error: ImagegenError | None = None
 
 
 def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     """`imagegen batch FILE`: every line's images, its result printed in input order."""
     started = ctx.monotonic()
-    lines = _plan_lines(source, defaults, ctx)
+    lines = _check_lines(_plan_lines(source, defaults, ctx), ctx)
     if settings.get("dry_run"):
         return _batch_dry_run(ctx, lines)
+    json_mode = bool(settings.get("json"))
+    invalid = [line for line in lines if line.job is None]
+    if invalid:
+        return _refuse_batch(ctx, invalid, json_mode)
     runnable = [line for line in lines if line.job is not None]
     _warn_without_out(ctx.reporter, [line.number for line in runnable if not line.job.out])
-    json_mode = bool(settings.get("json"))
     printer = _InOrder([line.number for line in lines],
                        lambda number, outcome: _report_line(ctx, number, outcome, json_mode))
-    for line in lines:
-        if line.job is None:
-            printer.done(line.number, Outcome(None, error=line.error))
     stop = threading.Event()  # a usage limit was reached: no new line starts
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
     parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
@@ -6957,6 +6961,9 @@ def _plan_lines(source: str, defaults: dict, ctx: Context) -> list[_BatchLine]:
     for number, text in enumerate(_read_batch_lines(source, ctx.stdin, ctx.cwd), 1):
         if not text.strip():
             continue
+        if not lines and text.lstrip().startswith("["):  # no JSONL line starts so
+            raise UsageError(f"{source} is a JSON array: a batch takes one JSON object per "
+                             f"line (JSONL), not an array")
         try:
             lines.append(_BatchLine(number, _batch_job(text, defaults, ctx.env)))
         except UsageError as error:
@@ -6964,6 +6971,51 @@ def _plan_lines(source: str, defaults: dict, ctx: Context) -> list[_BatchLine]:
     if not lines:
         raise UsageError(f"{source} holds no prompts")
     return lines
+
+
+def _check_lines(lines: list[_BatchLine], ctx: Context) -> list[_BatchLine]:
+    """Every line checked as far as can be without sending anything, so a mistake on line
+    40 costs no quota for lines 1 to 39: its "out" (inside the Codex home, not writable, the
+    same as another line's) and its local reference images and mask. A line whose "out"
+    exists is not checked further: it is skipped."""
+    checked: list[_BatchLine] = []
+    claimed: dict[str, int] = {}  # an explicit output path: the line that names it
+    for line in lines:
+        job = line.job
+        if job is None:
+            checked.append(line)
+            continue
+        try:
+            policy = SavePolicy(job, ctx.cwd, ctx.env)
+            for index in range(job.count if policy.explicit else 0):
+                path = policy.explicit_path(index)
+                first = claimed.setdefault(os.path.normcase(path), line.number)
+                if first != line.number:
+                    raise UsageError(f'"out" {relative_for_display(path, ctx.cwd)} is also '
+                                     f"line {first}'s")
+            if not policy.done_already():
+                policy.preflight(job.count)
+                load_inputs(replace(job, dry_run=True), ctx.transport)  # no download
+        except ImagegenError as error:
+            line = _BatchLine(line.number, None, type(error)(f"line {line.number}: "
+                                                             f"{error.message}"))
+        checked.append(line)
+    return checked
+
+
+def _refuse_batch(ctx: Context, invalid: list[_BatchLine], json_mode: bool) -> int:
+    """A batch with invalid lines sends nothing: each one's ERROR, and the first's exit code."""
+    for line in invalid:
+        _report_line(ctx, line.number, Outcome(None, error=line.error), json_mode)
+    numbers = [line.number for line in invalid]
+    many = len(numbers) > 1
+    shown = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
+    ctx.reporter.error(f"nothing was sent: line{'s' if many else ''} {shown} "
+                       f"{'are' if many else 'is'} invalid; fix {'them' if many else 'it'} "
+                       f"and run the batch again")
+    first = invalid[0].error
+    assert first is not None
+    return first.exit_code
 
 
 def _batch_dry_run(ctx: Context, lines: list[_BatchLine]) -> int:
@@ -6983,11 +7035,10 @@ def _batch_dry_run(ctx: Context, lines: list[_BatchLine]) -> int:
         saves.extend(path for path in _planned_saves(policy, job.count, ctx.cwd)
                      if path not in saves)  # (automatic names are claimed in turn)
     ctx.reporter.result_json({"requests": requests, "saves": saves})
-    first = next((line.error for line in lines if line.error is not None), None)
-    if first is not None:
-        ctx.reporter.error(first.message)
-        return first.exit_code
-    return 0
+    errors = [line.error for line in lines if line.error is not None]
+    for error in errors:
+        ctx.reporter.error(error.message)
+    return errors[0].exit_code if errors else 0
 
 
 def _warn_without_out(reporter: Reporter, numbers: list[int]) -> None:
