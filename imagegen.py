@@ -6943,9 +6943,18 @@ def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     stop = threading.Event()  # a usage limit was reached: no new line starts
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
     parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
+    begun: set[int] = set()  # the lines started, for the count after Ctrl-C
+
+    def run(line: _BatchLine) -> None:
+        begun.add(line.number)
+        printer.done(line.number, _run_line(ctx, line, stop))
+
     try:
-        _run_pool([lambda line=line: printer.done(line.number, _run_line(ctx, line, stop))
-                   for line in runnable], parallel, ctx)
+        _run_pool([lambda line=line: run(line) for line in runnable], parallel, ctx)
+    except KeyboardInterrupt:
+        printer.flush()
+        raise BatchInterrupted(_interrupted_summary(lines, dict(printer.outcomes), begun)) \
+            from None
     finally:
         ctx.reporter.close()
     outcomes = printer.in_order()
@@ -7079,6 +7088,40 @@ def _run_line(ctx: Context, line: _BatchLine, stop: threading.Event) -> Outcome:
     return outcome
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C in a batch: `summary` says what was done and how to resume (main prints it)."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        self.summary = summary
+
+
+def _interrupted_summary(lines: list[_BatchLine], outcomes: dict[int, Outcome],
+                         begun: set[int]) -> str:
+    """ "batch interrupted: 2 done, 1 failed, 1 cut off, 3 not started; ...how to resume";
+    `outcomes`: the finished lines' by number; `begun`: the numbers of the lines started."""
+    failed = sum(1 for outcome in outcomes.values() if outcome.error is not None)
+    skipped = sum(1 for outcome in outcomes.values() if outcome.skipped)
+    done = len(outcomes) - failed - skipped
+    unfinished = [line.number for line in lines if line.number not in outcomes]
+    cut = sum(1 for number in unfinished if number in begun)
+    counts = [f"{done} done"] + ([f"{skipped} skipped"] if skipped else []) \
+        + [f"{failed} failed"] + ([f"{cut} cut off"] if cut else []) \
+        + [f"{len(unfinished) - cut} not started"]
+    # What a re-run does: a line whose "out" exists is skipped; any other line is made again.
+    numbers = sorted(number for number, outcome in outcomes.items()
+                     if outcome.error is None and not outcome.skipped
+                     and outcome.job is not None and not outcome.job.out)
+    also = ""
+    if numbers:
+        many = len(numbers) > 1
+        shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+        also = (f"; line{'s' if many else ''} {shown} ha{'ve' if many else 's'} no \"out\" "
+                f"and would be made again")
+    return (f"batch interrupted: {', '.join(counts)}; no partial file was left; run the same "
+            f"command again to resume (lines whose \"out\" file exists are skipped{also})")
+
+
 class _InOrder:
     """Batch results in input order while the lines finish in any order: a line's result is
     reported once every line before it has one."""
@@ -7087,12 +7130,22 @@ class _InOrder:
         self.numbers, self.report = numbers, report
         self.outcomes: dict[int, Outcome] = {}
         self.reported = 0
+        self.flushed = False
         self._lock = threading.Lock()
+
+    def flush(self) -> None:
+        """After Ctrl-C: report the lines that finished behind one that never will (in
+        input order, the unfinished left out); later results are kept, not reported."""
+        with self._lock:
+            for number in self.numbers[self.reported:]:
+                if number in self.outcomes:
+                    self.report(number, self.outcomes[number])
+            self.reported, self.flushed = len(self.numbers), True
 
     def done(self, number: int, outcome: Outcome) -> None:
         with self._lock:
             self.outcomes[number] = outcome
-            while self.reported < len(self.numbers) \
+            while not self.flushed and self.reported < len(self.numbers) \
                     and self.numbers[self.reported] in self.outcomes:
                 number = self.numbers[self.reported]
                 self.report(number, self.outcomes[number])
@@ -8653,7 +8706,7 @@ def main(argv: list[str] | None = None, *, opener: Any = None,
     except ImagegenError as error:
         _report_failure(reporter(), error, json_mode)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         saved: list[dict] = []
         for ctx in runtime["contexts"]:
             ctx.cancel.set()
@@ -8662,8 +8715,9 @@ def main(argv: list[str] | None = None, *, opener: Any = None,
             ctx.remove_temporary_files()
             saved.extend(ctx.interrupted_images)
         try:
-            _report_failure(reporter(), Interrupted("interrupted; no partial file was left"),
-                            json_mode, saved)
+            message = stop.summary if isinstance(stop, BatchInterrupted) else \
+                "interrupted; no partial file was left"
+            _report_failure(reporter(), Interrupted(message), json_mode, saved)
         except BrokenPipeError:
             pass
         return Interrupted.exit_code

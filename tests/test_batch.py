@@ -805,3 +805,58 @@ def test_a_line_already_done_is_not_checked_again(fake, env, run):
     result = run("batch", "batch.jsonl")
     assert result.code == 0, result
     assert result.lines == ["done.png", "new.png"]
+
+
+# Ctrl-C ######################################################################################
+
+def test_ctrl_c_says_what_was_done_and_how_to_resume_truthfully(fake, env, run_cli):
+    import signal
+    from fakeserver import stall
+    fake.by_prompt["REFUSE"] = content_policy()
+    fake.by_prompt["STALL"] = stall(seconds=30)
+    write_batch(env, [
+        {"prompt": "one", "out": "one.png"},                    # 1 done
+        {"prompt": "two REFUSE", "out": "two.png"},             # 2 failed
+        {"prompt": "three"},                                    # 3 done, without "out"
+        {"prompt": "four STALL", "out": "four.png"},            # 4 cut off
+        {"prompt": "five STALL", "out": "five.png"},            # 5 cut off
+        {"prompt": "six", "out": "six.png"},                    # 6 not started
+        {"prompt": "seven", "out": "seven.png"},                # 7 not started
+    ])
+    proc = run_cli.popen("batch", "batch.jsonl", "--parallel", "2", "--no-progress")
+    fake.wait_for("/responses", count=5, timeout=20)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    result = run_cli.wait(proc, timeout=30)
+
+    assert result.code == 130, result
+    assert result.lines[0] == "one.png"
+    assert result.lines[1].startswith("ERROR no_image: line 2: ")
+    assert result.lines[2] == os.path.join("assets", "generated", "three.png")
+    assert len(result.lines) == 3, result
+    last = result.err.splitlines()[-1]
+    assert last == ('imagegen: error: batch interrupted: 2 done, 1 failed, 2 cut off, 2 not '
+                    'started; no partial file was left; run the same command again to resume '
+                    '(lines whose "out" file exists are skipped; line 3 has no "out" and would '
+                    'be made again)'), result
+    assert leftovers(env.work) == []
+
+    # what the hint promises: the same command skips line 1 and makes the others
+    fake.by_prompt.clear()
+    sent_before = len(image_requests(fake))
+    again = run_cli("batch", "batch.jsonl", "--parallel", "2", "--no-progress")
+    assert again.code == 0, again
+    prompts = sorted(prompt_of(r) for r in image_requests(fake)[sent_before:])
+    assert prompts == sorted(["two REFUSE", "three", "four STALL", "five STALL", "six", "seven"])
+    assert again.lines[0] == "one.png"
+    assert again.lines[2] == os.path.join("assets", "generated", "three-2.png")
+
+
+def test_interrupted_summary_counts_each_kind_of_line():
+    job = imagegen.make_job({"prompt": "x", "out": "x.png"}, {})
+    lines = [imagegen._BatchLine(n, job) for n in range(1, 5)]
+    outcomes = {1: imagegen.Outcome(job, skipped="x.png")}
+    text = imagegen._interrupted_summary(lines, outcomes, begun={1, 2})
+    assert text.startswith("batch interrupted: 0 done, 1 skipped, 0 failed, 1 cut off, "
+                           "2 not started; ")
+    assert "would be made again" not in text
