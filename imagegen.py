@@ -8574,6 +8574,11 @@ def _read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str |
 
 
 COMMANDS = ("generate", "auth", "batch", "doctor")
+
+
+def _prompt_hint(word: str, prog: str) -> str:
+    """For a command name that may have been meant as a one-word prompt."""
+    return f'; to make an image of the word "{word}": {prog} generate "{word}"'
 AUTH_COMMANDS = ("status", "login", "logout")
 
 
@@ -8590,6 +8595,9 @@ def dispatch(args: list[str], runtime: dict) -> int:
 
     if not args:
         raise UsageError(f"no prompt: {prog} \"a red fox\" (see {prog} --help)")
+    if args[0] == "help" and any(arg.startswith("-") for arg in args[1:]):
+        # `imagegen "help" -q`: an agent reading stdout for a path must not get the help
+        raise UsageError("help takes no options" + _prompt_hint("help", prog))
     if args[0] in ("-h", "--help", "help"):
         runtime["stdout"].write(HELP)
         return 0
@@ -8602,13 +8610,15 @@ def dispatch(args: list[str], runtime: dict) -> int:
     rest = args[1:] if args[0] in COMMANDS else args
     if command == "auth":
         if not rest:
-            raise UsageError(f"{prog} auth status | login | logout (see {prog} auth --help)")
+            raise UsageError(f"{prog} auth status | login | logout (see {prog} auth --help)"
+                             + _prompt_hint("auth", prog))
         if rest[0] in ("-h", "--help", "help"):
             runtime["stdout"].write(AUTH_HELP)
             return 0
         if rest[0] not in AUTH_COMMANDS:
             raise UsageError(f"unknown auth command {rest[0]!r} ({', '.join(AUTH_COMMANDS)})"
-                             + _did_you_mean(rest[0], AUTH_COMMANDS))
+                             + (_did_you_mean(rest[0], AUTH_COMMANDS)
+                                or _prompt_hint("auth", prog)))
         options = _parse_options(rest[1:])
         if options["help"]:
             runtime["stdout"].write(AUTH_HELP)
@@ -8634,7 +8644,8 @@ def dispatch(args: list[str], runtime: dict) -> int:
                 if value not in (None, [], False) and name not in ("json", "help")]
         if used:
             shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
-            raise UsageError(f"{prog} doctor takes no {shown} (only --json)")
+            raise UsageError(f"{prog} doctor takes no {shown} (only --json)"
+                             + _prompt_hint("doctor", prog))
         return cmd_doctor(context(options), bool(options["json"]),
                           runtime.get("probes"))
     options = _parse_options(rest)
@@ -8652,7 +8663,8 @@ def dispatch(args: list[str], runtime: dict) -> int:
     if command == "batch":
         words = options.pop("words")
         if len(words) != 1:
-            raise UsageError(f"{prog} batch FILE.jsonl (or - for stdin) [options]")
+            raise UsageError(f"{prog} batch FILE.jsonl (or - for stdin) [options]"
+                             + (_prompt_hint("batch", prog) if not words else ""))
         if options.get("prompt") is not None or options.get("prompt_file") is not None:
             raise UsageError("batch takes its prompts from the file, not -p/--prompt-file")
         settings = {"json": bool(options.get("json")), "dry_run": bool(options.get("dry_run")),

@@ -516,3 +516,39 @@ def test_in_process_runs_keep_the_plain_name(fake, env, run):
     result = run(PROMPT)
     assert result.code == 3, result
     assert "run `imagegen auth login`" in result.err
+
+
+# a command name as a one-word prompt ########################################################
+
+@pytest.mark.parametrize("argv, word", [
+    (["help", "-q"], "help"),
+    (["help", "--json"], "help"),
+    (["help", "--size", "1024x1024"], "help"),
+    (["batch", "-q"], "batch"),
+    (["batch", "--json"], "batch"),
+    (["auth", "-q"], "auth"),
+    (["doctor", "--quiet"], "doctor"),
+])
+def test_a_command_word_with_options_that_do_not_fit_it_is_a_usage_error(fake, env, run, argv,
+                                                                           word):
+    """`imagegen "help" -q` must not print the help on stdout and exit 0: an agent reading
+    stdout for a path would take it for a result."""
+    result = run(*argv)
+    assert result.code == 2, result
+    hint = f'to make an image of the word "{word}": imagegen generate "{word}"'
+    if "--json" in argv:
+        assert result.json["ok"] is False and hint in result.json["error"]["message"]
+    else:
+        assert result.out == ""
+    assert hint in result.err
+    assert "usage:" not in result.out + result.err
+    assert fake.requests == []
+
+
+def test_help_and_batch_still_work_as_commands(fake, env, run):
+    assert run("help").out.startswith("usage: imagegen")
+    assert run("help").code == 0
+    (env.work / "b.jsonl").write_text('{"prompt": "a fox", "out": "fox.png"}\n')
+    result = run("batch", "b.jsonl", "-q")
+    assert result.code == 0, result
+    assert result.out == "fox.png\n"
