@@ -8601,9 +8601,9 @@ def dispatch(args: list[str], runtime: dict) -> int:
     if args[0] in ("-h", "--help", "help"):
         runtime["stdout"].write(HELP)
         return 0
-    if args[0] in ("-V", "--version"):
-        runtime["stdout"].write(f"imagegen {__version__}\n")
-        return 0
+    if args[0] in ("-V", "--version") or (
+            set(args) & {"-V", "--version"} and set(args) <= {"-V", "--version", "--json"}):
+        return cmd_version(runtime["stdout"], "--json" in args)
     if args[0] == "mcp":
         return cmd_mcp(args[1:], runtime)
     command = args[0] if args[0] in COMMANDS else "generate"
@@ -8681,6 +8681,34 @@ def dispatch(args: list[str], runtime: dict) -> int:
     options["prompt"] = _read_prompt(options, options.pop("words"), ctx.stdin, cwd)
     job = make_job(options, env)
     return cmd_generate(job, ctx)
+
+
+def version_facts() -> dict:
+    """What a bug report needs: this program's name as started and version, the Python that
+    runs it, the file's path, the platform."""
+    name = program_name()
+    system, machine = user_agent().split(" (", 1)[1][:-1].split("; ")  # the one source
+    platform = f"{system} ({machine})"
+    return {"program": name if " " not in name else "imagegen", "version": __version__,
+            "python": ".".join(map(str, sys.version_info[:3])),
+            "python_implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(
+                sys.implementation.name, sys.implementation.name),
+            "python_executable": sys.executable or None,
+            "path": os.path.abspath(__file__), "platform": platform}
+
+
+def cmd_version(stdout: Any, json_mode: bool) -> int:
+    """`--version`: "imagegen 0.2.0" on the first line (scripts parse it), then the Python,
+    the file and the platform; --json: one object."""
+    facts = version_facts()
+    if json_mode:
+        stdout.write(json.dumps(facts, ensure_ascii=False) + "\n")
+        return 0
+    stdout.write(f"{facts['program']} {facts['version']}\n"
+                 f"python: {facts['python']} ({facts['python_implementation']}"
+                 + (f", {facts['python_executable']}" if facts["python_executable"] else "")
+                 + f")\nfile: {facts['path']}\nplatform: {facts['platform']}\n")
+    return 0
 
 
 def main(argv: list[str] | None = None, *, opener: Any = None,

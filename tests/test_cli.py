@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import platform
 import re
 import shlex
 import shutil
@@ -378,8 +380,12 @@ def test_version(fake, env, run):
     imagegen = importlib.import_module("imagegen")
     result = run("--version")
     assert result.code == 0, result
-    assert result.out.strip().endswith(imagegen.__version__)
-    assert result.out.count("\n") == 1
+    first, *more = result.out.splitlines()
+    assert first == f"imagegen {imagegen.__version__}"  # scripts parse this line
+    assert more == [f"python: {platform.python_version()} ({platform.python_implementation()}, "
+                    f"{sys.executable})",
+                    f"file: {os.path.abspath(imagegen.__file__)}",
+                    f"platform: {PLATFORM}"]
     assert fake.requests == []
 
 
@@ -417,7 +423,8 @@ def test_cli_version(fake, env, run_cli):
     imagegen = importlib.import_module("imagegen")
     result = run_cli("--version")
     assert result.code == 0, result
-    assert imagegen.__version__ in result.out
+    assert result.out.splitlines()[0] == f"imagegen {imagegen.__version__}"
+    assert f"file: {run_cli.script}" in result.out.splitlines()
 
 
 def test_cli_generate(fake, env, run_cli):
@@ -552,3 +559,29 @@ def test_help_and_batch_still_work_as_commands(fake, env, run):
     result = run("batch", "b.jsonl", "-q")
     assert result.code == 0, result
     assert result.out == "fox.png\n"
+
+
+#: what --version says of the platform (macOS: its product version, as in the User-Agent)
+PLATFORM = (f"{'Mac OS' if sys.platform == 'darwin' else platform.system()} "
+            f"{platform.mac_ver()[0] if sys.platform == 'darwin' else platform.release()} "
+            f"({platform.machine()})")
+
+
+@pytest.mark.parametrize("argv", [["--version", "--json"], ["--json", "--version"], ["-V", "--json"]])
+def test_version_json_is_one_object_with_the_facts_of_a_bug_report(fake, env, run, argv):
+    imagegen = importlib.import_module("imagegen")
+    result = run(*argv)
+    assert result.code == 0, result
+    assert result.json == {
+        "program": "imagegen", "version": imagegen.__version__,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "python_executable": sys.executable, "path": os.path.abspath(imagegen.__file__),
+        "platform": PLATFORM}
+
+
+def test_version_names_the_entry_point_it_was_started_by(monkeypatch, capsys):
+    imagegen = importlib.import_module("imagegen")
+    monkeypatch.setattr(sys, "argv", ["/home/me/.local/bin/codex-imagegen", "--version"])
+    assert imagegen.main() == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"codex-imagegen {imagegen.__version__}"
