@@ -5460,10 +5460,9 @@ class Reporter:
             stream.flush()
 
     def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
-        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
-        program = json.dumps(program_name(), ensure_ascii=False)[1:-1]
-        text = as_invoked(json.dumps(payload, ensure_ascii=False), program)
-        text = self.secrets.redact(text, escaped)
+        escaped = [json_text(path)[1:-1] for path in keep]
+        program = json_text(program_name())[1:-1]
+        text = self.secrets.redact(as_invoked(json_text(payload), program), escaped)
         with self._lock:
             self._clear()
             self._write(self.stdout, text + "\n")
@@ -5644,6 +5643,18 @@ def printable(text: str) -> str:
     """One line with no control characters: a server's text (an error, the model's answer)
     must not move the cursor, retitle or clear the user's terminal."""
     return _CONTROL_RE.sub("?", " ".join(str(text).splitlines()))
+
+
+#: C1 controls and bidirectional overrides and isolates: a server's text holding them, shown
+#: raw by `cat` or `jq -r`, could drive the terminal or reorder what the user reads.
+_UNSAFE_IN_JSON = re.compile("[\u0080-\u009f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(value: Any) -> str:
+    """One line of JSON, other non-ASCII text kept readable, the characters that could
+    drive or reorder a terminal written as \\uXXXX escapes."""
+    return _UNSAFE_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}",
+                               json.dumps(value, ensure_ascii=False))
 
 
 def image_entry(saved: Saved, job: Job, cwd: str) -> dict:

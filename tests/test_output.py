@@ -265,3 +265,32 @@ def test_running_the_tests_leaves_no_cache_in_the_checkout(request):
         found = hypothesis.storage_directory("examples")
     home = Path(getattr(found, "path", found)).resolve()
     assert root not in home.parents, home
+
+
+# terminal safety in --json ##################################################################
+
+UNSAFE = "\u0085\u009b2J\u202eevil\u202c\u2066x\u2069"  # C1 (NEL, CSI), bidi override, isolate
+
+
+def test_json_escapes_the_characters_that_could_drive_a_terminal(fake, env, run):
+    from fakeserver import ok
+    fake.default("/responses", ok(revised_prompt=f"café {UNSAFE} — fine"))
+    result = run(PROMPT, "--json", "--route", "responses")
+    assert result.code == 0, result
+    raw = result.out
+    for char in UNSAFE:
+        if not char.isascii():
+            assert char not in raw, repr(char)
+            assert f"\\u{ord(char):04x}" in raw
+    assert "café" in raw and "—" in raw  # other non-ASCII text stays readable
+    assert result.json["images"][0]["revised_prompt"] == f"café {UNSAFE} — fine"
+
+
+def test_json_escapes_them_in_a_servers_error_message_too(fake, env, run):
+    from fakeserver import content_policy
+    fake.default("/images/generations", content_policy(f"refused {UNSAFE} é"))
+    result = run(PROMPT, "--json")
+    assert result.code == 6, result
+    assert not any(char in result.out for char in UNSAFE if not char.isascii())
+    assert "\\u202e" in result.out and "é" in result.out
+    assert UNSAFE in result.json["error"]["message"]
