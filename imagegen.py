@@ -732,7 +732,7 @@ output:
                             - writes the image to stdout (a pipe, one image)
   --force                   allow -o to replace an existing file
   --meta                    also write <image>.json with the prompt, models and sizes
-  --preview                 show the saved image in the terminal (kitty, iTerm2, WezTerm)
+  --preview                 show the saved image in the terminal (kitty, Ghostty, iTerm2, WezTerm)
   -q, --quiet               stdout: saved paths only; stderr: errors only
   --json                    stdout: one JSON object
   --no-progress             no live progress line
@@ -1752,12 +1752,14 @@ KITTY_CHUNK = 4096  # the kitty protocol's limit for one escape's base64 payload
 
 def preview_protocol(environ: dict, is_tty: bool) -> str | None:
     """Which inline-image protocol ("kitty", "iterm" or None) this terminal speaks, from the
-    environment alone (no query is sent). None when stdout is not a terminal, for TERM=dumb,
-    and inside tmux or screen, which swallow these escapes."""
+    environment alone (no query is sent): kitty's graphics protocol in kitty and Ghostty,
+    iTerm2's inline images in iTerm2 and WezTerm. None when stdout is not a terminal, for
+    TERM=dumb, and inside tmux or screen, which swallow these escapes."""
     term = environ.get("TERM", "")
     if not is_tty or term == "dumb" or environ.get("TMUX") or term.startswith(("screen", "tmux")):
         return None
-    if term == "xterm-kitty" or environ.get("KITTY_WINDOW_ID"):
+    if term in ("xterm-kitty", "xterm-ghostty") or environ.get("KITTY_WINDOW_ID") \
+            or environ.get("TERM_PROGRAM") == "ghostty":
         return "kitty"
     if environ.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm"):
         return "iterm"
