@@ -2667,7 +2667,8 @@ class Response:
     """An open HTTP answer whose reads keep to the stall and total deadlines."""
 
     def __init__(self, raw: Any, transport: Transport, deadline: float,
-                 stall_timeout: float, watch: _Watch | None = None) -> None:
+                 stall_timeout: float, watch: _Watch | None = None,
+                 budget: float | None = None) -> None:
         self.raw = raw
         self.watch = watch  # cuts the connection at the deadline (see _Watch)
         self.status = raw.status
@@ -2675,6 +2676,9 @@ class Response:
         self.transport = transport
         self.deadline = deadline
         self.stall_timeout = stall_timeout
+        # the whole time allowed, for the message when the deadline passes (Transport.open)
+        self.budget = round(max(deadline - transport.clock(), 0.0), 1) if budget is None \
+            else budget
         self.received = 0
         self.decoded = 0  # bytes after Content-Encoding, when there is one
         self._decompress = None
@@ -2692,7 +2696,7 @@ class Response:
                 raise Interrupted("interrupted")
             remaining = self.deadline - self.transport.clock()
             if remaining <= 0:
-                raise self.transport.timeout_error()
+                raise self.transport.timeout_error(self.budget)
             limit = min(remaining, self.stall_timeout) if self.stall_timeout else remaining
             sock = _socket_of(self.raw)
             if sock is not None:
@@ -2701,20 +2705,20 @@ class Response:
                 chunk = self.raw.read1(size) if hasattr(self.raw, "read1") else self.raw.read(size)
             except (socket.timeout, TimeoutError):
                 if self.cut():
-                    raise self.transport.cut_error() from None
+                    raise self.transport.cut_error(self.budget) from None
                 if self.transport.clock() >= self.deadline - 0.01:
-                    raise self.transport.timeout_error() from None
+                    raise self.transport.timeout_error(self.budget) from None
                 raise BackendError(f"stalled: the server sent nothing for "
                                    f"{self.stall_timeout:g} s (--stall-timeout)",
                                    transient=True) from None
             except (http.client.IncompleteRead, ConnectionError, OSError,
                     http.client.HTTPException, ValueError) as exc:
                 if self.cut():
-                    raise self.transport.cut_error() from None
+                    raise self.transport.cut_error(self.budget) from None
                 raise BackendError(f"the connection broke while reading the answer "
                                    f"({type(exc).__name__})", transient=True) from None
             if not chunk and self.cut():  # the watch shut the socket: not a clean end
-                raise self.transport.cut_error()
+                raise self.transport.cut_error(self.budget)
             if not chunk:
                 # http.client's read1 ends quietly when the server hangs up before the
                 # Content-Length it promised: that is a cut answer, not a complete one.
@@ -2912,12 +2916,10 @@ class Transport:
     """The only network code: opens requests with urllib, maps failures to errors."""
 
     def __init__(self, opener: Any = None, clock: Callable[[], float] = time.monotonic,
-                 cancel: threading.Event | None = None,
-                 total_timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 cancel: threading.Event | None = None) -> None:
         self._opener = opener
         self.clock = clock
         self.cancel = cancel or threading.Event()
-        self.total_timeout = total_timeout
         self.local = threading.local()  # the watch of the request this thread is opening
         self._watches: set[_Watch] = set()
         self._watches_lock = threading.Lock()
@@ -2925,13 +2927,13 @@ class Transport:
     def cancelled(self) -> bool:
         return self.cancel.is_set()
 
-    def timeout_error(self) -> BackendError:
-        return BackendError(f"timed out: no answer within the {self.total_timeout:g} s budget "
-                            f"(--timeout)")
+    @staticmethod
+    def timeout_error(budget: float) -> BackendError:
+        return BackendError(f"timed out: no answer within the {budget:g} s budget (--timeout)")
 
-    def cut_error(self) -> ImagegenError:
+    def cut_error(self, budget: float) -> ImagegenError:
         """What a request cut by its watch became: Ctrl-C, or the deadline."""
-        return Interrupted("interrupted") if self.cancelled() else self.timeout_error()
+        return Interrupted("interrupted") if self.cancelled() else self.timeout_error(budget)
 
     def abort(self, thread: int | None = None) -> None:
         """Cut the requests in flight (of one thread, or all): Ctrl-C, a held signal's end."""
@@ -2954,14 +2956,18 @@ class Transport:
         return self._opener
 
     def open(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
-             ) -> Response:
-        """Send the request. Returns a 2xx Response; raises the mapped error otherwise."""
+             budget: float | None = None) -> Response:
+        """Send the request. Returns a 2xx Response; raises the mapped error otherwise.
+        `budget`: the whole time allowed (a job's --timeout), for the message when the
+        deadline passes; by default the time left now."""
         import urllib.request
         if self.cancelled():
             raise Interrupted("interrupted")
         remaining = deadline - self.clock()
+        if budget is None:
+            budget = round(max(remaining, 0.0), 1)
         if remaining <= 0:
-            raise self.timeout_error()
+            raise self.timeout_error(budget)
         limit = min(remaining, stall_timeout) if stall_timeout else remaining
         check_url(request.url)
         raw_request = urllib.request.Request(request.url, data=request.body,
@@ -2973,19 +2979,20 @@ class Transport:
             self._watches.add(watch)
         self.local.watch = watch
         try:
-            raw = self._open(raw_request, host, request, deadline, stall_timeout, limit)
+            raw = self._open(raw_request, host, request, deadline, stall_timeout, limit,
+                             budget)
         except BaseException as exc:
             self.forget(watch)
             if watch.fired and isinstance(exc, ImagegenError) \
                     and getattr(exc, "status", None) is None:
-                raise self.cut_error() from None
+                raise self.cut_error(budget) from None
             raise
         finally:
             self.local.watch = None
-        return Response(raw, self, deadline, stall_timeout, watch)
+        return Response(raw, self, deadline, stall_timeout, watch, budget)
 
     def _open(self, raw_request: Any, host: str, request: HttpRequest, deadline: float,
-              stall_timeout: float, limit: float) -> Any:
+              stall_timeout: float, limit: float, budget: float) -> Any:
         import http.client
         import socket
         import urllib.error
@@ -3010,11 +3017,11 @@ class Transport:
             raise error from None
         except urllib.error.URLError as exc:
             # urllib wraps only what fails while connecting and sending: nothing was answered.
-            error = self._url_error(exc, host, deadline, stall_timeout, request.url)
+            error = self._url_error(exc, host, deadline, stall_timeout, budget, request.url)
             error.delivered = False  # type: ignore[attr-defined]
             raise error from None
         except (socket.timeout, TimeoutError):
-            raise self._timeout(deadline, stall_timeout) from None
+            raise self._timeout(deadline, stall_timeout, budget) from None
         except http.client.InvalidURL as exc:
             raise UsageError(f"the URL for {host} is not valid ({exc})") from None
         except (ConnectionError, OSError) as exc:
@@ -3038,7 +3045,7 @@ class Transport:
             raise
 
     def _url_error(self, exc: Any, host: str, deadline: float, stall_timeout: float,
-                   url: str = "") -> ImagegenError:
+                   budget: float, url: str = "") -> ImagegenError:
         import socket
         import ssl
         import urllib.parse
@@ -3064,21 +3071,21 @@ class Transport:
             return BackendError(f"cannot resolve {host}: no network or DNS (a sandbox without "
                                 f"network access?)", transient=True)
         if isinstance(reason, (socket.timeout, TimeoutError)):
-            return self._timeout(deadline, stall_timeout)
+            return self._timeout(deadline, stall_timeout, budget)
         if isinstance(reason, ConnectionRefusedError):
             return BackendError(f"cannot connect to {host}: connection refused",
                                 transient=True)
         return BackendError(f"cannot reach {host}: {reason}", transient=True)
 
-    def _timeout(self, deadline: float, stall_timeout: float) -> BackendError:
+    def _timeout(self, deadline: float, stall_timeout: float, budget: float) -> BackendError:
         if self.clock() >= deadline - 0.05 or not stall_timeout:
-            return self.timeout_error()
+            return self.timeout_error(budget)
         return BackendError(f"stalled: the server sent nothing for {stall_timeout:g} s "
                             f"(--stall-timeout)", transient=True)
 
     def fetch_json(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
-                   ) -> tuple[Any, Response]:
-        response = self.open(request, deadline, stall_timeout)
+                   budget: float | None = None) -> tuple[Any, Response]:
+        response = self.open(request, deadline, stall_timeout, budget)
         try:
             body = response.read_all()
         finally:
@@ -3578,19 +3585,22 @@ class CodexAuth:
                 self._login = self._read()
             return self._login
 
-    def current(self, retries: int | None = None) -> ChatGPTLogin:
-        """A usable login, refreshed first when its access token is about to expire (a
-        refresh that failed in transit is re-sent up to `retries` times: the asking job's)."""
+    def current(self, retries: int | None = None, timeout: float | None = None,
+                ) -> ChatGPTLogin:
+        """A usable login, refreshed first when its access token is about to expire. A
+        refresh keeps to the asking job's patience: re-sent up to `retries` times when it
+        failed in transit, each try within `timeout` (at most REFRESH_TIMEOUT_S)."""
         with self._lock:
             if self._login is None:
                 self._login = self._read()
             if needs_refresh(self._login, self.clock()):
                 reason = ("proactive_expiry" if access_expiry(self._login) is not None
                           else "scheduled")
-                self._login = self._refresh_once(self._login, None, reason, retries)
+                self._login = self._refresh_once(self._login, None, reason, retries, timeout)
             return self._login
 
-    def after_unauthorized(self, rejected: str, retries: int | None = None) -> ChatGPTLogin:
+    def after_unauthorized(self, rejected: str, retries: int | None = None,
+                           timeout: float | None = None) -> ChatGPTLogin:
         """After a 401: another thread or program may have refreshed already; else refresh
         (once a run: when this run's refreshed login is refused too, it is returned as it
         is, and the caller gives up)."""
@@ -3602,11 +3612,12 @@ class CodexAuth:
                 self._login = on_disk
             else:
                 self._login = self._refresh_once(on_disk, rejected, "unauthorized_recovery",
-                                                 retries)
+                                                 retries, timeout)
             return self._login
 
     def _refresh_once(self, stale: ChatGPTLogin, rejected: str | None, reason: str,
-                      retries: int | None = None) -> ChatGPTLogin:
+                      retries: int | None = None, timeout: float | None = None,
+                      ) -> ChatGPTLogin:
         if self._failure is not None or self.refreshes:
             # Another program may have saved a usable login since; else no second refresh.
             on_disk = self._read()
@@ -3618,7 +3629,9 @@ class CodexAuth:
             return stale
         try:
             return self._refresh(stale, rejected, reason,
-                                 self.retries if retries is None else retries)
+                                 self.retries if retries is None else retries,
+                                 REFRESH_TIMEOUT_S if timeout is None
+                                 else min(REFRESH_TIMEOUT_S, timeout))
         except Interrupted:
             raise
         except ImagegenError as error:
@@ -3626,7 +3639,7 @@ class CodexAuth:
             raise
 
     def _refresh(self, stale: ChatGPTLogin, rejected: str | None, reason: str,
-                 retries: int) -> ChatGPTLogin:
+                 retries: int, timeout: float) -> ChatGPTLogin:
         if self.transport.cancelled():
             raise Interrupted("interrupted")
         with AuthLocks(self.path):
@@ -3651,7 +3664,7 @@ class CodexAuth:
                 # answers, and an answer thrown away is a login destroyed.
                 with SIGNALS.hold(self.transport):
                     try:
-                        answer = self._send_refresh(request)
+                        answer = self._send_refresh(request, timeout)
                     except RefreshAnswerLost as lost:
                         adopted = self._adopt_saved_login(fresh)
                         if adopted is not None:
@@ -3690,11 +3703,10 @@ class CodexAuth:
             {"client_id": CLIENT_ID, "grant_type": "refresh_token",
              "refresh_reason": reason, "refresh_token": refresh_token})
 
-    def _send_refresh(self, request: HttpRequest) -> dict:
+    def _send_refresh(self, request: HttpRequest, limit: float) -> dict:
         """One refresh request. Raises AuthError when the issuer refused for good, a
         transient error when nothing can have been spent (a re-send is safe), and
         RefreshAnswerLost when the token may be spent but the answer is not known."""
-        limit = min(REFRESH_TIMEOUT_S, self.transport.total_timeout)
         try:
             answer, _ = self.transport.fetch_json(request, self.transport.clock() + limit,
                                                   limit)
@@ -4706,7 +4718,7 @@ class CodexBackend(Backend):
     def __init__(self, ctx: Context, job: Job) -> None:
         super().__init__(ctx, job)
         self.auth = ctx.codex_auth()  # one login per run, shared by every job and thread
-        self.retries = job.retries  # this job's, for a refresh it sets off
+        self.patience = (job.retries, job.timeout)  # this job's, for a refresh it sets off
         self.version = codex_version(ctx.env)
         self.login: ChatGPTLogin | None = None
 
@@ -4717,7 +4729,7 @@ class CodexBackend(Backend):
             except AuthError:
                 self.login = None
             return
-        self.login = self.auth.current(self.retries)
+        self.login = self.auth.current(*self.patience)
 
     def routes(self, job: Job) -> list:
         images, responses = CodexImagesRoute(), ResponsesRoute(codex=True)
@@ -4745,7 +4757,7 @@ class CodexBackend(Backend):
         return (self.base_override or self.configured_base_url(self.ctx.env) or "").rstrip("/")
 
     def headers(self, route: Any, dry_run: bool = False) -> dict:
-        login = self.login if dry_run else self.auth.current(self.retries)
+        login = self.login if dry_run else self.auth.current(*self.patience)
         token = login.access_token if login else "***"
         # `version` stays: the backend gates models on it (a stale one gets "requires a
         # newer version of Codex"). Nothing else of Codex's own headers is sent.
@@ -4773,7 +4785,7 @@ class CodexBackend(Backend):
     def recover(self, headers: dict) -> bool:
         rejected = headers.get("Authorization", "").partition(" ")[2]
         before = rejected
-        self.login = self.auth.after_unauthorized(rejected, self.retries)
+        self.login = self.auth.after_unauthorized(rejected, *self.patience)
         return self.login.access_token != before
 
 
@@ -6002,7 +6014,7 @@ class Context:
 
     def __init__(self, env: dict, cwd: str, stdin: Any, stdout: Any, stderr: Any, *,
                  quiet: bool = False, json_mode: bool = False, progress: bool = True,
-                 timeout: float = DEFAULT_TIMEOUT_S, opener: Any = None,
+                 opener: Any = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
@@ -6014,7 +6026,7 @@ class Context:
         self.cancel = threading.Event()
         self.sleep = self._cancellable_sleep if sleep is time.sleep else sleep
         self.secrets = Secrets()
-        self.transport = Transport(opener, monotonic, self.cancel, timeout)
+        self.transport = Transport(opener, monotonic, self.cancel)
         self.reporter = Reporter(stdout, stderr, self.secrets, env, quiet, json_mode, progress)
         self.temporary_files: set[str] = set()
         self.temporary_dirs: set[str] = set()  # where this run may have a .part file
@@ -6094,7 +6106,6 @@ class Generator:
     def __init__(self, ctx: Context, job: Job, label: str = "") -> None:
         self.ctx, self.job, self.label = ctx, job, label
         self.backend: Backend = BACKENDS[job.backend](ctx, job)
-        ctx.transport.total_timeout = job.timeout
         self.policy = SavePolicy(job, ctx.cwd, ctx.env)
         self.saved: list[Saved] = []
         self.errors: list[tuple[int, ImagegenError]] = []
@@ -6286,7 +6297,8 @@ class Generator:
             request = route.build(job, inputs, n, backend.base_url(route), headers)
             ctx.reporter.phase((id(self), first), "sending")
             try:
-                response = ctx.transport.open(request, deadline, job.stall_timeout)
+                response = ctx.transport.open(request, deadline, job.stall_timeout,
+                                              self.job.timeout)
             except Unauthorized as error:
                 if not refreshed and backend.recover(headers):
                     refreshed = True
@@ -7508,43 +7520,6 @@ class McpReporter(Reporter):
                 + (f" · {human_bytes(received)}" if received else ""))
 
 
-class _McpOpener:
-    """urllib's opener that remembers the answers it opened, so that cancelling a call
-    cuts them at once instead of waiting up to --stall-timeout for the server."""
-
-    def __init__(self) -> None:
-        self._opener: Any = None
-        self._answers: list[Any] = []
-        self._lock = threading.Lock()
-        self._cut = False
-
-    def open(self, request: Any, timeout: float | None = None) -> Any:
-        if self._opener is None:
-            import urllib.request
-            self._opener = urllib.request.build_opener(_same_origin_credentials())
-        raw = self._opener.open(request, timeout=timeout)
-        with self._lock:
-            self._answers = [a for a in self._answers if not getattr(a, "closed", False)]
-            self._answers.append(raw)
-            cut = self._cut
-        if cut:
-            self.cut()
-        return raw
-
-    def cut(self) -> None:
-        import socket
-        with self._lock:
-            self._cut = True
-            answers = list(self._answers)
-        for raw in answers:
-            sock = _socket_of(raw)
-            try:
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
 class McpCall:
     """One tools/call in flight: its own Context (cancel event, secrets, temporary files),
     its thread, and its progress heartbeat."""
@@ -7554,7 +7529,6 @@ class McpCall:
         self.server, self.request_id, self.tool = server, request_id, tool
         self.arguments, self.progress_token, self.version = arguments, progress_token, version
         seams = dict(server.runtime.get("seams") or {})
-        self.opener = seams.setdefault("opener", _McpOpener())
         self.ctx = Context(server.env, server.cwd, None, server.stderr, server.stderr, **seams)
         self.reporter = McpReporter(server.stderr, self.ctx.secrets, server.env)
         self.ctx.reporter = self.reporter
@@ -7574,8 +7548,9 @@ class McpCall:
         """notifications/cancelled: stop at once, leave no partial file, answer nothing."""
         self.cancelled = True
         self.ctx.cancel.set()
-        if isinstance(self.opener, _McpOpener):
-            self.opener.cut()
+        # Cuts its requests at once, also one still waiting for the status line: the
+        # call's own Transport watches every connection it opens (see _Watch).
+        self.ctx.transport.abort()
         self.ctx.remove_temporary_files()
         self.server.log(f"call {self.request_id} cancelled" + (f" ({printable(reason)[:80]})"
                                                                 if reason else ""))

@@ -26,8 +26,9 @@ body = {
 request = urllib.request.Request(
     os.environ["IMAGEGEN_CODEX_BASE_URL"] + "/responses", data=json.dumps(body).encode(),
     headers={"Authorization": "Bearer " + tokens["access_token"],
-             "ChatGPT-Account-ID": tokens.get("account_id") or "", "originator": "codex_cli_rs",
-             "version": "0.169.0", "session_id": session, "x-client-request-id": session,
+             "ChatGPT-Account-ID": tokens.get("account_id") or "", "originator": "codex-imagegen",
+             "User-Agent": "codex-imagegen-floor/0", "version": "0.169.0",
+             "session-id": session, "thread-id": session,
              "Accept": "text/event-stream", "Content-Type": "application/json"})
 with urllib.request.urlopen(request, timeout=300) as response:
     for line in response:

@@ -1063,6 +1063,7 @@ class FakeServer:
         self.by_prompt: dict[str, Behaviour] = {}
         self.max_in_flight = 0
         self._in_flight = 0
+        self.hung_up: list[str] = []  # paths whose client closed the connection during a delay
         self.errors: list[str] = []
         self._lock = threading.RLock()
         self._arrived = threading.Condition(self._lock)
@@ -1660,9 +1661,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(opts["code"], {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_token"},
                                       "detail": message}, headers=headers)
             return
-        if kind == "ok" and fake._wait(opts.get("delay", fake.delay)):
+        if kind == "ok" and self._delay_unless_hung_up(opts.get("delay", fake.delay)):
             raise _Abort()
         getattr(self, "_route_" + self.route.kind)(behaviour)
+
+    def _delay_unless_hung_up(self, seconds: float) -> bool:
+        """The happy answer's delay, as a server thinking before its status line. True (no
+        answer) when the server stops meanwhile, or when the client hangs up: that is
+        recorded in fake.hung_up, as a real server would see the connection close."""
+        import select
+        ends = time.monotonic() + (seconds or 0)
+        while True:
+            left = ends - time.monotonic()
+            if left <= 0:
+                return self.fake._wait(0)
+            if self.fake._wait(min(left, 0.05)):
+                return True
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                gone = bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            except (OSError, ValueError):
+                gone = True
+            if gone:
+                with self.fake._lock:
+                    self.fake.hung_up.append(self.path)
+                return True
 
     def _echo_message(self) -> str:
         body = self.rec.json if isinstance(self.rec.json, dict) else (self.rec.form or {})

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from fakeserver import (content_policy, find_secrets, ok, png_bytes, image_info, status,
+from fakeserver import (content_policy, find_secrets, ok, png_bytes, image_info, stall, status,
                         usage_limit)
 
 import imagegen
@@ -811,7 +811,6 @@ def test_a_line_already_done_is_not_checked_again(fake, env, run):
 
 def test_ctrl_c_says_what_was_done_and_how_to_resume_truthfully(fake, env, run_cli):
     import signal
-    from fakeserver import stall
     fake.by_prompt["REFUSE"] = content_policy()
     fake.by_prompt["STALL"] = stall(seconds=30)
     write_batch(env, [
@@ -860,3 +859,22 @@ def test_interrupted_summary_counts_each_kind_of_line():
     assert text.startswith("batch interrupted: 0 done, 1 skipped, 0 failed, 1 cut off, "
                            "2 not started; ")
     assert "would be made again" not in text
+
+
+def test_each_line_of_a_parallel_batch_times_out_on_its_own_timeout(fake, env, run):
+    # Line 1 (Responses route) never answers and has 0.7 s; line 2 (images route) answers
+    # and has 30 s. Line 2's job starts while line 1 waits: its timeout must not become
+    # line 1's, in the message or in the wait.
+    fake.default("/codex/responses", stall(seconds=10))
+    write_batch(env, [
+        {"prompt": "a slow fox", "out": "slow.png", "timeout": 0.7, "stall_timeout": 0},
+        {"prompt": "a quick fox", "out": "quick.png", "timeout": 30, "route": "images"},
+    ])
+    result = run("batch", "batch.jsonl", "--parallel", "2", "--retries", "0")
+    assert result.code == 5, result
+    lines = result.out.splitlines()
+    assert lines[0].startswith("ERROR backend:"), result
+    assert "no answer within the 0.7 s budget (--timeout)" in lines[0], result
+    assert lines[1] == "quick.png"
+    assert not (env.work / "slow.png").exists()
+    assert (env.work / "quick.png").read_bytes() == fake.images_sent[-1]

@@ -809,7 +809,7 @@ def test_long_error_bodies_are_cut(fake, env, run, body):
 def test_a_stall_longer_than_the_total_budget_is_a_timeout(fake, env, run):
     fake.default(CODEX, stall(seconds=10))
     result = run(PROMPT, "--timeout", "0.7", "--stall-timeout", "0", "--quiet")
-    quiet_failure(result, env, 5, "timed out")
+    quiet_failure(result, env, 5, r"timed out: no answer within the 0\.7 s budget \(--timeout\)")
 
 
 def test_a_stall_is_retried(fake, env, run):

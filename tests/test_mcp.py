@@ -356,6 +356,29 @@ def test_closing_stdin_cancels_a_call_in_flight_and_leaves_no_file(raw, env, fak
     assert debris(env.work) == []
 
 
+def test_a_cancel_while_the_server_has_not_answered_yet_ends_the_call_at_once(raw, env, fake):
+    # The request is sent; the server holds back even the status line for a minute. The
+    # cancel must cut that connection: the server then exits as soon as stdin closes,
+    # instead of waiting for the stalled request.
+    fake.delay = 60
+    client = raw()
+    client.initialize()
+    client.send({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "generate_image", "arguments": {"prompt": "a cat", "route": "images",
+                                                "stall_timeout": 0}}})
+    assert wait_until(lambda: any(r.path.endswith("/images/generations") for r in fake.requests), 20)
+    client.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                 "params": {"requestId": 7, "reason": "the user changed their mind"}})
+    assert wait_until(lambda: "cancelled" in "".join(client.err), 10), client.err
+    # the backend sees the connection closed (not held until a time-out, a minute later)
+    assert wait_until(lambda: any(p.endswith("/images/generations") for p in fake.hung_up), 10), \
+        fake.hung_up
+    result = client.close(timeout=15)
+    assert result.code == 0, result
+    assert '"id": 7' not in result.out and '"id":7' not in result.out  # a cancelled call gets no answer
+    assert debris(env.work) == []
+
+
 def test_sigterm_stops_the_server_and_leaves_no_file(raw, env, fake):
     import signal
     client = _a_call_streaming_into_a_part_file(raw, env, fake)

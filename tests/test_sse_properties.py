@@ -307,13 +307,13 @@ JSON_TEMPLATES = [
 @SETTINGS
 @given(mutated(JSON_TEMPLATES))
 def test_json_answers_of_the_wrong_shape_raise_only_the_tools_errors(payload):
-    transport = imagegen.Transport(opener=NoNetwork(), total_timeout=5)
+    transport = imagegen.Transport(opener=NoNetwork())
     only_tool_errors(read_images_answer, payload, "images route", transport)
     only_tool_errors(imagegen.images_from_chat, payload)
 
 
 def test_every_field_of_every_json_answer_replaced_by_every_kind_of_value_raises_only_the_tools_errors():
-    transport = imagegen.Transport(opener=NoNetwork(), total_timeout=5)
+    transport = imagegen.Transport(opener=NoNetwork())
     for document in JSON_TEMPLATES:
         for path in paths_of(document):
             for value in WRONG_VALUES:
