@@ -201,6 +201,43 @@ class Unauthorized(AuthError):
     the refresh is exit 3. (A 403 is never cured by a refresh: Codex does not try.)"""
 
 
+#: The command a hint names (`imagegen auth login`) is written with this name and printed
+#: with the name the user started the program by (program_name).
+HINT_PROGRAM = "`imagegen "
+
+
+def program_name(argv0: str | None = None, windows: bool = os.name == "nt") -> str:
+    """The command the user typed to start this program, for hints: `imagegen` or
+    `codex-imagegen` (an installed entry point), `python3 imagegen.py` (the file run as a
+    script, its path as typed); "imagegen" when it cannot be told (embedded, a test)."""
+    if argv0 is None:
+        argv = getattr(sys, "argv", None) or [""]
+        argv0 = argv[0] or ""
+    name = os.path.basename(argv0)
+    stem = name[:-4] if name.lower().endswith(".exe") else name
+    if stem in ("imagegen", "codex-imagegen"):
+        return stem
+    try:
+        same = name.endswith(".py") and os.path.samefile(argv0, __file__)
+    except (OSError, ValueError, NameError):
+        same = False
+    if not same:
+        return "imagegen"
+    if windows:
+        shown = f'"{argv0}"' if " " in argv0 else argv0
+        return f"python {shown}"
+    import shlex
+    return f"python3 {shlex.quote(argv0)}"
+
+
+def as_invoked(text: str, program: str | None = None) -> str:
+    """`text` with the commands it names (`imagegen auth login`) as the user would type
+    them: every message is written with `imagegen ...`, and printed through this."""
+    if HINT_PROGRAM not in text:
+        return text
+    return text.replace(HINT_PROGRAM, f"`{program or program_name()} ")
+
+
 # Redaction ########################################################################################
 
 #: Each pattern is written so that it cannot backtrack over a long run: a lookbehind makes a
@@ -695,7 +732,7 @@ output:
                             - writes the image to stdout (a pipe, one image)
   --force                   allow -o to replace an existing file
   --meta                    also write <image>.json with the prompt, models and sizes
-  --preview                 show the saved image in the terminal (kitty, iTerm2, WezTerm)
+  --preview                 show the saved image in the terminal (kitty, Ghostty, iTerm2, WezTerm)
   -q, --quiet               stdout: saved paths only; stderr: errors only
   --json                    stdout: one JSON object
   --no-progress             no live progress line
@@ -1715,12 +1752,14 @@ KITTY_CHUNK = 4096  # the kitty protocol's limit for one escape's base64 payload
 
 def preview_protocol(environ: dict, is_tty: bool) -> str | None:
     """Which inline-image protocol ("kitty", "iterm" or None) this terminal speaks, from the
-    environment alone (no query is sent). None when stdout is not a terminal, for TERM=dumb,
-    and inside tmux or screen, which swallow these escapes."""
+    environment alone (no query is sent): kitty's graphics protocol in kitty and Ghostty,
+    iTerm2's inline images in iTerm2 and WezTerm. None when stdout is not a terminal, for
+    TERM=dumb, and inside tmux or screen, which swallow these escapes."""
     term = environ.get("TERM", "")
     if not is_tty or term == "dumb" or environ.get("TMUX") or term.startswith(("screen", "tmux")):
         return None
-    if term == "xterm-kitty" or environ.get("KITTY_WINDOW_ID"):
+    if term in ("xterm-kitty", "xterm-ghostty") or environ.get("KITTY_WINDOW_ID") \
+            or environ.get("TERM_PROGRAM") == "ghostty":
         return "kitty"
     if environ.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm"):
         return "iterm"
@@ -5445,7 +5484,7 @@ class Reporter:
         """A result line; `keep`: saved paths in it, printed as they are (see Secrets.redact)."""
         with self._lock:
             self._clear()
-            self._write(self.stdout, self.secrets.redact(line, keep) + "\n")
+            self._write(self.stdout, self.secrets.redact(as_invoked(line), keep) + "\n")
 
     def result_bytes(self, data: bytes) -> None:
         """An image itself on stdout (-o -), binary."""
@@ -5460,8 +5499,9 @@ class Reporter:
             stream.flush()
 
     def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
-        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
-        text = self.secrets.redact(json.dumps(payload, ensure_ascii=False), escaped)
+        escaped = [json_text(path)[1:-1] for path in keep]
+        program = json_text(program_name())[1:-1]
+        text = self.secrets.redact(as_invoked(json_text(payload), program), escaped)
         with self._lock:
             self._clear()
             self._write(self.stdout, text + "\n")
@@ -5523,7 +5563,7 @@ class Reporter:
         self._err(f"imagegen: {prefix}: {printable(message)}")
 
     def _err(self, line: str, keep: Iterable[str] = ()) -> None:
-        line = " ".join(self.secrets.redact(line, keep).splitlines())
+        line = " ".join(self.secrets.redact(as_invoked(line), keep).splitlines())
         with self._lock:
             self._clear()
             self._write(self.stderr, line + "\n")
@@ -5644,6 +5684,18 @@ def printable(text: str) -> str:
     """One line with no control characters: a server's text (an error, the model's answer)
     must not move the cursor, retitle or clear the user's terminal."""
     return _CONTROL_RE.sub("?", " ".join(str(text).splitlines()))
+
+
+#: C1 controls and bidirectional overrides and isolates: a server's text holding them, shown
+#: raw by `cat` or `jq -r`, could drive the terminal or reorder what the user reads.
+_UNSAFE_IN_JSON = re.compile("[\u0080-\u009f\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(value: Any) -> str:
+    """One line of JSON, other non-ASCII text kept readable, the characters that could
+    drive or reorder a terminal written as \\uXXXX escapes."""
+    return _UNSAFE_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}",
+                               json.dumps(value, ensure_ascii=False))
 
 
 def image_entry(saved: Saved, job: Job, cwd: str) -> dict:
@@ -5775,7 +5827,10 @@ def _report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -
                                   **failed, **quota},
                                  keep=[image["path"] for image in images])
         else:
-            reporter.result(f"ERROR {error.kind}: " + printable(" ".join(error.message.split())))
+            message = " ".join(error.message.split())
+            label = f"line {number}: "
+            reporter.result(f"ERROR {error.kind}: " + printable(
+                message if message.startswith(label) else label + message))
         return
     assert job is not None
     if json_mode:
@@ -6938,7 +6993,8 @@ def _batch_job(line: str, defaults: dict, env: dict) -> Job:
         if name == "output_format":
             name = "format"
         if name not in JOB_OPTIONS:
-            raise UsageError(f"unknown key {key!r}")
+            known = [repr(option) for option in JOB_OPTIONS if option != "output_format"]
+            raise UsageError(f"unknown key {key!r}" + _did_you_mean(repr(name), known))
         options[name] = value
     if "prompt" not in entry:
         raise UsageError('no "prompt" key')
@@ -6973,29 +7029,38 @@ class _BatchLine:
 
     number: int
     job: Job | None
-    error: UsageError | None = None
+    error: ImagegenError | None = None
 
 
 def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
     """`imagegen batch FILE`: every line's images, its result printed in input order."""
     started = ctx.monotonic()
-    lines = _plan_lines(source, defaults, ctx)
+    lines = _check_lines(_plan_lines(source, defaults, ctx), ctx)
     if settings.get("dry_run"):
         return _batch_dry_run(ctx, lines)
+    json_mode = bool(settings.get("json"))
+    invalid = [line for line in lines if line.job is None]
+    if invalid:
+        return _refuse_batch(ctx, invalid, json_mode)
     runnable = [line for line in lines if line.job is not None]
     _warn_without_out(ctx.reporter, [line.number for line in runnable if not line.job.out])
-    json_mode = bool(settings.get("json"))
     printer = _InOrder([line.number for line in lines],
                        lambda number, outcome: _report_line(ctx, number, outcome, json_mode))
-    for line in lines:
-        if line.job is None:
-            printer.done(line.number, Outcome(None, not_run=line.error))
     stop = threading.Event()  # a usage limit was reached: no new line starts
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
     parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
+    begun: set[int] = set()  # the lines started, for the count after Ctrl-C
+
+    def run(line: _BatchLine) -> None:
+        begun.add(line.number)
+        printer.done(line.number, _run_line(ctx, line, stop))
+
     try:
-        _run_pool([lambda line=line: printer.done(line.number, _run_line(ctx, line, stop))
-                   for line in runnable], parallel, ctx)
+        _run_pool([lambda line=line: run(line) for line in runnable], parallel, ctx)
+    except KeyboardInterrupt:
+        printer.flush()
+        raise BatchInterrupted(_interrupted_summary(lines, dict(printer.outcomes), begun)) \
+            from None
     finally:
         ctx.reporter.close()
     outcomes = printer.in_order()
@@ -7011,6 +7076,9 @@ def _plan_lines(source: str, defaults: dict, ctx: Context) -> list[_BatchLine]:
     for number, text in enumerate(_read_batch_lines(source, ctx.stdin, ctx.cwd), 1):
         if not text.strip():
             continue
+        if not lines and text.lstrip().startswith("["):  # no JSONL line starts so
+            raise UsageError(f"{source} is a JSON array: a batch takes one JSON object per "
+                             f"line (JSONL), not an array")
         try:
             lines.append(_BatchLine(number, _batch_job(text, defaults, ctx.env)))
         except UsageError as error:
@@ -7018,6 +7086,51 @@ def _plan_lines(source: str, defaults: dict, ctx: Context) -> list[_BatchLine]:
     if not lines:
         raise UsageError(f"{source} holds no prompts")
     return lines
+
+
+def _check_lines(lines: list[_BatchLine], ctx: Context) -> list[_BatchLine]:
+    """Every line checked as far as can be without sending anything, so a mistake on line
+    40 costs no quota for lines 1 to 39: its "out" (inside the Codex home, not writable, the
+    same as another line's) and its local reference images and mask. A line whose "out"
+    exists is not checked further: it is skipped."""
+    checked: list[_BatchLine] = []
+    claimed: dict[str, int] = {}  # an explicit output path: the line that names it
+    for line in lines:
+        job = line.job
+        if job is None:
+            checked.append(line)
+            continue
+        try:
+            policy = SavePolicy(job, ctx.cwd, ctx.env)
+            for index in range(job.count if policy.explicit else 0):
+                path = policy.explicit_path(index)
+                first = claimed.setdefault(os.path.normcase(path), line.number)
+                if first != line.number:
+                    raise UsageError(f'"out" {relative_for_display(path, ctx.cwd)} is also '
+                                     f"line {first}'s")
+            if not policy.done_already():
+                policy.preflight(job.count)
+                load_inputs(replace(job, dry_run=True), ctx.transport)  # no download
+        except ImagegenError as error:
+            line = _BatchLine(line.number, None, type(error)(f"line {line.number}: "
+                                                             f"{error.message}"))
+        checked.append(line)
+    return checked
+
+
+def _refuse_batch(ctx: Context, invalid: list[_BatchLine], json_mode: bool) -> int:
+    """A batch with invalid lines sends nothing: each one's ERROR, and the first's exit code."""
+    for line in invalid:
+        _report_line(ctx, line.number, Outcome(None, not_run=line.error), json_mode)
+    numbers = [line.number for line in invalid]
+    many = len(numbers) > 1
+    shown = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
+    ctx.reporter.error(f"nothing was sent: line{'s' if many else ''} {shown} "
+                       f"{'are' if many else 'is'} invalid; fix {'them' if many else 'it'} "
+                       f"and run the batch again")
+    first = invalid[0].error
+    assert first is not None
+    return first.exit_code
 
 
 def _batch_dry_run(ctx: Context, lines: list[_BatchLine]) -> int:
@@ -7037,11 +7150,10 @@ def _batch_dry_run(ctx: Context, lines: list[_BatchLine]) -> int:
         saves.extend(path for path in _planned_saves(policy, job.count, ctx.cwd)
                      if path not in saves)  # (automatic names are claimed in turn)
     ctx.reporter.result_json({"requests": requests, "saves": saves})
-    first = next((line.error for line in lines if line.error is not None), None)
-    if first is not None:
-        ctx.reporter.error(first.message)
-        return first.exit_code
-    return 0
+    errors = [line.error for line in lines if line.error is not None]
+    for error in errors:
+        ctx.reporter.error(error.message)
+    return errors[0].exit_code if errors else 0
 
 
 def _warn_without_out(reporter: Reporter, numbers: list[int]) -> None:
@@ -7081,6 +7193,40 @@ def _run_line(ctx: Context, line: _BatchLine, stop: threading.Event) -> Outcome:
     return outcome
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C in a batch: `summary` says what was done and how to resume (main prints it)."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        self.summary = summary
+
+
+def _interrupted_summary(lines: list[_BatchLine], outcomes: dict[int, Outcome],
+                         begun: set[int]) -> str:
+    """ "batch interrupted: 2 done, 1 failed, 1 cut off, 3 not started; ...how to resume";
+    `outcomes`: the finished lines' by number; `begun`: the numbers of the lines started."""
+    failed = sum(1 for outcome in outcomes.values() if outcome.error is not None)
+    skipped = sum(1 for outcome in outcomes.values() if outcome.skipped)
+    done = len(outcomes) - failed - skipped
+    unfinished = [line.number for line in lines if line.number not in outcomes]
+    cut = sum(1 for number in unfinished if number in begun)
+    counts = [f"{done} done"] + ([f"{skipped} skipped"] if skipped else []) \
+        + [f"{failed} failed"] + ([f"{cut} cut off"] if cut else []) \
+        + [f"{len(unfinished) - cut} not started"]
+    # What a re-run does: a line whose "out" exists is skipped; any other line is made again.
+    numbers = sorted(number for number, outcome in outcomes.items()
+                     if outcome.error is None and not outcome.skipped
+                     and outcome.job is not None and not outcome.job.out)
+    also = ""
+    if numbers:
+        many = len(numbers) > 1
+        shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+        also = (f"; line{'s' if many else ''} {shown} ha{'ve' if many else 's'} no \"out\" "
+                f"and would be made again")
+    return (f"batch interrupted: {', '.join(counts)}; no partial file was left; run the same "
+            f"command again to resume (lines whose \"out\" file exists are skipped{also})")
+
+
 class _InOrder:
     """Batch results in input order while the lines finish in any order: a line's result is
     reported once every line before it has one."""
@@ -7089,12 +7235,22 @@ class _InOrder:
         self.numbers, self.report = numbers, report
         self.outcomes: dict[int, Outcome] = {}
         self.reported = 0
+        self.flushed = False
         self._lock = threading.Lock()
+
+    def flush(self) -> None:
+        """After Ctrl-C: report the lines that finished behind one that never will (in
+        input order, the unfinished left out); later results are kept, not reported."""
+        with self._lock:
+            for number in self.numbers[self.reported:]:
+                if number in self.outcomes:
+                    self.report(number, self.outcomes[number])
+            self.reported, self.flushed = len(self.numbers), True
 
     def done(self, number: int, outcome: Outcome) -> None:
         with self._lock:
             self.outcomes[number] = outcome
-            while self.reported < len(self.numbers) \
+            while not self.flushed and self.reported < len(self.numbers) \
                     and self.numbers[self.reported] in self.outcomes:
                 number = self.numbers[self.reported]
                 self.report(number, self.outcomes[number])
@@ -8450,7 +8606,7 @@ def _parse_options(args: list[str]) -> dict:
     if unknown:
         known = [option for action in parser._actions for option in action.option_strings]
         raise UsageError(f"unknown option {unknown[0]}" + (_did_you_mean(unknown[0], known)
-                                                            or " (see imagegen --help)"))
+                                                            or f" (see {program_name()} --help)"))
     if extras:
         raise UsageError("give the prompt as one quoted argument")
     return vars(namespace)
@@ -8493,11 +8649,17 @@ def _read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str |
 
 
 COMMANDS = ("generate", "auth", "batch", "doctor")
+
+
+def _prompt_hint(word: str, prog: str) -> str:
+    """For a command name that may have been meant as a one-word prompt."""
+    return f'; to make an image of the word "{word}": {prog} generate "{word}"'
 AUTH_COMMANDS = ("status", "login", "logout")
 
 
 def dispatch(args: list[str], runtime: dict) -> int:
     env, cwd = runtime["env"], runtime["cwd"]
+    prog = program_name()
 
     def context(options: dict) -> Context:
         ctx = Context(env, cwd, runtime["stdin"], runtime["stdout"], runtime["stderr"],
@@ -8507,26 +8669,31 @@ def dispatch(args: list[str], runtime: dict) -> int:
         return ctx
 
     if not args:
-        raise UsageError("no prompt: imagegen \"a red fox\" (see imagegen --help)")
+        raise UsageError(f"no prompt: {prog} \"a red fox\" (see {prog} --help)")
+    if args[0] == "help" and any(arg.startswith("-") for arg in args[1:]):
+        # `imagegen "help" -q`: an agent reading stdout for a path must not get the help
+        raise UsageError("help takes no options" + _prompt_hint("help", prog))
     if args[0] in ("-h", "--help", "help"):
         runtime["stdout"].write(HELP)
         return 0
-    if args[0] in ("-V", "--version"):
-        runtime["stdout"].write(f"imagegen {__version__}\n")
-        return 0
+    if args[0] in ("-V", "--version") or (
+            set(args) & {"-V", "--version"} and set(args) <= {"-V", "--version", "--json"}):
+        return cmd_version(runtime["stdout"], "--json" in args)
     if args[0] == "mcp":
         return cmd_mcp(args[1:], runtime)
     command = args[0] if args[0] in COMMANDS else "generate"
     rest = args[1:] if args[0] in COMMANDS else args
     if command == "auth":
         if not rest:
-            raise UsageError("imagegen auth status | login | logout (see imagegen auth --help)")
+            raise UsageError(f"{prog} auth status | login | logout (see {prog} auth --help)"
+                             + _prompt_hint("auth", prog))
         if rest[0] in ("-h", "--help", "help"):
             runtime["stdout"].write(AUTH_HELP)
             return 0
         if rest[0] not in AUTH_COMMANDS:
             raise UsageError(f"unknown auth command {rest[0]!r} ({', '.join(AUTH_COMMANDS)})"
-                             + _did_you_mean(rest[0], AUTH_COMMANDS))
+                             + (_did_you_mean(rest[0], AUTH_COMMANDS)
+                                or _prompt_hint("auth", prog)))
         options = _parse_options(rest[1:])
         if options["help"]:
             runtime["stdout"].write(AUTH_HELP)
@@ -8536,7 +8703,7 @@ def dispatch(args: list[str], runtime: dict) -> int:
                 if value not in (None, [], False) and name not in allowed | {"help"}]
         if used:
             shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
-            raise UsageError(f"imagegen auth {rest[0]} takes no {shown}")
+            raise UsageError(f"{prog} auth {rest[0]} takes no {shown}")
         ctx = context(options)
         if rest[0] == "status":
             return cmd_auth_status(ctx, bool(options["json"]))
@@ -8552,7 +8719,8 @@ def dispatch(args: list[str], runtime: dict) -> int:
                 if value not in (None, [], False) and name not in ("json", "help")]
         if used:
             shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
-            raise UsageError(f"imagegen doctor takes no {shown} (only --json)")
+            raise UsageError(f"{prog} doctor takes no {shown} (only --json)"
+                             + _prompt_hint("doctor", prog))
         return cmd_doctor(context(options), bool(options["json"]),
                           runtime.get("probes"))
     options = _parse_options(rest)
@@ -8560,17 +8728,18 @@ def dispatch(args: list[str], runtime: dict) -> int:
         runtime["stdout"].write(BATCH_HELP if command == "batch" else HELP)
         return 0
     if options.pop("open_browser"):
-        raise UsageError("--open-browser belongs to imagegen auth login")
+        raise UsageError(f"--open-browser belongs to {prog} auth login")
     gallery = options.pop("gallery")
     if gallery and command != "batch":
-        raise UsageError("--gallery belongs to imagegen batch (one image: --preview)")
+        raise UsageError(f"--gallery belongs to {prog} batch (one image: --preview)")
     if options.get("preview") and command == "batch":
         raise UsageError("--preview shows one generate's images: for a batch, use --gallery")
     ctx = context(options)
     if command == "batch":
         words = options.pop("words")
         if len(words) != 1:
-            raise UsageError("imagegen batch FILE.jsonl (or - for stdin) [options]")
+            raise UsageError(f"{prog} batch FILE.jsonl (or - for stdin) [options]"
+                             + (_prompt_hint("batch", prog) if not words else ""))
         if options.get("prompt") is not None or options.get("prompt_file") is not None:
             raise UsageError("batch takes its prompts from the file, not -p/--prompt-file")
         settings = {"json": bool(options.get("json")), "dry_run": bool(options.get("dry_run")),
@@ -8587,6 +8756,34 @@ def dispatch(args: list[str], runtime: dict) -> int:
     options["prompt"] = _read_prompt(options, options.pop("words"), ctx.stdin, cwd)
     job = make_job(options, env)
     return cmd_generate(job, ctx)
+
+
+def version_facts() -> dict:
+    """What a bug report needs: this program's name as started and version, the Python that
+    runs it, the file's path, the platform."""
+    name = program_name()
+    system, machine = user_agent().split(" (", 1)[1][:-1].split("; ")  # the one source
+    platform = f"{system} ({machine})"
+    return {"program": name if " " not in name else "imagegen", "version": __version__,
+            "python": ".".join(map(str, sys.version_info[:3])),
+            "python_implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(
+                sys.implementation.name, sys.implementation.name),
+            "python_executable": sys.executable or None,
+            "path": os.path.abspath(__file__), "platform": platform}
+
+
+def cmd_version(stdout: Any, json_mode: bool) -> int:
+    """`--version`: "imagegen 0.2.0" on the first line (scripts parse it), then the Python,
+    the file and the platform; --json: one object."""
+    facts = version_facts()
+    if json_mode:
+        stdout.write(json.dumps(facts, ensure_ascii=False) + "\n")
+        return 0
+    stdout.write(f"{facts['program']} {facts['version']}\n"
+                 f"python: {facts['python']} ({facts['python_implementation']}"
+                 + (f", {facts['python_executable']}" if facts["python_executable"] else "")
+                 + f")\nfile: {facts['path']}\nplatform: {facts['platform']}\n")
+    return 0
 
 
 def main(argv: list[str] | None = None, *, opener: Any = None,
@@ -8624,7 +8821,7 @@ def main(argv: list[str] | None = None, *, opener: Any = None,
     except ImagegenError as error:
         _report_failure(reporter(), error, json_mode)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         saved: list[dict] = []
         for ctx in runtime["contexts"]:
             ctx.cancel.set()
@@ -8633,8 +8830,9 @@ def main(argv: list[str] | None = None, *, opener: Any = None,
             ctx.remove_temporary_files()
             saved.extend(ctx.interrupted_images)
         try:
-            _report_failure(reporter(), Interrupted("interrupted; no partial file was left"),
-                            json_mode, saved)
+            message = stop.summary if isinstance(stop, BatchInterrupted) else \
+                "interrupted; no partial file was left"
+            _report_failure(reporter(), Interrupted(message), json_mode, saved)
         except BrokenPipeError:
             pass
         return Interrupted.exit_code
