@@ -810,7 +810,7 @@ paths count from the current directory. A line whose out exists is skipped, so t
 command resumes an interrupted batch; a line without out is made again on every run.
 --parallel N lines in flight (1..{parallel_max}); --json one object a line; --dry-run sends nothing;
 --gallery writes index.html, a contact sheet of the outputs, in their common folder.
-stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
+stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: line <N>: <message>.
 """.format(**_HELP_VALUES)
 
 
@@ -7999,7 +7999,10 @@ class McpServer:
             content.append({"type": "text", "text": json.dumps(structured, ensure_ascii=False)})
         if call.version in MCP_MODERN_VERSIONS:
             result["resultType"] = "complete"
-        return result
+        # the commands hints name, as this server was started (python3 .../imagegen.py ...)
+        program = json.dumps(program_name(), ensure_ascii=False)[1:-1]
+        text = json.dumps(result, ensure_ascii=False)
+        return json.loads(as_invoked(text, program)) if HINT_PROGRAM in text else result
 
     @staticmethod
     def summary(structured: dict) -> str:

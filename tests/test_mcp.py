@@ -359,7 +359,7 @@ def test_auth_status_tool_never_shows_a_secret(raw, env, fake):
     assert "usable: yes" in result["content"][0]["text"]
     env.auth_file.unlink()
     status = client.request("tools/call", {"name": "auth_status"})["result"]["structuredContent"]
-    assert status["usable"] is False and "imagegen auth login" in status["problem"]
+    assert status["usable"] is False and "imagegen.py auth login`" in status["problem"]  # as the server was started
     client.close()  # scans stdout and stderr for the login's tokens
 
 
