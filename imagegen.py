@@ -5677,7 +5677,8 @@ def _same_file(first: Any, second: Any) -> bool:
         return False
 
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: C0 and C1 controls, and the bidi overrides and isolates that would reorder what is read.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
