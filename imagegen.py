@@ -1802,7 +1802,8 @@ def preview_sequence(png: bytes, protocol: str | None, name: str = "") -> str:
 @dataclass(frozen=True)
 class GalleryItem:
     """One image of a contact sheet: its path relative to index.html, the prompt, its size,
-    and a thumbnail PNG to embed (or None to show the image itself, scaled by the browser)."""
+    and a thumbnail PNG to embed (or None to show the image itself, scaled by the browser);
+    or, with no path, a prompt that made no image and why (`failed`)."""
 
     path: str
     prompt: str
@@ -1810,6 +1811,7 @@ class GalleryItem:
     height: int | None = None
     thumbnail: bytes | None = None
     note: str = ""
+    failed: str = ""
 
 
 def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
@@ -1820,6 +1822,11 @@ def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
     from urllib.parse import quote
     cards = []
     for item in items:
+        if not item.path:
+            cards.append(f'<figure class="failed"><div class="none">no image</div><figcaption>'
+                         f'<p class="prompt">{html.escape(item.prompt)}</p>'
+                         f'<p class="error">{html.escape(item.failed)}</p></figcaption></figure>')
+            continue
         href = quote(item.path.replace(os.sep, "/"), safe="/")
         if item.thumbnail is not None:
             source = "data:image/png;base64," + base64.b64encode(item.thumbnail).decode("ascii")
@@ -1844,6 +1851,9 @@ def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
         "img{display:block;max-width:100%;max-height:256px;margin:auto;"
         "background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}"
         "p{margin:.3rem 0;overflow-wrap:anywhere}.size,.path,.note{color:#666;font-size:12px}"
+        ".failed{border-color:#e0b4b4;background:#fff6f6}.error{color:#9f3a38;font-size:12px}"
+        ".none{display:flex;align-items:center;justify-content:center;height:120px;"
+        "color:#9f3a38}"
         "</style></head>\n"
         f"<body><h1>{html.escape(title)}</h1>\n<main>\n" + "\n".join(cards)
         + "\n</main></body></html>\n")
@@ -7263,11 +7273,14 @@ class _InOrder:
 
 
 def _gallery_shots(outcomes: list[Outcome]) -> list[tuple]:
-    """(prompt, path, note) of every image a batch saved or found already there, in input
-    order, for --gallery."""
-    shots = []
+    """(prompt, path, note) of every image a batch saved or found already there, and
+    (prompt, None, why) of every line or image that failed, in input order, for --gallery."""
+    shots: list[tuple] = []
     for outcome in outcomes:
         if outcome.job is None:
+            continue
+        if outcome.not_run is not None:
+            shots.append((outcome.job.prompt, None, _gallery_error(outcome.not_run)))
             continue
         if outcome.skipped:
             shots.append((outcome.job.prompt, outcome.skipped, "already there"))
@@ -7276,7 +7289,13 @@ def _gallery_shots(outcomes: list[Outcome]) -> list[tuple]:
             fitted = item.finish is not None and item.finish.fitted
             shots.append((outcome.job.prompt, item.path,
                           f"received {item.finish.received}" if fitted else ""))
+        shots.extend((outcome.job.prompt, None, _gallery_error(failed.error))
+                     for failed in outcome.failed)
     return shots
+
+
+def _gallery_error(error: ImagegenError) -> str:
+    return f"{error.kind}: " + printable(" ".join(error.message.split()))[:300]
 
 
 GALLERY_TITLE = "imagegen gallery"
@@ -7288,10 +7307,10 @@ def _write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
     prompt, the size and the path of each. An index.html this tool did not write is left
     alone. Says where on stderr (also with --json: stdout holds only the lines' results)."""
     reporter = ctx.reporter
-    if not shots:
+    if not any(path for _, path, _ in shots):
         reporter.note("no gallery: the batch saved no image")
         return None
-    folders = [os.path.dirname(os.path.abspath(path)) for _, path, _ in shots]
+    folders = [os.path.dirname(os.path.abspath(path)) for _, path, _ in shots if path]
     try:
         directory = os.path.commonpath(folders)
     except ValueError:  # different drives
@@ -7310,6 +7329,9 @@ def _write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
         return None
     items = []
     for prompt, path, note in shots:
+        if path is None:
+            items.append(GalleryItem("", prompt, failed=note))
+            continue
         try:
             with open(path, "rb") as handle:
                 data = handle.read(MAX_RESPONSE_BYTES + 1)
@@ -7326,7 +7348,10 @@ def _write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
     except OSError as exc:
         reporter.warn(f"could not write {shown}: {exc.strerror}")
         return None
-    line = f"gallery of {len(items)} image{'s' if len(items) != 1 else ''}: {shown}"
+    made = sum(1 for item in items if item.path)
+    failed = len(items) - made
+    line = (f"gallery of {made} image{'s' if made != 1 else ''}"
+            + (f" and {failed} failed" if failed else "") + f": {shown}")
     if reporter.json_mode and not reporter.quiet:
         reporter.say(line)
     else:
