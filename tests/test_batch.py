@@ -889,9 +889,9 @@ def test_ctrl_c_says_what_was_done_and_how_to_resume_truthfully(fake, env, run_c
 
 
 def test_interrupted_summary_counts_each_kind_of_line():
-    job = imagegen.make_job({"prompt": "x", "out": "x.png"}, {})
+    job = imagegen._make_job({"prompt": "x", "out": "x.png"}, {})
     lines = [imagegen._BatchLine(n, job) for n in range(1, 5)]
-    outcomes = {1: imagegen.Outcome(job, skipped="x.png")}
+    outcomes = {1: imagegen._Outcome(job, skipped="x.png")}
     text = imagegen._interrupted_summary(lines, outcomes, begun={1, 2})
     assert text.startswith("batch interrupted: 0 done, 1 skipped, 0 failed, 1 cut off, "
                            "2 not started; ")

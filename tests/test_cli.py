@@ -481,7 +481,7 @@ def test_cli_usage_error(fake, env, run_cli):
 ])
 def test_program_name_from_argv0(argv0, expected):
     imagegen = importlib.import_module("imagegen")
-    assert imagegen.program_name(argv0, windows=False) == expected
+    assert imagegen._program_name(argv0, windows=False) == expected
 
 
 def test_program_name_of_the_script_is_how_to_run_it_again(tmp_path, monkeypatch):
@@ -492,10 +492,10 @@ def test_program_name_of_the_script_is_how_to_run_it_again(tmp_path, monkeypatch
     shutil.copyfile(imagegen.__file__, copy)
     monkeypatch.setattr(imagegen, "__file__", str(copy))
     monkeypatch.chdir(folder)
-    assert imagegen.program_name("imagegen.py", windows=False) == "python3 imagegen.py"
-    assert imagegen.program_name(str(copy), windows=False) == f"python3 '{copy}'"
-    assert imagegen.program_name(str(copy), windows=True) == f'python "{copy}"'
-    assert imagegen.as_invoked("run `imagegen auth login` (or `codex login`)",
+    assert imagegen._program_name("imagegen.py", windows=False) == "python3 imagegen.py"
+    assert imagegen._program_name(str(copy), windows=False) == f"python3 '{copy}'"
+    assert imagegen._program_name(str(copy), windows=True) == f'python "{copy}"'
+    assert imagegen._as_invoked("run `imagegen auth login` (or `codex login`)",
                                "python3 imagegen.py") == \
         "run `python3 imagegen.py auth login` (or `codex login`)"
 
