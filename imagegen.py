@@ -31,8 +31,9 @@ from typing import Any
 
 __version__ = "0.2.0"
 
-#: What a program or a test may use; the rest is this file's own, and a leading underscore
-#: marks the private names among it.
+#: What a program or a test may use. The rest is this file's own: its functions and classes
+#: carry a leading underscore (a test that reaches one says so), and its upper-case constants
+#: are settings, each explained where it is defined, not promised either.
 __all__ = [
     "__version__", "main",
     # errors: one a row of the exit-code table
@@ -196,9 +197,46 @@ class Interrupted(ImagegenError):
     exit_code, kind = 130, "interrupted"
 
 
-class Unauthorized(AuthError):
+class _Unauthorized(AuthError):
     """HTTP 401: the caller may refresh the login once and send again; one that survives
     the refresh is exit 3. (A 403 is never cured by a refresh: Codex does not try.)"""
+
+
+#: The command a hint names (`imagegen auth login`) is written with this name and printed
+#: with the name the user started the program by (program_name).
+HINT_PROGRAM = "`imagegen "
+
+
+def _program_name(argv0: str | None = None, windows: bool = os.name == "nt") -> str:
+    """The command the user typed to start this program, for hints: `imagegen` or
+    `codex-imagegen` (an installed entry point), `python3 imagegen.py` (the file run as a
+    script, its path as typed); "imagegen" when it cannot be told (embedded, a test)."""
+    if argv0 is None:
+        argv = getattr(sys, "argv", None) or [""]
+        argv0 = argv[0] or ""
+    name = os.path.basename(argv0)
+    stem = name[:-4] if name.lower().endswith(".exe") else name
+    if stem in ("imagegen", "codex-imagegen"):
+        return stem
+    try:
+        same = name.endswith(".py") and os.path.samefile(argv0, __file__)
+    except (OSError, ValueError, NameError):
+        same = False
+    if not same:
+        return "imagegen"
+    if windows:
+        shown = f'"{argv0}"' if " " in argv0 else argv0
+        return f"python {shown}"
+    import shlex
+    return f"python3 {shlex.quote(argv0)}"
+
+
+def _as_invoked(text: str, program: str | None = None) -> str:
+    """`text` with the commands it names (`imagegen auth login`) as the user would type
+    them: every message is written with `imagegen ...`, and printed through this."""
+    if HINT_PROGRAM not in text:
+        return text
+    return text.replace(HINT_PROGRAM, f"`{program or _program_name()} ")
 
 
 # Redaction ########################################################################################
@@ -325,7 +363,7 @@ class Secrets:
 
 # Time, sizes and identifiers ######################################################################
 
-def new_uuid() -> str:
+def _new_uuid() -> str:
     """A random (version 4) UUID, without importing uuid."""
     raw = bytearray(os.urandom(16))
     raw[6] = (raw[6] & 0x0F) | 0x40
@@ -334,14 +372,14 @@ def new_uuid() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def utc_now_rfc3339(now: float) -> str:
+def _utc_now_rfc3339(now: float) -> str:
     """Codex's last_refresh format: RFC 3339, UTC, microseconds, Z."""
     import datetime
     stamp = datetime.datetime.fromtimestamp(now, tz=datetime.timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_rfc3339(text: Any) -> float | None:
+def _parse_rfc3339(text: Any) -> float | None:
     if not isinstance(text, str) or not text:
         return None
     import datetime
@@ -358,7 +396,7 @@ def parse_rfc3339(text: Any) -> float | None:
     return stamp.timestamp()
 
 
-def human_bytes(count: int) -> str:
+def _human_bytes(count: int) -> str:
     if count < 1024:
         return f"{count} B"
     if count < 1024 * 1024:
@@ -366,14 +404,14 @@ def human_bytes(count: int) -> str:
     return f"{count / 1024 / 1024:.1f} MB"
 
 
-def version_tuple(text: str) -> tuple[int, ...]:
+def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
 
 # Options and the Job ##############################################################################
 
 @dataclass(frozen=True)
-class Job:
+class _Job:
     """One generate command, validated. None means "not set by the user"."""
 
     prompt: str
@@ -428,17 +466,17 @@ JOB_OPTIONS = (
 )
 
 
-def is_gpt_image_2(model: str) -> bool:
+def _is_gpt_image_2(model: str) -> bool:
     return model == "gpt-image-2" or model.startswith("gpt-image-2-")
 
 
-def parse_size(size: str | None) -> tuple[int, int] | None:
+def _parse_size(size: str | None) -> tuple[int, int] | None:
     """(width, height) of a WxH size; None for auto, None or anything else."""
     match = re.fullmatch(r"(\d+)x(\d+)", size or "")
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def check_size(size: str, image_model: str, exact: bool = True) -> None:
+def _check_size(size: str, image_model: str, exact: bool = True) -> None:
     """Raise UsageError unless `size` is auto or a WxH the tool can deliver. `exact`
     (--fit none): the image model itself must make it; otherwise any WxH within the
     bounds below does, since the answer is fitted to it here."""
@@ -454,10 +492,10 @@ def check_size(size: str, image_model: str, exact: bool = True) -> None:
             raise UsageError(f"--size {size}: each side from {MIN_FIT_SIDE} to {MAX_EDGE}, "
                              f"at most {MAX_PIXELS:,} pixels (3840x2160)")
         return
-    if not is_gpt_image_2(image_model):
+    if not _is_gpt_image_2(image_model):
         if size not in CLASSIC_SIZES:
             raise UsageError(f"{image_model} takes --size {', '.join(CLASSIC_SIZES)} or auto "
-                             f"(got {size}; the nearest is {nearest_classic_size(width, height)})")
+                             f"(got {size}; the nearest is {_nearest_classic_size(width, height)})")
         return
     problems = size_problems(width, height)
     if problems:
@@ -466,21 +504,21 @@ def check_size(size: str, image_model: str, exact: bool = True) -> None:
                          + (f"; try {nearest[0]}x{nearest[1]}" if nearest else ""))
 
 
-def model_size(size: str, image_model: str) -> str:
+def _model_size(size: str, image_model: str) -> str:
     """The size to ask `image_model` for when the file must be `size` (WxH): the size
     itself when the model makes it, else the nearest one it makes (fitted here after)."""
     try:
-        check_size(size, image_model)
+        _check_size(size, image_model)
         return size
     except UsageError:
-        width, height = parse_size(size) or (0, 0)
-    if not is_gpt_image_2(image_model):
-        return nearest_classic_size(width, height)
+        width, height = _parse_size(size) or (0, 0)
+    if not _is_gpt_image_2(image_model):
+        return _nearest_classic_size(width, height)
     nearest = nearest_size(width, height)
     return f"{nearest[0]}x{nearest[1]}" if nearest else "auto"
 
 
-def nearest_classic_size(width: int, height: int) -> str:
+def _nearest_classic_size(width: int, height: int) -> str:
     """The DALL-E / gpt-image-1 size whose aspect ratio is nearest to WxH's."""
     return min(CLASSIC_SIZES, key=lambda s: abs(
         math.log(int(s.split("x")[0]) / int(s.split("x")[1]))
@@ -552,7 +590,7 @@ def _as_seconds(name: str, value: Any, allow_zero: bool) -> float:
     return number
 
 
-def make_job(options: dict, env: dict) -> Job:
+def _make_job(options: dict, env: dict) -> _Job:
     """Validate options (long names; None = not given) into a Job, or raise UsageError."""
     get = options.get
     values: dict[str, Any] = {}
@@ -607,7 +645,7 @@ def make_job(options: dict, env: dict) -> Job:
     size = get("size")
     if size is not None:
         size = str(size).strip().lower()
-        check_size(size, image_model, exact=values.get("fit") == "none")
+        _check_size(size, image_model, exact=values.get("fit") == "none")
         values["size"] = size
     if get("compression") is not None:
         values["compression"] = _as_int("compression", get("compression"), 0, MAX_COMPRESSION)
@@ -628,12 +666,12 @@ def make_job(options: dict, env: dict) -> Job:
         if not images:
             raise UsageError("--mask needs at least one -i/--image to apply to")
         values["mask"] = str(get("mask"))
-    route_limit = CodexImagesRoute.capabilities.max_images  # --route images names this one
+    route_limit = _CodexImagesRoute.capabilities.max_images  # --route images names this one
     if values.get("route") == "images" and len(images) > route_limit:
         raise UsageError(f"the images route takes at most {route_limit} reference "
                          f"images (got {len(images)})")
 
-    count = _as_int("count", get("count") if get("count") is not None else Job.count, 1,
+    count = _as_int("count", get("count") if get("count") is not None else _Job.count, 1,
                     MAX_COUNT)
     values["count"] = count
     parallel = get("parallel")
@@ -656,18 +694,18 @@ def make_job(options: dict, env: dict) -> Job:
             values[name] = True
     if get("no_progress"):
         values["progress"] = False
-    return Job(**values)
+    return _Job(**values)
 
 
 # Help #############################################################################################
 
 _HELP_VALUES = dict(
     fit_sides=f"{MIN_FIT_SIDE}..{MAX_EDGE}", pixels=f"{MAX_PIXELS:,}", edge=MAX_EDGE,
-    model_pixels=f"{MIN_PIXELS:,}..{MAX_PIXELS:,}", fit=Job.fit, formats=", ".join(FORMATS),
-    compression=MAX_COMPRESSION, count=f"{MAX_COUNT} ({Job.count})",
+    model_pixels=f"{MIN_PIXELS:,}..{MAX_PIXELS:,}", fit=_Job.fit, formats=", ".join(FORMATS),
+    compression=MAX_COMPRESSION, count=f"{MAX_COUNT} ({_Job.count})",
     parallel=f"{MAX_PARALLEL} (min(count, {PARALLEL_DEFAULT_CAP}))",
-    parallel_max=MAX_PARALLEL, backend=f"{', '.join(CHOICES['backend'])} ({Job.backend}",
-    route=f"{', '.join(CHOICES['route'])} ({Job.route}", model=DEFAULT_MODEL,
+    parallel_max=MAX_PARALLEL, backend=f"{', '.join(CHOICES['backend'])} ({_Job.backend}",
+    route=f"{', '.join(CHOICES['route'])} ({_Job.route}", model=DEFAULT_MODEL,
     image_model=DEFAULT_IMAGE_MODEL, timeout=f"{DEFAULT_TIMEOUT_S:g}",
     stall_timeout=f"{DEFAULT_STALL_TIMEOUT_S:g}", retries=f"{MAX_RETRIES} ({DEFAULT_RETRIES})",
     **{name: ", ".join(CHOICES[name]) for name in (
@@ -695,7 +733,7 @@ output:
                             - writes the image to stdout (a pipe, one image)
   --force                   allow -o to replace an existing file
   --meta                    also write <image>.json with the prompt, models and sizes
-  --preview                 show the saved image in the terminal (kitty, iTerm2, WezTerm)
+  --preview                 show the saved image in the terminal (kitty, Ghostty, iTerm2, WezTerm)
   -q, --quiet               stdout: saved paths only; stderr: errors only
   --json                    stdout: one JSON object
   --no-progress             no live progress line
@@ -773,13 +811,13 @@ paths count from the current directory. A line whose out exists is skipped, so t
 command resumes an interrupted batch; a line without out is made again on every run.
 --parallel N lines in flight (1..{parallel_max}); --json one object a line; --dry-run sends nothing;
 --gallery writes index.html, a contact sheet of the outputs, in their common folder.
-stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: <message>.
+stdout: one line a prompt, in input order: its path(s), or ERROR <kind>: line <N>: <message>.
 """.format(**_HELP_VALUES)
 
 
 # Names and paths ##################################################################################
 
-def slugify(prompt: str, limit: int = 48) -> str:
+def _slugify(prompt: str, limit: int = 48) -> str:
     """ASCII, lower case, runs of other characters as '-', cut at a word, 'image' if empty."""
     import unicodedata
     ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
@@ -791,7 +829,7 @@ def slugify(prompt: str, limit: int = 48) -> str:
     return slug or "image"
 
 
-def name_order(path: str) -> tuple:
+def _name_order(path: str) -> tuple:
     """Sort key putting x.png, x-2.png, ..., x-10.png in that order: parallel images claim
     their automatic names as they finish, but are listed as a person would count them."""
     stem, ext = os.path.splitext(path)
@@ -799,15 +837,15 @@ def name_order(path: str) -> tuple:
     return (match.group(1), int(match.group(2)), ext) if match else (stem, 1, ext)
 
 
-def is_inside(path: str, directory: str) -> bool:
+def _is_inside(path: str, directory: str) -> bool:
     path, directory = os.path.realpath(path), os.path.realpath(directory)
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
-def relative_for_display(path: str, cwd: str) -> str:
+def _relative_for_display(path: str, cwd: str) -> str:
     """Relative to cwd when inside it, else absolute (the contract's stdout rule)."""
     absolute = os.path.abspath(path)
-    if is_inside(absolute, cwd) and os.path.realpath(absolute) != os.path.realpath(cwd):
+    if _is_inside(absolute, cwd) and os.path.realpath(absolute) != os.path.realpath(cwd):
         return os.path.relpath(absolute, cwd)
     return absolute
 
@@ -815,23 +853,23 @@ def relative_for_display(path: str, cwd: str) -> str:
 # Image bytes ######################################################################################
 
 @dataclass(frozen=True)
-class ImageInfo:
+class _ImageInfo:
     format: str
     width: int | None
     height: int | None
 
 
-def sniff_image(data: bytes) -> ImageInfo | None:
+def sniff_image(data: bytes) -> _ImageInfo | None:
     """PNG, JPEG or WebP by signature, with the dimensions from the headers; else None."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         if len(data) >= 24 and data[12:16] == b"IHDR":
-            return ImageInfo("png", int.from_bytes(data[16:20], "big"),
+            return _ImageInfo("png", int.from_bytes(data[16:20], "big"),
                              int.from_bytes(data[20:24], "big"))
-        return ImageInfo("png", None, None)
+        return _ImageInfo("png", None, None)
     if data[:3] == b"\xff\xd8\xff":
-        return ImageInfo("jpeg", *_jpeg_size(data))
+        return _ImageInfo("jpeg", *_jpeg_size(data))
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ImageInfo("webp", *_webp_size(data))
+        return _ImageInfo("webp", *_webp_size(data))
     return None
 
 
@@ -886,12 +924,12 @@ def decode_image_base64(text: str | bytes, where: str) -> bytes:
     return data
 
 
-def compact_base64(value: Any) -> Any:
+def _compact_base64(value: Any) -> Any:
     """For --dry-run: every base64 payload over 64 characters becomes <base64: N bytes>."""
     if isinstance(value, dict):
-        return {key: compact_base64(item) for key, item in value.items()}
+        return {key: _compact_base64(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [compact_base64(item) for item in value]
+        return [_compact_base64(item) for item in value]
     if isinstance(value, str) and len(value) > 64:
         prefix, _, payload = value.rpartition("base64,") if value.startswith("data:") else (
             "", "", value)
@@ -1264,7 +1302,7 @@ def decode_png(data: bytes, *, verify_crc: bool = True,
     return Raster(header.width, header.height, channels, tuple(bytes(row) for row in full))
 
 
-def convert_raster(raster: Raster, channels: int) -> Raster:
+def _convert_raster(raster: Raster, channels: int) -> Raster:
     """The same pixels with 1, 2, 3 or 4 channels: grey is copied into R, G and B, a missing
     alpha is 255, and an alpha dropped is dropped (not composited). Colour to grey is refused."""
     source = raster.channels
@@ -1491,11 +1529,11 @@ def contain(raster: Raster, width: int, height: int,
     if (fitted_width, fitted_height) == (width, height):
         return fitted, done
     if background is None:
-        fitted, pad, padding = convert_raster(fitted, 4), b"\0\0\0\0", "transparency"
+        fitted, pad, padding = _convert_raster(fitted, 4), b"\0\0\0\0", "transparency"
     else:
         red, green, blue = (int(value) for value in background)
         channels = 4 if fitted.has_alpha else 3
-        fitted = convert_raster(fitted, channels)
+        fitted = _convert_raster(fitted, channels)
         pad = bytes((red, green, blue, 255)[:channels])
         padding = f"#{red:02x}{green:02x}{blue:02x}"
     left, top = (width - fitted_width) // 2, (height - fitted_height) // 2
@@ -1549,10 +1587,10 @@ def encode_png(raster: Raster, level: int = PNG_COMPRESSION) -> bytes:
 
 def png_thumbnail(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes:
     """A PNG whose longer side is at most long_side (a smaller image is re-encoded as is)."""
-    return encode_png(shrunk(decode_png(data), long_side))
+    return encode_png(_shrunk(decode_png(data), long_side))
 
 
-def shrunk(raster: Raster, long_side: int) -> Raster:
+def _shrunk(raster: Raster, long_side: int) -> Raster:
     """The raster scaled down so that its longer side is at most long_side."""
     longest = max(raster.width, raster.height)
     if longest <= long_side:
@@ -1563,7 +1601,7 @@ def shrunk(raster: Raster, long_side: int) -> Raster:
 
 def _border_pixels(raster: Raster, band: int = 2) -> list:
     """RGB of the pixels within `band` of the edge (every one; rows at once)."""
-    rgb = convert_raster(raster, 3) if raster.channels < 3 else raster
+    rgb = _convert_raster(raster, 3) if raster.channels < 3 else raster
     channels, width, height = rgb.channels, rgb.width, rgb.height
     band = max(1, min(band, width // 2 or 1, height // 2 or 1))
     pixels = []
@@ -1599,7 +1637,7 @@ def remove_chroma_key(raster: Raster, key: tuple | None = None) -> tuple[Raster,
     # what still counts as background: the border's own noise, with room for compression
     noise = distances[len(distances) * 9 // 10]
     tolerance = min(96, max(16, noise + 12))
-    source = raster if raster.channels == 4 else convert_raster(raster, 4)
+    source = raster if raster.channels == 4 else _convert_raster(raster, 4)
     width, height = source.width, source.height
     full = (1 << (8 * width)) - 1
     tables = []
@@ -1715,12 +1753,14 @@ KITTY_CHUNK = 4096  # the kitty protocol's limit for one escape's base64 payload
 
 def preview_protocol(environ: dict, is_tty: bool) -> str | None:
     """Which inline-image protocol ("kitty", "iterm" or None) this terminal speaks, from the
-    environment alone (no query is sent). None when stdout is not a terminal, for TERM=dumb,
-    and inside tmux or screen, which swallow these escapes."""
+    environment alone (no query is sent): kitty's graphics protocol in kitty and Ghostty,
+    iTerm2's inline images in iTerm2 and WezTerm. None when stdout is not a terminal, for
+    TERM=dumb, and inside tmux or screen, which swallow these escapes."""
     term = environ.get("TERM", "")
     if not is_tty or term == "dumb" or environ.get("TMUX") or term.startswith(("screen", "tmux")):
         return None
-    if term == "xterm-kitty" or environ.get("KITTY_WINDOW_ID"):
+    if term in ("xterm-kitty", "xterm-ghostty") or environ.get("KITTY_WINDOW_ID") \
+            or environ.get("TERM_PROGRAM") == "ghostty":
         return "kitty"
     if environ.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm"):
         return "iterm"
@@ -1763,7 +1803,8 @@ def preview_sequence(png: bytes, protocol: str | None, name: str = "") -> str:
 @dataclass(frozen=True)
 class GalleryItem:
     """One image of a contact sheet: its path relative to index.html, the prompt, its size,
-    and a thumbnail PNG to embed (or None to show the image itself, scaled by the browser)."""
+    and a thumbnail PNG to embed (or None to show the image itself, scaled by the browser);
+    or, with no path, a prompt that made no image and why (`failed`)."""
 
     path: str
     prompt: str
@@ -1771,6 +1812,7 @@ class GalleryItem:
     height: int | None = None
     thumbnail: bytes | None = None
     note: str = ""
+    failed: str = ""
 
 
 def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
@@ -1781,6 +1823,11 @@ def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
     from urllib.parse import quote
     cards = []
     for item in items:
+        if not item.path:
+            cards.append(f'<figure class="failed"><div class="none">no image</div><figcaption>'
+                         f'<p class="prompt">{html.escape(item.prompt)}</p>'
+                         f'<p class="error">{html.escape(item.failed)}</p></figcaption></figure>')
+            continue
         href = quote(item.path.replace(os.sep, "/"), safe="/")
         if item.thumbnail is not None:
             source = "data:image/png;base64," + base64.b64encode(item.thumbnail).decode("ascii")
@@ -1805,6 +1852,9 @@ def gallery_html(items: Iterable, title: str = "imagegen gallery") -> str:
         "img{display:block;max-width:100%;max-height:256px;margin:auto;"
         "background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}"
         "p{margin:.3rem 0;overflow-wrap:anywhere}.size,.path,.note{color:#666;font-size:12px}"
+        ".failed{border-color:#e0b4b4;background:#fff6f6}.error{color:#9f3a38;font-size:12px}"
+        ".none{display:flex;align-items:center;justify-content:center;height:120px;"
+        "color:#9f3a38}"
         "</style></head>\n"
         f"<body><h1>{html.escape(title)}</h1>\n<main>\n" + "\n".join(cards)
         + "\n</main></body></html>\n")
@@ -1966,7 +2016,7 @@ SPILL_MARK = "imagegen-spill:"
 SPILL_HEAD_BYTES = 64 * 1024  # enough to find a JPEG's dimensions after its metadata
 
 
-class Spill:
+class _Spill:
     """A JSON string's base64 content, decoded strictly as it arrives into a temporary file
     beside the final image (or into memory when there is no directory)."""
 
@@ -2044,7 +2094,7 @@ class Spill:
             if self._create is not None:
                 fd, self.path = self._create(self.directory)
             else:
-                fd, self.path = make_temporary(self.directory, ".imagegen-", ".part")
+                fd, self.path = _make_temporary(self.directory, ".imagegen-", ".part")
             self._file = os.fdopen(fd, "wb")
         self._file.write(data)
 
@@ -2081,15 +2131,15 @@ class Spills:
     def __init__(self, directory: str | None = None,
                  create: Callable[[str], tuple[int, str]] | None = None) -> None:
         self.directory, self.create = directory, create
-        self.items: list[Spill] = []
+        self.items: list[_Spill] = []
         self.claimed: set[int] = set()
 
-    def new(self) -> tuple[Spill, bytes]:
-        spill = Spill(self.directory, self.create)
+    def new(self) -> tuple[_Spill, bytes]:
+        spill = _Spill(self.directory, self.create)
         self.items.append(spill)
         return spill, f"{SPILL_MARK}{len(self.items) - 1}".encode()
 
-    def claim(self, value: Any) -> Spill | None:
+    def claim(self, value: Any) -> _Spill | None:
         """The spill a placeholder names (and keep its file), else None."""
         if not isinstance(value, str) or not value.startswith(SPILL_MARK):
             return None
@@ -2119,7 +2169,7 @@ class LongStrings:
         self.held: list[bytes] = []
         self.held_length = 0
         self.keep = False  # this string is not base64: never spill it
-        self.spill: Spill | None = None
+        self.spill: _Spill | None = None
 
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
@@ -2190,15 +2240,15 @@ class LongStrings:
 # Reading answers (pure) ###########################################################################
 
 @dataclass(frozen=True)
-class RawImage:
+class _RawImage:
     """An image as the server sent it, checked, with what the server said about it."""
 
     data: bytes  # b"" when the image streamed to a file (see spill)
-    info: ImageInfo
+    info: _ImageInfo
     revised_prompt: str | None = None
     model: str | None = None
     size: str | None = None
-    spill: Spill | None = None  # the decoded image in a temporary file beside its final path
+    spill: _Spill | None = None  # the decoded image in a temporary file beside its final path
     url: str | None = None  # an answer that names the image by URL: fetched after reading
 
     @property
@@ -2215,7 +2265,7 @@ class RawImage:
         return self.spill.data if self.spill is not None else self.data
 
 
-def image_from_spill(spill: Spill, where: str, **meta: Any) -> RawImage:
+def _image_from_spill(spill: _Spill, where: str, **meta: Any) -> _RawImage:
     """A streamed image, checked as strictly as decode_image_base64 checks one in memory."""
     if not spill.valid or spill.length == 0:
         raise BackendError(f"the {where} holds an image that is not valid base64")
@@ -2223,7 +2273,7 @@ def image_from_spill(spill: Spill, where: str, **meta: Any) -> RawImage:
     if info is None:
         raise BackendError(f"the {where} holds data that is not a PNG, JPEG or WebP image "
                            f"({spill.length} bytes starting {spill.head[:8].hex()})")
-    return RawImage(data=b"", info=info, spill=spill, **meta)
+    return _RawImage(data=b"", info=info, spill=spill, **meta)
 
 
 def _error_fields(payload: Any) -> tuple[str, str]:
@@ -2243,14 +2293,14 @@ def _error_fields(payload: Any) -> tuple[str, str]:
     return str(code), str(message)
 
 
-def is_refusal(code: str, message: str) -> bool:
+def _is_refusal(code: str, message: str) -> bool:
     """A content-policy refusal (exit 6): final, never retried nor sent elsewhere."""
     lowered = f"{code} {message}".lower()
     return code in CONTENT_POLICY_CODES or any(words in lowered for words in (
         "content policy", "safety system", "usage policy", "usage policies"))
 
 
-def route_refusal(code: str, message: str, text: str) -> ImagegenError | None:
+def _route_refusal(code: str, message: str, text: str) -> ImagegenError | None:
     """An answer saying the route cannot do what was asked (not the prompt, not the login):
     route auto may try the other route, and a forced route is a usage error with the fix.
     `text` is the server's words as they should be shown."""
@@ -2269,18 +2319,18 @@ def route_refusal(code: str, message: str, text: str) -> ImagegenError | None:
     return None
 
 
-def failure_error(code: str, message: str, where: str) -> ImagegenError:
+def _failure_error(code: str, message: str, where: str) -> ImagegenError:
     """Map a failure the model or server reported inside an answer to the contract's kinds."""
     text = f"{message} ({code})" if code and code not in message else (message or code)
-    refused_here = route_refusal(code, message, text)
+    refused_here = _route_refusal(code, message, text)
     if refused_here is not None:
         return refused_here
-    if is_refusal(code, message):
+    if _is_refusal(code, message):
         return NoImageError(f"the request was refused by the content policy: {text}")
     if code in QUOTA_CODES:
         return RateLimitError(f"usage limit reached: {text}")
     if code == "rate_limit_exceeded":
-        delay = try_again_seconds(message)
+        delay = _try_again_seconds(message)
         return RateLimitError(f"rate limited: {text}", transient=True,
                               retry_after=delay if delay is not None else None)
     if code in ("server_is_overloaded", "slow_down", "server_error", "internal_error") or not code:
@@ -2296,12 +2346,12 @@ def _listed(value: Any) -> list:
     return value if isinstance(value, list) else []
 
 
-class ResponsesReader:
+class _ResponsesReader:
     """Pure reading of a Responses stream: JSON events in, images or a mapped error out."""
 
     def __init__(self, spills: Spills | None = None) -> None:
         self.spills = spills
-        self.images: list[RawImage] = []
+        self.images: list[_RawImage] = []
         self.pending: list[dict] = []  # image items from response.completed, used if none else
         self.text: list[str] = []
         self.deltas: list[str] = []
@@ -2347,13 +2397,13 @@ class ResponsesReader:
                         self._item(item)
             return "done"
         if kind == "error":
-            self.failure = self.failure or failure_error(
+            self.failure = self.failure or _failure_error(
                 str(event.get("code") or ""), str(event.get("message") or ""), "the image request")
             return None
         if kind == "response.failed":
             response = event.get("response") if isinstance(event.get("response"), dict) else {}
             code, message = _error_fields(response.get("error") or {})
-            self.failure = failure_error(code, message, "the image request")
+            self.failure = _failure_error(code, message, "the image request")
             return None
         if kind == "response.incomplete":
             response = event.get("response") if isinstance(event.get("response"), dict) else {}
@@ -2385,16 +2435,16 @@ class ResponsesReader:
                     self.text.append(part["refusal"])
         return None
 
-    def _image(self, item: dict) -> RawImage:
+    def _image(self, item: dict) -> _RawImage:
         meta = {"revised_prompt": item.get("revised_prompt"),
                 "model": item.get("model") or self.tool_model, "size": item.get("size")}
         spill = self.spills.claim(item["result"]) if self.spills is not None else None
         if spill is not None:
-            return image_from_spill(spill, "image_generation_call result", **meta)
+            return _image_from_spill(spill, "image_generation_call result", **meta)
         data = decode_image_base64(item["result"], "image_generation_call result")
-        return RawImage(data=data, info=sniff_image(data), **meta)  # type: ignore[arg-type]
+        return _RawImage(data=data, info=sniff_image(data), **meta)  # type: ignore[arg-type]
 
-    def result(self) -> list[RawImage]:
+    def result(self) -> list[_RawImage]:
         """The images, or the error the stream amounts to."""
         if not self.images:
             for item in self.pending:
@@ -2414,7 +2464,7 @@ class ResponsesReader:
         raise NoImageError("the model finished without making an image", fallback=True)
 
 
-def images_from_json(payload: Any, where: str) -> list[dict]:
+def _images_from_json(payload: Any, where: str) -> list[dict]:
     """The data[] entries of an Images answer ({"data": [{"b64_json"|"url"}]})."""
     if not isinstance(payload, dict):
         raise BackendError(f"the {where} answer is not a JSON object")
@@ -2422,7 +2472,7 @@ def images_from_json(payload: Any, where: str) -> list[dict]:
     if not isinstance(data, list) or not data:
         if payload.get("error") or payload.get("detail"):
             code, message = _error_fields(payload)
-            raise failure_error(code, message, where)
+            raise _failure_error(code, message, where)
         keys = ", ".join(sorted(payload)) or "nothing"
         raise NoImageError(f"the {where} answer holds no image (it has: {keys})")
     return [entry for entry in data if isinstance(entry, dict)]
@@ -2431,7 +2481,7 @@ def images_from_json(payload: Any, where: str) -> list[dict]:
 _DATA_URI_RE = re.compile(r"data:image/(png|jpe?g|webp);base64,([A-Za-z0-9+/=\s]+)")
 
 
-def images_from_chat(payload: Any) -> tuple[list[RawImage], str]:
+def images_from_chat(payload: Any) -> tuple[list[_RawImage], str]:
     """Images in a chat completion's message (data URIs in text or parts), and its text."""
     try:
         content = payload["choices"][0]["message"]["content"]
@@ -2453,13 +2503,13 @@ def images_from_chat(payload: Any) -> tuple[list[RawImage], str]:
     images = []
     for match in _DATA_URI_RE.finditer("\n".join(texts)):
         data = decode_image_base64(re.sub(r"\s+", "", match.group(2)), "gateway answer")
-        images.append(RawImage(data=data, info=sniff_image(data)))  # type: ignore[arg-type]
+        images.append(_RawImage(data=data, info=sniff_image(data)))  # type: ignore[arg-type]
     said = _DATA_URI_RE.sub("", " ".join(texts))
     said = re.sub(r"!\[[^\][]*\]\(\s*\)", "", said).strip()  # no "[" inside: linear
     return images, said
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
+def _parse_retry_after(value: str | None, now: float) -> float | None:
     """A Retry-After header in seconds or as an HTTP date; None when absent or unreadable."""
     if not value:
         return None
@@ -2477,7 +2527,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-def try_again_seconds(message: str) -> float | None:
+def _try_again_seconds(message: str) -> float | None:
     """The delay in "Please try again in 1.5s" (or ms), as the backend words it."""
     match = re.search(r"(?i)try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)\b", message or "")
     if not match:
@@ -2523,7 +2573,7 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
             shown = " ".join(text.split())[:MAX_ERROR_CHARS] or "an empty body"
         message = shown
     detail = message or code or "no details"
-    retry_after = parse_retry_after(headers.get("Retry-After") if headers else None, now)
+    retry_after = _parse_retry_after(headers.get("Retry-After") if headers else None, now)
 
     if status == 429:
         if kind in QUOTA_CODES or code in QUOTA_CODES:
@@ -2532,7 +2582,7 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
                     error.get("resets_in_seconds"), (int, float)):
                 resets_at = now + error["resets_in_seconds"]
             plan = f" on the {error['plan_type']} plan" if error.get("plan_type") else ""
-            reset = describe_reset(resets_at, now) if isinstance(resets_at, (int, float)) else ""
+            reset = _describe_reset(resets_at, now) if isinstance(resets_at, (int, float)) else ""
             err = RateLimitError(f"usage limit reached{plan}"
                                  + (f"; {reset}" if reset else "; the server did not say when it "
                                     "resets") + f" ({detail[:MAX_ERROR_CHARS]}){suffix}")
@@ -2540,11 +2590,11 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
             # which --json could not carry as strict JSON.
             err.retry_after = max(0.0, resets_at - now) if reset else None
             return err
-        delay = retry_after if retry_after is not None else try_again_seconds(message)
+        delay = retry_after if retry_after is not None else _try_again_seconds(message)
         return RateLimitError(f"rate limited (HTTP 429): {detail[:MAX_ERROR_CHARS]}{suffix}",
                               transient=True, retry_after=delay)
     if status == 401:
-        refused = Unauthorized(f"the server refused the login (HTTP 401): "
+        refused = _Unauthorized(f"the server refused the login (HTTP 401): "
                                f"{detail[:MAX_ERROR_CHARS]}{suffix}")
         # The token endpoint says why in the code, not the message (refresh_token_expired...).
         refused.server_code = code  # type: ignore[attr-defined]
@@ -2558,14 +2608,14 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
             return BackendError(
                 f"HTTP 403 with {message} instead of an API answer: a proxy, firewall or CDN "
                 f"blocked the request (check HTTPS_PROXY, VPN or network){suffix}")
-        if is_refusal(code, message):
+        if _is_refusal(code, message):
             return NoImageError(f"the request was refused by the content policy (HTTP 403): "
                                 f"{detail[:MAX_ERROR_CHARS]}{suffix}")
         # Not the login: a plan, workspace or region refusal. Codex never refreshes after a
         # 403, and spending the rotating refresh token here could only hurt.
         return AuthError(f"the server refused access (HTTP 403): "
                          f"{detail[:MAX_ERROR_CHARS]}{suffix}")
-    refused_here = route_refusal(code, message, detail[:MAX_ERROR_CHARS])
+    refused_here = _route_refusal(code, message, detail[:MAX_ERROR_CHARS])
     if refused_here is not None and status < 500:
         return refused_here
     lowered = detail.lower()
@@ -2574,7 +2624,7 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
         return BackendError(f"the server says the client is too old: it requires a newer "
                             f"version of Codex{sent}; update Codex so ~/.codex/version.json "
                             f"is current, or update imagegen{suffix}")
-    if is_refusal(code, message):
+    if _is_refusal(code, message):
         return NoImageError(f"the request was refused by the content policy: "
                             f"{detail[:MAX_ERROR_CHARS]}")
     if status >= 500:
@@ -2595,7 +2645,7 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
 # Transport ########################################################################################
 
 @dataclass(frozen=True)
-class HttpRequest:
+class _HttpRequest:
     """One request, fully built; `shown` is the body as --dry-run prints it."""
 
     method: str
@@ -2614,14 +2664,14 @@ class HttpRequest:
                 value = f"{scheme} ***".strip()
             headers[name] = value
         return {"method": self.method, "url": self.url, "headers": headers,
-                "body": compact_base64(self.shown)}
+                "body": _compact_base64(self.shown)}
 
 
-def json_request(method: str, url: str, headers: dict, body: Any, route: str = "",
-                 **extra: Any) -> HttpRequest:
+def _json_request(method: str, url: str, headers: dict, body: Any, route: str = "",
+                 **extra: Any) -> _HttpRequest:
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     headers = dict(headers, **{"Content-Type": "application/json"})
-    return HttpRequest(method, url, headers, data, body, route=route, **extra)
+    return _HttpRequest(method, url, headers, data, body, route=route, **extra)
 
 
 class Response:
@@ -2695,7 +2745,7 @@ class Response:
                 return
             self.received += len(chunk)
             if self.received > MAX_RESPONSE_BYTES:
-                raise BackendError(f"the answer is larger than {human_bytes(MAX_RESPONSE_BYTES)}"
+                raise BackendError(f"the answer is larger than {_human_bytes(MAX_RESPONSE_BYTES)}"
                                    f", more than any image; stopped reading")
             if self._decompress is not None:
                 # The cap holds for what the body inflates to as well: a few KB of gzip can
@@ -2708,7 +2758,7 @@ class Response:
                 self.decoded += len(chunk)
                 if self.decoded > MAX_RESPONSE_BYTES:
                     raise BackendError(f"the answer inflates to more than "
-                                       f"{human_bytes(MAX_RESPONSE_BYTES)}, more than any "
+                                       f"{_human_bytes(MAX_RESPONSE_BYTES)}, more than any "
                                        f"image; stopped reading")
             if chunk:
                 yield chunk
@@ -2720,7 +2770,7 @@ class Response:
         for chunk in self.chunks():
             total += len(chunk)
             if total > cap:
-                raise BackendError(f"the answer is larger than {human_bytes(cap)}; stopped")
+                raise BackendError(f"the answer is larger than {_human_bytes(cap)}; stopped")
             parts.append(strings.feed(chunk) if strings is not None else chunk)
         if strings is not None:
             parts.append(strings.finish())
@@ -2810,7 +2860,7 @@ def _watched_handlers(transport: Transport) -> list:
     return handlers
 
 
-def check_url(url: str) -> None:
+def _check_url(url: str) -> None:
     """A URL urllib can use (http or https, with a host), else a usage error that names it
     without any user:password@ part: a base URL or token URL override without its scheme."""
     import urllib.parse
@@ -2916,7 +2966,7 @@ class Transport:
                                                        *_watched_handlers(self))
         return self._opener
 
-    def open(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
+    def open(self, request: _HttpRequest, deadline: float, stall_timeout: float = 0,
              budget: float | None = None) -> Response:
         """Send the request. Returns a 2xx Response; raises the mapped error otherwise.
         `budget`: the whole time allowed (a job's --timeout), for the message when the
@@ -2930,7 +2980,7 @@ class Transport:
         if remaining <= 0:
             raise self.timeout_error(budget)
         limit = min(remaining, stall_timeout) if stall_timeout else remaining
-        check_url(request.url)
+        _check_url(request.url)
         raw_request = urllib.request.Request(request.url, data=request.body,
                                              headers=request.headers, method=request.method)
         # Without any user:password@ part: the host is shown in every error below.
@@ -2952,7 +3002,7 @@ class Transport:
             self.local.watch = None
         return Response(raw, self, deadline, stall_timeout, watch, budget)
 
-    def _open(self, raw_request: Any, host: str, request: HttpRequest, deadline: float,
+    def _open(self, raw_request: Any, host: str, request: _HttpRequest, deadline: float,
               stall_timeout: float, limit: float, budget: float) -> Any:
         import http.client
         import socket
@@ -3044,7 +3094,7 @@ class Transport:
         return BackendError(f"stalled: the server sent nothing for {stall_timeout:g} s "
                             f"(--stall-timeout)", transient=True)
 
-    def fetch_json(self, request: HttpRequest, deadline: float, stall_timeout: float = 0,
+    def fetch_json(self, request: _HttpRequest, deadline: float, stall_timeout: float = 0,
                    budget: float | None = None) -> tuple[Any, Response]:
         response = self.open(request, deadline, stall_timeout, budget)
         try:
@@ -3058,39 +3108,39 @@ class Transport:
                                f"({len(body)} bytes)", transient=False) from None
 
 
-def backoff_delay(attempt: int, jitter: Callable[[], float]) -> float:
+def _backoff_delay(attempt: int, jitter: Callable[[], float]) -> float:
     """Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... capped at 8 s."""
     return min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** attempt)) * (0.8 + 0.4 * jitter())
 
 
 # Credentials: files ###############################################################################
 
-def codex_home(env: dict) -> str:
+def _codex_home(env: dict) -> str:
     home = env.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
     return os.path.abspath(os.path.expanduser(home))
 
 
-def auth_file_path(env: dict) -> str:
+def _auth_file_path(env: dict) -> str:
     if env.get("CODEX_AUTH_FILE"):
         return os.path.abspath(os.path.expanduser(env["CODEX_AUTH_FILE"]))
     if env.get("CODEX_AUTH_HOME"):
         return os.path.join(os.path.abspath(os.path.expanduser(env["CODEX_AUTH_HOME"])),
                             "auth.json")
-    return os.path.join(codex_home(env), "auth.json")
+    return os.path.join(_codex_home(env), "auth.json")
 
 
-def config_home(env: dict) -> str:
+def _config_home(env: dict) -> str:
     return env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
 
 
-def readable_by_others(path: str) -> bool:
+def _readable_by_others(path: str) -> bool:
     try:
         return os.name == "posix" and bool(os.stat(path).st_mode & 0o077)
     except OSError:
         return False
 
 
-def make_temporary(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:
+def _make_temporary(directory: str, prefix: str, suffix: str = "") -> tuple[int, str]:
     """A new file (mode 0600) with a random name, like tempfile.mkstemp but cheaper to
     import: every run that saves a file calls it. Returns (fd, path)."""
     flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_BINARY", 0)
@@ -3103,7 +3153,7 @@ def make_temporary(directory: str, prefix: str, suffix: str = "") -> tuple[int, 
     raise FileExistsError(f"no free temporary name in {directory}")
 
 
-def read_regular_file(path: str, cap: int) -> bytes:
+def _read_regular_file(path: str, cap: int) -> bytes:
     """The bytes of a regular file, refusing more than `cap` of them. /dev/zero, a FIFO or a
     directory raise OSError with a readable strerror instead of eating memory or hanging
     (a FIFO is opened without blocking, then refused)."""
@@ -3127,11 +3177,11 @@ def read_regular_file(path: str, cap: int) -> bytes:
     finally:
         os.close(fd)
     if total > cap:
-        raise OSError(errno.EFBIG, f"larger than {human_bytes(cap)}", path)
+        raise OSError(errno.EFBIG, f"larger than {_human_bytes(cap)}", path)
     return b"".join(chunks)
 
 
-def read_text_capped(stream: Any, cap: int, what: str) -> str:
+def _read_text_capped(stream: Any, cap: int, what: str) -> str:
     """A text stream (stdin) read to its end, refusing more than `cap` characters or text
     that is not UTF-8."""
     try:
@@ -3139,11 +3189,11 @@ def read_text_capped(stream: Any, cap: int, what: str) -> str:
     except UnicodeDecodeError:
         raise UsageError(f"{what} is not UTF-8 text") from None
     if len(text) > cap:
-        raise UsageError(f"{what} is larger than {human_bytes(cap)}")
-    return check_utf8(text, what)
+        raise UsageError(f"{what} is larger than {_human_bytes(cap)}")
+    return _check_utf8(text, what)
 
 
-def check_utf8(text: str, what: str) -> str:
+def _check_utf8(text: str, what: str) -> str:
     """text, unless it holds a lone surrogate (bytes that were not UTF-8 in argv, or an
     escaped "\\ud83d" in JSON), which no request body could carry."""
     try:
@@ -3153,10 +3203,10 @@ def check_utf8(text: str, what: str) -> str:
     return text
 
 
-def write_file_atomic(path: str, data: bytes, mode: int = 0o600, prefix: str = ".tmp-") -> None:
+def _write_file_atomic(path: str, data: bytes, mode: int = 0o600, prefix: str = ".tmp-") -> None:
     """Write beside the target, fsync, rename over it: readers see old or new, never half."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = make_temporary(directory, prefix)
+    fd, temporary = _make_temporary(directory, prefix)
     try:
         with os.fdopen(fd, "wb") as handle:
             if hasattr(os, "fchmod"):
@@ -3181,7 +3231,7 @@ def write_file_atomic(path: str, data: bytes, mode: int = 0o600, prefix: str = "
         pass
 
 
-class AuthLocks:
+class _AuthLocks:
     """The locks Codex takes around auth.json writes: auth.lock in its directory, then
     <auth file>.lock, both exclusive flock, in that order. No fcntl (Windows): no lock."""
 
@@ -3191,7 +3241,7 @@ class AuthLocks:
         self.clock, self.sleep, self.wait = clock, sleep, wait
         self._fds: list[int] = []
 
-    def __enter__(self) -> AuthLocks:
+    def __enter__(self) -> _AuthLocks:
         try:
             import fcntl
         except ImportError:
@@ -3234,7 +3284,7 @@ AUTH_CLAIM = "https://api.openai.com/auth"
 PROFILE_CLAIM = "https://api.openai.com/profile"
 
 
-def jwt_claims(token: Any) -> dict:
+def _jwt_claims(token: Any) -> dict:
     """The claims of a JWT, unverified; {} when it is not one."""
     if not isinstance(token, str) or token.count(".") < 2:
         return {}
@@ -3246,14 +3296,14 @@ def jwt_claims(token: Any) -> dict:
     return claims if isinstance(claims, dict) else {}
 
 
-def shorten_id(value: str | None) -> str | None:
+def _shorten_id(value: str | None) -> str | None:
     if not value:
         return None
     return value if len(value) <= 10 else f"{value[:4]}…{value[-4:]}"
 
 
 @dataclass(frozen=True)
-class ChatGPTLogin:
+class _ChatGPTLogin:
     auth_file: str
     access_token: str
     refresh_token: str | None
@@ -3265,9 +3315,9 @@ class ChatGPTLogin:
         return (self.access_token, self.refresh_token, self.id_token)
 
 
-def keyring_hint(env: dict) -> str | None:
+def _keyring_hint(env: dict) -> str | None:
     """When config.toml keeps Codex's login in the OS keyring, say how to get a file."""
-    path = os.path.join(codex_home(env), "config.toml")
+    path = os.path.join(_codex_home(env), "config.toml")
     try:
         config = load_toml(path)
     except (OSError, UsageError):
@@ -3285,9 +3335,9 @@ def read_auth_json(path: str, env: dict, sleep: Callable[[float], None] = time.s
     find it empty or half written: such a read is tried again a few times before failing."""
     for attempt in range(AUTH_READ_ATTEMPTS):
         try:
-            raw = read_regular_file(path, MAX_CONFIG_BYTES)
+            raw = _read_regular_file(path, MAX_CONFIG_BYTES)
         except FileNotFoundError:
-            hint = keyring_hint(env)
+            hint = _keyring_hint(env)
             raise AuthError(hint or f"no ChatGPT login: {path} does not exist; run "
                                     f"`imagegen auth login` (or `codex login`)") from None
         except OSError as exc:
@@ -3309,7 +3359,7 @@ def read_auth_json(path: str, env: dict, sleep: Callable[[float], None] = time.s
     return data
 
 
-def auth_json_bytes(data: dict) -> bytes:
+def _auth_json_bytes(data: dict) -> bytes:
     """auth.json's text as Codex writes it (pretty, UTF-8). A field holding a lone surrogate
     (valid JSON: "\\ud83d") cannot be UTF-8: then every non-ASCII character is escaped, which
     cannot fail and reads back the same."""
@@ -3319,7 +3369,7 @@ def auth_json_bytes(data: dict) -> bytes:
         return json.dumps(data, indent=2).encode("ascii")
 
 
-def login_kind(data: dict) -> str:
+def _login_kind(data: dict) -> str:
     """Codex's resolution: auth_mode, else apikey when OPENAI_API_KEY is set, else chatgpt."""
     mode = data.get("auth_mode")
     if isinstance(mode, str) and mode:
@@ -3329,18 +3379,18 @@ def login_kind(data: dict) -> str:
     return "chatgpt" if isinstance(data.get("tokens"), dict) else "none"
 
 
-def account_id_of(tokens: dict) -> str | None:
+def _account_id_of(tokens: dict) -> str | None:
     account = tokens.get("account_id")
     if isinstance(account, str) and account:
         return account
-    claim = jwt_claims(tokens.get("id_token")).get(AUTH_CLAIM)
+    claim = _jwt_claims(tokens.get("id_token")).get(AUTH_CLAIM)
     if isinstance(claim, dict) and isinstance(claim.get("chatgpt_account_id"), str):
         return claim["chatgpt_account_id"]
     return None
 
 
-def chatgpt_login(data: dict, path: str) -> ChatGPTLogin:
-    kind = login_kind(data)
+def _chatgpt_login(data: dict, path: str) -> _ChatGPTLogin:
+    kind = _login_kind(data)
     if kind == "apikey":
         raise AuthError(f"{path} holds an API key, not a ChatGPT login: run `imagegen auth login` "
                         f"(or `codex login`), or use --backend responses with that key")
@@ -3350,27 +3400,27 @@ def chatgpt_login(data: dict, path: str) -> ChatGPTLogin:
         raise AuthError(f"{path} holds no ChatGPT tokens: run `imagegen auth login` "
                         f"(or `codex login`)")
     refresh = tokens.get("refresh_token")
-    return ChatGPTLogin(
+    return _ChatGPTLogin(
         auth_file=path, access_token=tokens["access_token"],
         refresh_token=refresh if isinstance(refresh, str) and refresh else None,
         id_token=tokens.get("id_token") if isinstance(tokens.get("id_token"), str) else None,
-        account_id=account_id_of(tokens),
+        account_id=_account_id_of(tokens),
         last_refresh=data.get("last_refresh") if isinstance(data.get("last_refresh"), str)
         else None)
 
 
-def access_expiry(login: ChatGPTLogin) -> float | None:
-    exp = jwt_claims(login.access_token).get("exp")
+def _access_expiry(login: _ChatGPTLogin) -> float | None:
+    exp = _jwt_claims(login.access_token).get("exp")
     return float(exp) if isinstance(exp, (int, float)) else None
 
 
-def needs_refresh(login: ChatGPTLogin, now: float) -> bool:
+def _needs_refresh(login: _ChatGPTLogin, now: float) -> bool:
     """Codex's rule: the access token's exp is less than 5 minutes away; with no exp,
     last_refresh is over 8 days old."""
-    exp = access_expiry(login)
+    exp = _access_expiry(login)
     if exp is not None:
         return exp - REFRESH_SKEW_S <= now
-    last = parse_rfc3339(login.last_refresh)
+    last = _parse_rfc3339(login.last_refresh)
     return last is None or now - last > REFRESH_INTERVAL_S
 
 
@@ -3384,7 +3434,7 @@ REFRESH_TIMEOUT_S = 60.0  # the refresh's own limit, or --timeout when that is s
 SIGNAL_GRACE_S = 5.0  # how long Ctrl-C or SIGTERM waits for a refresh in flight to be saved
 
 
-def refresh_error_code(body: Any) -> str:
+def _refresh_error_code(body: Any) -> str:
     """The token endpoint's error code as Codex reads it: error.code, else error as a
     string, else the top-level code."""
     if not isinstance(body, dict):
@@ -3397,21 +3447,21 @@ def refresh_error_code(body: Any) -> str:
     return body["code"] if isinstance(body.get("code"), str) else ""
 
 
-def codex_version(env: dict) -> str:
+def _codex_version(env: dict) -> str:
     """The larger of version.json's latest_version and the floor (a stale value is refused)."""
     best = CODEX_VERSION_FLOOR
     try:
-        with open(os.path.join(codex_home(env), "version.json"), encoding="utf-8") as handle:
+        with open(os.path.join(_codex_home(env), "version.json"), encoding="utf-8") as handle:
             latest = json.load(handle).get("latest_version")
         if isinstance(latest, str) and re.fullmatch(r"\d+\.\d+\.\d+", latest) \
-                and version_tuple(latest) > version_tuple(best):
+                and _version_tuple(latest) > _version_tuple(best):
             best = latest
     except (OSError, ValueError, AttributeError):
         pass
     return best
 
 
-def user_agent() -> str:
+def _user_agent() -> str:
     """`codex-imagegen/<version> (<os> <os version>; <arch>)`: this tool, by its own name
     (the Codex version goes in the `version` header, never in here)."""
     if hasattr(os, "uname") and sys.platform.startswith("linux"):
@@ -3425,7 +3475,7 @@ def user_agent() -> str:
     return f"{ORIGINATOR}/{__version__} ({system} {release}; {machine or 'unknown'})"
 
 
-class DeferredSignals:
+class _DeferredSignals:
     """Ctrl-C and SIGTERM that arrive while a thread holds a refresh (from the moment the
     refresh token leaves until the answer is saved) wait until it is saved, then end the run
     as usual. The wait is bounded: SIGNAL_GRACE_S after the signal, the holders' requests
@@ -3479,7 +3529,7 @@ class DeferredSignals:
 
 
 class _SignalHold:
-    def __init__(self, owner: DeferredSignals, transport: Any) -> None:
+    def __init__(self, owner: _DeferredSignals, transport: Any) -> None:
         self.owner, self.transport = owner, transport
 
     def __enter__(self) -> None:
@@ -3489,15 +3539,15 @@ class _SignalHold:
         self.owner._leave()
 
 
-SIGNALS = DeferredSignals()
+SIGNALS = _DeferredSignals()
 
 
-class RefreshAnswerLost(BackendError):
+class _RefreshAnswerLost(BackendError):
     """The refresh request may have reached the issuer, but its answer did not arrive whole:
     the refresh token may be spent already, so it is never sent again."""
 
 
-class CodexAuth:
+class _CodexAuth:
     """The ChatGPT login of one run, shared by its threads: read once, refreshed when the
     token is about to expire or a request got 401, serialized with other processes and Codex.
 
@@ -3512,9 +3562,9 @@ class CodexAuth:
         self.env, self.transport, self.secrets = env, transport, secrets
         self.clock, self.retries, self.sleep = clock, retries, sleep
         self.warn = warn
-        self.path = auth_file_path(env)
+        self.path = _auth_file_path(env)
         self._lock = threading.Lock()
-        self._login: ChatGPTLogin | None = None
+        self._login: _ChatGPTLogin | None = None
         self.refreshes = 0  # refresh requests this run sent (at most one)
         self._failure: ImagegenError | None = None  # how this run's refresh failed
         self._warned = False
@@ -3528,18 +3578,18 @@ class CodexAuth:
 
     def _read_data(self) -> dict:
         data = read_auth_json(self.path, self.env, self.sleep)
-        if not self._warned and self.warn is not None and readable_by_others(self.path):
+        if not self._warned and self.warn is not None and _readable_by_others(self.path):
             self._warned = True
             self.warn(f"other users can read {self.path}, which holds your ChatGPT login: "
                       f"chmod 600 {self.path}")
         return data
 
-    def _read(self) -> ChatGPTLogin:
-        login = chatgpt_login(self._read_data(), self.path)
+    def _read(self) -> _ChatGPTLogin:
+        login = _chatgpt_login(self._read_data(), self.path)
         self.secrets.add(*login.secrets())
         return login
 
-    def peek(self) -> ChatGPTLogin:
+    def peek(self) -> _ChatGPTLogin:
         """The login as the file holds it, without refreshing (for --dry-run)."""
         with self._lock:
             if self._login is None:
@@ -3547,21 +3597,21 @@ class CodexAuth:
             return self._login
 
     def current(self, retries: int | None = None, timeout: float | None = None,
-                ) -> ChatGPTLogin:
+                ) -> _ChatGPTLogin:
         """A usable login, refreshed first when its access token is about to expire. A
         refresh keeps to the asking job's patience: re-sent up to `retries` times when it
         failed in transit, each try within `timeout` (at most REFRESH_TIMEOUT_S)."""
         with self._lock:
             if self._login is None:
                 self._login = self._read()
-            if needs_refresh(self._login, self.clock()):
-                reason = ("proactive_expiry" if access_expiry(self._login) is not None
+            if _needs_refresh(self._login, self.clock()):
+                reason = ("proactive_expiry" if _access_expiry(self._login) is not None
                           else "scheduled")
                 self._login = self._refresh_once(self._login, None, reason, retries, timeout)
             return self._login
 
     def after_unauthorized(self, rejected: str, retries: int | None = None,
-                           timeout: float | None = None) -> ChatGPTLogin:
+                           timeout: float | None = None) -> _ChatGPTLogin:
         """After a 401: another thread or program may have refreshed already; else refresh
         (once a run: when this run's refreshed login is refused too, it is returned as it
         is, and the caller gives up)."""
@@ -3569,21 +3619,21 @@ class CodexAuth:
             if self._login is not None and self._login.access_token != rejected:
                 return self._login
             on_disk = self._read()
-            if on_disk.access_token != rejected and not needs_refresh(on_disk, self.clock()):
+            if on_disk.access_token != rejected and not _needs_refresh(on_disk, self.clock()):
                 self._login = on_disk
             else:
                 self._login = self._refresh_once(on_disk, rejected, "unauthorized_recovery",
                                                  retries, timeout)
             return self._login
 
-    def _refresh_once(self, stale: ChatGPTLogin, rejected: str | None, reason: str,
+    def _refresh_once(self, stale: _ChatGPTLogin, rejected: str | None, reason: str,
                       retries: int | None = None, timeout: float | None = None,
-                      ) -> ChatGPTLogin:
+                      ) -> _ChatGPTLogin:
         if self._failure is not None or self.refreshes:
             # Another program may have saved a usable login since; else no second refresh.
             on_disk = self._read()
             if on_disk.access_token not in (stale.access_token, rejected) \
-                    and not needs_refresh(on_disk, self.clock()):
+                    and not _needs_refresh(on_disk, self.clock()):
                 return on_disk
             if self._failure is not None:
                 raise type(self._failure)(self._failure.message)
@@ -3599,16 +3649,16 @@ class CodexAuth:
             self._failure = error
             raise
 
-    def _refresh(self, stale: ChatGPTLogin, rejected: str | None, reason: str,
-                 retries: int, timeout: float) -> ChatGPTLogin:
+    def _refresh(self, stale: _ChatGPTLogin, rejected: str | None, reason: str,
+                 retries: int, timeout: float) -> _ChatGPTLogin:
         if self.transport.cancelled():
             raise Interrupted("interrupted")
-        with AuthLocks(self.path):
+        with _AuthLocks(self.path):
             data = self._read_data()
-            fresh = chatgpt_login(data, self.path)
+            fresh = _chatgpt_login(data, self.path)
             self.secrets.add(*fresh.secrets())
             if fresh.access_token not in (stale.access_token, rejected) \
-                    and not needs_refresh(fresh, self.clock()):
+                    and not _needs_refresh(fresh, self.clock()):
                 return fresh  # another process refreshed while we waited for the lock
             if not fresh.refresh_token:
                 raise AuthError(f"the access token in {self.path} has expired and there is no "
@@ -3619,14 +3669,14 @@ class CodexAuth:
             error: ImagegenError = AuthError("could not refresh the login")
             for attempt in range(retries + 1):
                 if attempt:
-                    self.sleep(backoff_delay(attempt - 1, lambda: 0.5))
+                    self.sleep(_backoff_delay(attempt - 1, lambda: 0.5))
                 # From the moment the token leaves until the answer is saved, a Ctrl-C or
                 # SIGTERM waits (a few seconds at most): the issuer rotates the token as it
                 # answers, and an answer thrown away is a login destroyed.
                 with SIGNALS.hold(self.transport):
                     try:
                         answer = self._send_refresh(request, timeout)
-                    except RefreshAnswerLost as lost:
+                    except _RefreshAnswerLost as lost:
                         adopted = self._adopt_saved_login(fresh)
                         if adopted is not None:
                             return adopted
@@ -3643,9 +3693,9 @@ class CodexAuth:
         """Prove the answer can be saved before spending the (rotating) refresh token: the
         file's text can be made, and a file of its size written beside it."""
         directory = os.path.dirname(self.path)
-        payload = auth_json_bytes(data) + b" " * 512  # the new tokens may be a little longer
+        payload = _auth_json_bytes(data) + b" " * 512  # the new tokens may be a little longer
         try:
-            fd, probe = make_temporary(directory, ".auth-")
+            fd, probe = _make_temporary(directory, ".auth-")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(payload)
@@ -3657,14 +3707,14 @@ class CodexAuth:
             raise AuthError(f"the login needs a refresh but {directory} is not writable "
                             f"({exc.strerror}); nothing was sent") from None
 
-    def _refresh_request(self, refresh_token: str, reason: str) -> HttpRequest:
-        return json_request("POST", self.token_url(), {
+    def _refresh_request(self, refresh_token: str, reason: str) -> _HttpRequest:
+        return _json_request("POST", self.token_url(), {
             "Accept": "application/json", "originator": ORIGINATOR,
-            "User-Agent": user_agent()},
+            "User-Agent": _user_agent()},
             {"client_id": CLIENT_ID, "grant_type": "refresh_token",
              "refresh_reason": reason, "refresh_token": refresh_token})
 
-    def _send_refresh(self, request: HttpRequest, limit: float) -> dict:
+    def _send_refresh(self, request: _HttpRequest, limit: float) -> dict:
         """One refresh request. Raises AuthError when the issuer refused for good, a
         transient error when nothing can have been spent (a re-send is safe), and
         RefreshAnswerLost when the token may be spent but the answer is not known."""
@@ -3675,7 +3725,7 @@ class CodexAuth:
             raise
         except ImagegenError as exc:
             status = getattr(exc, "status", None)
-            code = refresh_error_code(getattr(exc, "body_json", None)) \
+            code = _refresh_error_code(getattr(exc, "body_json", None)) \
                 or str(getattr(exc, "server_code", "") or "")
             if code in LOGIN_OVER_CODES or status == 401:  # invalid_grant, *_reused...
                 raise self._refresh_refused(code, status) from None
@@ -3699,24 +3749,24 @@ class CodexAuth:
         return answer
 
     @staticmethod
-    def _lost(why: str) -> RefreshAnswerLost:
-        return RefreshAnswerLost(
+    def _lost(why: str) -> _RefreshAnswerLost:
+        return _RefreshAnswerLost(
             f"could not refresh the login: {why}. The refresh request may have reached the "
             f"server, so the refresh token was not sent again (it may be spent). Run the "
             f"command again; only if it then says the refresh token was already used, log in "
             f"again with `codex login` (or `imagegen auth login`)")
 
-    def _adopt_saved_login(self, sent: ChatGPTLogin) -> ChatGPTLogin | None:
+    def _adopt_saved_login(self, sent: _ChatGPTLogin) -> _ChatGPTLogin | None:
         """After a lost answer: a login another program saved meanwhile, if there is one."""
         try:
             login = self._read()
         except AuthError:
             return None
-        if login.refresh_token != sent.refresh_token and not needs_refresh(login, self.clock()):
+        if login.refresh_token != sent.refresh_token and not _needs_refresh(login, self.clock()):
             return login
         return None
 
-    def _save(self, data: dict, answer: dict) -> ChatGPTLogin:
+    def _save(self, data: dict, answer: dict) -> _ChatGPTLogin:
         """Store whatever tokens came back (each is optional), then check the result."""
         came = {name: answer[name] for name in ("id_token", "access_token", "refresh_token")
                 if isinstance(answer.get(name), str) and answer[name]}
@@ -3728,9 +3778,9 @@ class CodexAuth:
         if not isinstance(tokens, dict):
             tokens = data["tokens"] = {}
         tokens.update(came)
-        data["last_refresh"] = utc_now_rfc3339(self.clock())
+        data["last_refresh"] = _utc_now_rfc3339(self.clock())
         try:
-            write_file_atomic(self.path, auth_json_bytes(data), 0o600, prefix=".auth-")
+            _write_file_atomic(self.path, _auth_json_bytes(data), 0o600, prefix=".auth-")
         except OSError as exc:
             raise AuthError(f"the login was refreshed but {self.path} could not be written "
                             f"({exc.strerror}); run `codex login` again") from None
@@ -3738,7 +3788,7 @@ class CodexAuth:
             raise AuthError("could not refresh the login: the token endpoint's answer has no "
                             "access_token (the new refresh token it sent was saved: run the "
                             "command again)")
-        return chatgpt_login(data, self.path)
+        return _chatgpt_login(data, self.path)
 
     @staticmethod
     def _refresh_refused(code: str, status: int | None) -> AuthError:
@@ -3949,11 +3999,11 @@ def parse_toml_subset(text: str) -> dict:
 # Reference images #################################################################################
 
 @dataclass(frozen=True)
-class Reference:
+class _Reference:
     """A reference image or mask, read and checked; `data` is None in a dry run of a URL."""
 
     source: str
-    info: ImageInfo | None
+    info: _ImageInfo | None
     data: bytes | None
 
     @property
@@ -3966,17 +4016,17 @@ class Reference:
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
-def is_url(source: str) -> bool:
+def _is_url(source: str) -> bool:
     return re.match(r"(?i)^https?://", source) is not None
 
 
-def load_reference(source: str, transport: Transport, what: str, download: bool = True,
-                   ) -> Reference:
+def _load_reference(source: str, transport: Transport, what: str, download: bool = True,
+                   ) -> _Reference:
     """Read a local image or download a URL (capped), and check it is PNG, JPEG or WebP."""
-    if is_url(source):
+    if _is_url(source):
         if not download:
-            return Reference(source, None, None)
-        request = HttpRequest("GET", source, {"User-Agent": f"codex-imagegen/{__version__}",
+            return _Reference(source, None, None)
+        request = _HttpRequest("GET", source, {"User-Agent": f"codex-imagegen/{__version__}",
                                               "Accept": "image/*"})
         try:
             response = transport.open(request, transport.clock() + DOWNLOAD_TIMEOUT_S,
@@ -3985,21 +4035,21 @@ def load_reference(source: str, transport: Transport, what: str, download: bool 
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and int(declared) > MAX_REFERENCE_BYTES:
                     raise UsageError(f"{what} {source} is larger than "
-                                     f"{human_bytes(MAX_REFERENCE_BYTES)}")
+                                     f"{_human_bytes(MAX_REFERENCE_BYTES)}")
                 data = response.read_all(MAX_REFERENCE_BYTES)
             finally:
                 response.close()
         except BackendError as exc:
             if "larger than" in exc.message:
                 raise UsageError(f"{what} {source} is larger than "
-                                 f"{human_bytes(MAX_REFERENCE_BYTES)}") from None
+                                 f"{_human_bytes(MAX_REFERENCE_BYTES)}") from None
             raise UsageError(f"cannot download {what} {source}: {exc.message}") from None
         except (AuthError, RateLimitError, NoImageError) as exc:
             raise UsageError(f"cannot download {what} {source}: {exc.message}") from None
     else:
         path = os.path.expanduser(source)
         try:  # never more than the cap, never a device or FIFO (/dev/zero, a pipe: F31)
-            data = read_regular_file(path, MAX_REFERENCE_BYTES)
+            data = _read_regular_file(path, MAX_REFERENCE_BYTES)
         except IsADirectoryError:
             raise UsageError(f"{what} {source} is a directory, not an image") from None
         except OSError as exc:
@@ -4007,23 +4057,23 @@ def load_reference(source: str, transport: Transport, what: str, download: bool 
     info = sniff_image(data)
     if info is None:
         raise UsageError(f"{what} {source} is not a PNG, JPEG or WebP image")
-    return Reference(source, info, data)
+    return _Reference(source, info, data)
 
 
 @dataclass(frozen=True)
-class Inputs:
-    references: tuple[Reference, ...] = ()
-    mask: Reference | None = None
+class _Inputs:
+    references: tuple[_Reference, ...] = ()
+    mask: _Reference | None = None
 
 
-def load_inputs(job: Job, transport: Transport) -> Inputs:
+def _load_inputs(job: _Job, transport: Transport) -> _Inputs:
     """All reference images and the mask, checked before any request is sent."""
     download = not job.dry_run
-    references = tuple(load_reference(source, transport, "image", download)
+    references = tuple(_load_reference(source, transport, "image", download)
                        for source in job.images)
     mask = None
     if job.mask:
-        mask = load_reference(job.mask, transport, "mask", download)
+        mask = _load_reference(job.mask, transport, "mask", download)
         if mask.info and mask.info.format != "png":
             raise UsageError(f"mask {job.mask} must be a PNG (with alpha), not {mask.info.format}")
         first = references[0].info if references else None
@@ -4031,10 +4081,10 @@ def load_inputs(job: Job, transport: Transport) -> Inputs:
                 (mask.info.width, mask.info.height) != (first.width, first.height)):
             raise UsageError(f"mask {job.mask} is {mask.info.width}x{mask.info.height} but the "
                              f"first image is {first.width}x{first.height}; they must match")
-    return Inputs(references, mask)
+    return _Inputs(references, mask)
 
 
-def png_is_opaque(data: bytes) -> bool:
+def _png_is_opaque(data: bytes) -> bool:
     """True when a PNG surely has no transparent pixel: no alpha channel and no tRNS, or an
     alpha channel that is 100% opaque. False when it has one, or when this cheap check
     cannot tell (interlaced, a damaged file, a tRNS colour key). Reads the alpha bytes only:
@@ -4117,7 +4167,7 @@ CHROMA_KEYS = (
 
 
 @dataclass(frozen=True)
-class Capabilities:
+class _Capabilities:
     """What a route can deliver, declared once on the route: the driver asks this record
     (never the route's type) what it may send there and what it must do to the answer."""
 
@@ -4139,19 +4189,19 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class _Delivery:
     """How one route gives what the job asks for. `wire` is the job as the route gets it
     (the format it is asked for, the chroma-key line in the prompt where transparency is
     made here); `key` is the chroma key to remove from the answer (None: none); `local`
     lists what may be done here, for messages."""
 
-    wire: Job
+    wire: _Job
     key: tuple | None = None
     key_name: str = ""
     local: tuple = ()
 
 
-def chroma_key_for(prompt: str) -> tuple[str, tuple]:
+def _chroma_key_for(prompt: str) -> tuple[str, tuple]:
     """The key colour (name, (r, g, b)) for a prompt: one its subject is unlikely to use."""
     words = set(re.findall(r"[a-z]+", prompt.lower()))
     for name, rgb, avoid in CHROMA_KEYS:
@@ -4160,7 +4210,7 @@ def chroma_key_for(prompt: str) -> tuple[str, tuple]:
     return CHROMA_KEYS[-1][0], CHROMA_KEYS[-1][1]
 
 
-def chroma_key_line(name: str, rgb: tuple) -> str:
+def _chroma_key_line(name: str, rgb: tuple) -> str:
     """The prompt line asking for the subject on a flat, removable background."""
     return (f"Background: one perfectly flat, uniform pure {name} chroma-key colour "
             f"#{rgb[0]:02x}{rgb[1]:02x}{rgb[2]:02x} filling the whole background (no "
@@ -4169,7 +4219,7 @@ def chroma_key_line(name: str, rgb: tuple) -> str:
             f"the background will be removed afterwards.")
 
 
-def pillow_formats() -> frozenset:
+def _pillow_formats() -> frozenset:
     """The formats Pillow can both read and write here ("png", "jpeg", "webp"); empty when
     Pillow is not importable. Pillow is optional: it adds JPEG and WebP conversion and
     resizing; PNG is done by the standard-library core above."""
@@ -4186,13 +4236,13 @@ def pillow_formats() -> frozenset:
 PILLOW_FIX = "pip install pillow"
 
 
-def plan_delivery(job: Job, route: Any,
-                  pillow: Callable[[], frozenset] = pillow_formats) -> Delivery:
+def _plan_delivery(job: _Job, route: Any,
+                  pillow: Callable[[], frozenset] = _pillow_formats) -> _Delivery:
     """How `route` (its name and capabilities) can deliver `job`: the request it gets and
     what is done to its answer here. UsageError (one line, with the fix) when it cannot,
     known before anything is sent: too many images, or a conversion or a resize of a JPEG
     or WebP without Pillow. A PNG under a .jpg or .webp name is never the answer."""
-    caps: Capabilities = route.capabilities
+    caps: _Capabilities = route.capabilities
     where = f"the {job.backend} {route.name} route"
     if len(job.images) > caps.max_images:
         raise UsageError(f"{where} takes at most {caps.max_images} reference images "
@@ -4201,7 +4251,7 @@ def plan_delivery(job: Job, route: Any,
     # A route that makes the size it is asked for gets the nearest one its model makes
     wire_size = job.size
     if caps.exact_size and job.fit != "none" and job.size and job.size != "auto":
-        wire_size = model_size(job.size, route.model or job.image_model)
+        wire_size = _model_size(job.size, route.model or job.image_model)
     resize = job.fit != "none" and (caps.makes(job.size) is False or wire_size != job.size)
     if job.format in caps.formats and not keyed and not resize:
         ask = job.format
@@ -4214,9 +4264,9 @@ def plan_delivery(job: Job, route: Any,
     local: list[str] = []
     key, key_name = None, ""
     if keyed:
-        key_name, key = chroma_key_for(job.prompt)
+        key_name, key = _chroma_key_for(job.prompt)
         wire = replace(wire, background=None,
-                       prompt=f"{job.prompt}\n\n{chroma_key_line(key_name, key)}")
+                       prompt=f"{job.prompt}\n\n{_chroma_key_line(key_name, key)}")
         local.append(f"chroma key {key_name}")
     if resize:
         local.append(f"fit {job.size}")
@@ -4240,43 +4290,43 @@ def plan_delivery(job: Job, route: Any,
             + ["use --backend api", f"install Pillow ({PILLOW_FIX})"]
         raise UsageError(f"{why} and {asked} was asked: {work} needs Pillow, which is not "
                          f"installed; {', '.join(fixes[:-1])}, or {fixes[-1]}")
-    return Delivery(wire, key, key_name, tuple(local))
+    return _Delivery(wire, key, key_name, tuple(local))
 
 
 # Routes: build a request, read its answer #########################################################
 
-# `Progress`: what a route reports while it reads, a phase ("generating"...) and the bytes
+# `_Progress`: what a route reports while it reads, a phase ("generating"...) and the bytes
 # received so far.
-Progress = Callable[[str, int], None]
+_Progress = Callable[[str, int], None]
 
 
-class Route:
+class _Route:
     """What every route offers the driver: a name, a Capabilities record, the request for
     n images, and the images read from its answer."""
 
     name = ""
     where = ""  # the route as messages about its answer name it ("the images route answered")
-    capabilities = Capabilities()
+    capabilities = _Capabilities()
     model: str | None = None  # the image model it always asks for (None: the job's)
 
-    def ignored(self, job: Job) -> list[str]:
+    def ignored(self, job: _Job) -> list[str]:
         """The options this route leaves out, as the user gave them (for one warning)."""
         return []
 
-    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+    def build(self, job: _Job, inputs: _Inputs, n: int, base: str, headers: dict) -> _HttpRequest:
         raise NotImplementedError
 
-    def read(self, response: Response, progress: Progress,
-             spills: Spills | None = None) -> list[RawImage]:
+    def read(self, response: Response, progress: _Progress,
+             spills: Spills | None = None) -> list[_RawImage]:
         """The images in the answer, read from `response` alone (no other I/O): an image the
         answer names by URL comes back with `url` set, for fetch_image_urls."""
         raise NotImplementedError
 
 
-def aspect_line(size: str | None) -> str | None:
+def _aspect_line(size: str | None) -> str | None:
     """The codex backend's canvas nearest to WxH, as words for the prompt ("landscape 16:9");
     None for auto. The service ignores `size` and follows such a line instead (measured)."""
-    width, height = parse_size(size) or (0, 0)
+    width, height = _parse_size(size) or (0, 0)
     if not width or not height:
         return None
     asked = math.log(width / height)
@@ -4284,13 +4334,13 @@ def aspect_line(size: str | None) -> str | None:
     return f"{word} {wide}:{high}"
 
 
-def codex_prompt(job: Job) -> str:
+def _codex_prompt(job: _Job) -> str:
     """The prompt as the codex backend gets it: with the aspect line when --size is WxH."""
-    line = aspect_line(job.size)
+    line = _aspect_line(job.size)
     return f"{job.prompt}\n\nAspect ratio: {line}." if line else job.prompt
 
 
-def _tool_options(job: Job, inputs: Inputs, codex: bool = False) -> dict:
+def _tool_options(job: _Job, inputs: _Inputs, codex: bool = False) -> dict:
     """The image_generation tool. On the codex backend the server rewrites size, quality and
     the model to its own, and rejects input_fidelity and other models: those stay out."""
     tool: dict[str, Any] = {"type": "image_generation", "output_format": job.format}
@@ -4309,7 +4359,7 @@ def _tool_options(job: Job, inputs: Inputs, codex: bool = False) -> dict:
     return tool
 
 
-class ResponsesRoute(Route):
+class ResponsesRoute(_Route):
     """POST {base}/responses with the image_generation tool; the answer is an SSE stream.
     `codex`: the Codex backend's flavour (forced tool, session headers, aspect line)."""
 
@@ -4318,11 +4368,11 @@ class ResponsesRoute(Route):
     def __init__(self, codex: bool = False) -> None:
         self.codex = codex
         # The codex backend rewrites the tool's size and refuses transparent (measured).
-        self.capabilities = Capabilities(
+        self.capabilities = _Capabilities(
             transparency=not codex, exact_size=not codex,
             canvases=CODEX_CANVASES if codex else None, aspect_line=codex, host_model=True)
 
-    def ignored(self, job: Job) -> list[str]:
+    def ignored(self, job: _Job) -> list[str]:
         if not self.codex:
             return []
         model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
@@ -4331,12 +4381,12 @@ class ResponsesRoute(Route):
             ("quality", job.quality), ("input_fidelity", job.input_fidelity),
             ("image_model", model)) if value is not None and value != "auto"]
 
-    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
-        session = new_uuid()
+    def build(self, job: _Job, inputs: _Inputs, n: int, base: str, headers: dict) -> _HttpRequest:
+        session = _new_uuid()
         content: list[dict] = [{"type": "input_image", "image_url": ref.data_url(),
                                 "detail": "high"} for ref in inputs.references]
         content.append({"type": "input_text",
-                        "text": codex_prompt(job) if self.codex else job.prompt})
+                        "text": _codex_prompt(job) if self.codex else job.prompt})
         body = {
             "model": job.model,
             "instructions": INSTRUCTIONS,
@@ -4355,11 +4405,11 @@ class ResponsesRoute(Route):
         if self.codex:  # hyphens: proxies drop underscore headers (Codex changed in 2026-05)
             headers.update({"session-id": session, "thread-id": session,
                             "x-client-request-id": session})
-        return json_request("POST", f"{base}/responses", headers, body, route=self.name)
+        return _json_request("POST", f"{base}/responses", headers, body, route=self.name)
 
-    def read(self, response: Response, progress: Progress,
-             spills: Spills | None = None) -> list[RawImage]:
-        decoder, reader = SSEDecoder(spills), ResponsesReader(spills)
+    def read(self, response: Response, progress: _Progress,
+             spills: Spills | None = None) -> list[_RawImage]:
+        decoder, reader = SSEDecoder(spills), _ResponsesReader(spills)
         phase = "waiting"
         progress(phase, 0)
         content_type = (response.headers.get("Content-Type") or "").lower()
@@ -4377,7 +4427,7 @@ class ResponsesRoute(Route):
                 return reader.result()
             code, message = _error_fields(payload)
             if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-                raise failure_error(code, message[:MAX_ERROR_CHARS], "the image request")
+                raise _failure_error(code, message[:MAX_ERROR_CHARS], "the image request")
             raise BackendError(f"the server answered with JSON instead of an event stream: "
                                f"{(message or code or 'no details')[:MAX_ERROR_CHARS]}")
         try:
@@ -4396,7 +4446,7 @@ class ResponsesRoute(Route):
         return reader.result()
 
     @staticmethod
-    def _take(event: SSEEvent, reader: ResponsesReader) -> str | None:
+    def _take(event: SSEEvent, reader: _ResponsesReader) -> str | None:
         try:
             payload = json.loads(event.data)
         except ValueError:
@@ -4407,16 +4457,16 @@ class ResponsesRoute(Route):
         return reader.feed(payload) if isinstance(payload, dict) else None
 
 
-class CodexImagesRoute(Route):
+class _CodexImagesRoute(_Route):
     """POST {base}/images/generations or /images/edits on the Codex backend (JSON), with
     the body Codex sends. Measured: only the prompt, the background and the images change
     the result; one PNG of about 1.5 MP comes back, shaped by the prompt's aspect line."""
 
     name = "images"
-    capabilities = Capabilities(formats=("png",), exact_size=False, canvases=CODEX_CANVASES,
+    capabilities = _Capabilities(formats=("png",), exact_size=False, canvases=CODEX_CANVASES,
                                 aspect_line=True, max_images=MAX_IMAGES_CODEX_ROUTE, mask=None)
 
-    def ignored(self, job: Job) -> list[str]:
+    def ignored(self, job: _Job) -> list[str]:
         model = job.image_model if job.image_model_set and job.image_model != CODEX_IMAGE_MODEL \
             else None
         return [f"--{name.replace('_', '-')} {value}" for name, value in (
@@ -4425,28 +4475,28 @@ class CodexImagesRoute(Route):
             ("action", job.action), ("image_model", model))
             if value is not None and value != "auto"]
 
-    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+    def build(self, job: _Job, inputs: _Inputs, n: int, base: str, headers: dict) -> _HttpRequest:
         body: dict[str, Any] = {}
         endpoint = "generations"
         if inputs.references:
             endpoint = "edits"
             body["images"] = [{"image_url": ref.data_url()} for ref in inputs.references]
-        body.update({"prompt": codex_prompt(job), "background": job.background or "auto",
+        body.update({"prompt": _codex_prompt(job), "background": job.background or "auto",
                      "model": CODEX_IMAGE_MODEL, "quality": "auto", "size": "auto"})
         if inputs.mask is not None:  # whether the service honours it is unknown (a warning)
             body["mask"] = {"image_url": inputs.mask.data_url()}
         headers = dict(headers, Accept="application/json")
-        return json_request("POST", f"{base}/images/{endpoint}", headers, body, route=self.name)
+        return _json_request("POST", f"{base}/images/{endpoint}", headers, body, route=self.name)
 
     where = "images route"
 
-    def read(self, response: Response, progress: Progress,
-             spills: Spills | None = None) -> list[RawImage]:
+    def read(self, response: Response, progress: _Progress,
+             spills: Spills | None = None) -> list[_RawImage]:
         payload = _read_json(response, progress, f"the {self.where}", spills)
         return read_images_payload(payload, self.where, spills)
 
 
-def _read_json(response: Response, progress: Progress, who: str,
+def _read_json(response: Response, progress: _Progress, who: str,
                spills: Spills | None = None) -> Any:
     """A JSON answer, whole (long base64 strings streamed into spills when given)."""
     progress("generating", 0)
@@ -4457,26 +4507,26 @@ def _read_json(response: Response, progress: Progress, who: str,
 
 
 def read_images_payload(payload: Any, where: str,
-                        spills: Spills | None = None) -> list[RawImage]:
+                        spills: Spills | None = None) -> list[_RawImage]:
     images = []
     model = payload.get("model") if isinstance(payload, dict) else None
     size = payload.get("size") if isinstance(payload, dict) else None
-    for entry in images_from_json(payload, where):
+    for entry in _images_from_json(payload, where):
         spill = spills.claim(entry.get("b64_json")) if spills is not None else None
         if spill is not None:
-            images.append(image_from_spill(spill, f"{where} answer", model=model, size=size,
+            images.append(_image_from_spill(spill, f"{where} answer", model=model, size=size,
                                            revised_prompt=entry.get("revised_prompt")))
             continue
         if isinstance(entry.get("b64_json"), str) and entry["b64_json"]:
             data = decode_image_base64(entry["b64_json"], f"{where} answer")
-        elif isinstance(entry.get("url"), str) and is_url(entry["url"]):
-            images.append(RawImage(data=b"", info=None,  # type: ignore[arg-type]
+        elif isinstance(entry.get("url"), str) and _is_url(entry["url"]):
+            images.append(_RawImage(data=b"", info=None,  # type: ignore[arg-type]
                                    revised_prompt=entry.get("revised_prompt"), model=model,
                                    size=size, url=entry["url"]))
             continue
         else:
             continue
-        images.append(RawImage(data=data, info=sniff_image(data),  # type: ignore[arg-type]
+        images.append(_RawImage(data=data, info=sniff_image(data),  # type: ignore[arg-type]
                                revised_prompt=entry.get("revised_prompt"), model=model,
                                size=size))
     if not images:
@@ -4484,15 +4534,15 @@ def read_images_payload(payload: Any, where: str,
     return images
 
 
-def fetch_image_urls(images: list[RawImage], where: str, transport: Transport
-                     ) -> list[RawImage]:
+def fetch_image_urls(images: list[_RawImage], where: str, transport: Transport
+                     ) -> list[_RawImage]:
     """The images an answer named by URL, downloaded (capped, checked like a reference);
     the others as they are. The one place an answer leads to another request."""
     fetched = []
     for image in images:
         if image.url is not None:
             try:
-                data = load_reference(image.url, transport, "image url").data or b""
+                data = _load_reference(image.url, transport, "image url").data or b""
             except UsageError as exc:
                 raise BackendError(f"the {where} answered with a URL that failed: {exc.message}"
                                    ) from None
@@ -4501,14 +4551,14 @@ def fetch_image_urls(images: list[RawImage], where: str, transport: Transport
     return fetched
 
 
-class ChatRoute(Route):
+class _ChatRoute(_Route):
     """The codex-api gateway: POST {base}/v1/chat/completions, stream false, data URI back."""
 
     name = "chat"
     # Options reach it as words; what comes back is known only then. It cannot make alpha.
-    capabilities = Capabilities(transparency=False, exact_size=False, host_model=True)
+    capabilities = _Capabilities(transparency=False, exact_size=False, host_model=True)
 
-    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+    def build(self, job: _Job, inputs: _Inputs, n: int, base: str, headers: dict) -> _HttpRequest:
         asks = [f"Output format: {job.format}."]
         if job.size and job.size != "auto":
             asks.append(f"Size: {job.size}.")
@@ -4523,13 +4573,13 @@ class ChatRoute(Route):
         body = {"model": job.model, "stream": False,
                 "messages": [{"role": "user", "content": content}]}
         headers = dict(headers, Accept="application/json")
-        return json_request("POST", f"{base}/v1/chat/completions", headers, body,
+        return _json_request("POST", f"{base}/v1/chat/completions", headers, body,
                             route=self.name)
 
     where = "gateway"
 
-    def read(self, response: Response, progress: Progress,
-             spills: Spills | None = None) -> list[RawImage]:
+    def read(self, response: Response, progress: _Progress,
+             spills: Spills | None = None) -> list[_RawImage]:
         # spills are not used: the data URIs inside the text are kept in memory
         payload = _read_json(response, progress, "the gateway")
         images, said = images_from_chat(payload)
@@ -4542,7 +4592,7 @@ class ChatRoute(Route):
               "CODEX_ENABLE_IMAGE_GEN=1)")
 
 
-class ImagesApiRoute(Route):
+class _ImagesApiRoute(_Route):
     """The OpenAI Images API: generations as JSON, edits as multipart/form-data."""
 
     name = "images"
@@ -4552,10 +4602,10 @@ class ImagesApiRoute(Route):
         self.extra_body = extra_body or {}
         self.model = model  # the config file's model, when the user did not choose one
         # DALL-E models make no alpha; the others are asked, and the answer is checked.
-        self.capabilities = Capabilities(
+        self.capabilities = _Capabilities(
             transparency=not (model or image_model).startswith("dall-e"))
 
-    def fields(self, job: Job, n: int) -> dict:
+    def fields(self, job: _Job, n: int) -> dict:
         model = self.model or job.image_model
         body: dict[str, Any] = {"model": model, "prompt": job.prompt, "n": n}
         if job.format_set or model.startswith("gpt-image"):
@@ -4570,39 +4620,39 @@ class ImagesApiRoute(Route):
         body.update(self.extra_body)
         return body
 
-    def build(self, job: Job, inputs: Inputs, n: int, base: str, headers: dict) -> HttpRequest:
+    def build(self, job: _Job, inputs: _Inputs, n: int, base: str, headers: dict) -> _HttpRequest:
         fields = self.fields(job, n)
         headers = dict(headers, Accept="application/json")
         if not inputs.references:
-            return json_request("POST", f"{base}/images/generations", headers, fields,
+            return _json_request("POST", f"{base}/images/generations", headers, fields,
                                 route=self.name)
         files = [("image[]", ref) for ref in inputs.references]
         if inputs.mask is not None:
             files.append(("mask", inputs.mask))
-        body, content_type = multipart(fields, files)
+        body, content_type = _multipart(fields, files)
         shown = dict(fields, **{"files": [
             {"name": name, "filename": _file_name(ref, index), "content_type": ref.mime,
              "bytes": len(ref.data) if ref.data is not None else None,
              "source": ref.source} for index, (name, ref) in enumerate(files)]})
         headers["Content-Type"] = content_type
-        return HttpRequest("POST", f"{base}/images/edits", headers, body, shown, route=self.name)
+        return _HttpRequest("POST", f"{base}/images/edits", headers, body, shown, route=self.name)
 
     where = "Images API"
 
-    def read(self, response: Response, progress: Progress,
-             spills: Spills | None = None) -> list[RawImage]:
+    def read(self, response: Response, progress: _Progress,
+             spills: Spills | None = None) -> list[_RawImage]:
         payload = _read_json(response, progress, f"the {self.where}", spills)
         images = read_images_payload(payload, self.where, spills)
         # The Images API does not name its model: report the one asked for (--json, --meta).
         return [replace(image, model=image.model or self.model) for image in images]
 
 
-def _file_name(ref: Reference, index: int) -> str:
+def _file_name(ref: _Reference, index: int) -> str:
     stem = "mask" if index < 0 else f"image-{index + 1}"
     return stem + EXTENSIONS[ref.info.format if ref.info else "png"]
 
 
-def multipart(fields: dict, files: list[tuple[str, Reference]]) -> tuple[bytes, str]:
+def _multipart(fields: dict, files: list[tuple[str, _Reference]]) -> tuple[bytes, str]:
     """multipart/form-data with text fields and file parts, built with the stdlib."""
     boundary = f"codex-imagegen-{os.urandom(16).hex()}"
     parts: list[bytes] = []
@@ -4621,7 +4671,7 @@ def multipart(fields: dict, files: list[tuple[str, Reference]]) -> tuple[bytes, 
 
 # Backends #########################################################################################
 
-class Backend:
+class _Backend:
     """What every backend offers the driver. Subclasses set name and routes."""
 
     name = ""
@@ -4633,14 +4683,15 @@ class Backend:
         """The base URL the environment sets for it (None: it is found in prepare)."""
         return None
 
-    def __init__(self, ctx: Context, job: Job) -> None:
+    def __init__(self, ctx: _Context, job: _Job) -> None:
         self.ctx = ctx
         self.base_override = job.base_url
+        self.warnings: list[str] = []  # what prepare() found; the Generator says it
 
-    def prepare(self, job: Job) -> None:
+    def prepare(self, job: _Job) -> None:
         """Find the credentials (AuthError when missing); in a dry run, never fail."""
 
-    def routes(self, job: Job) -> list:
+    def routes(self, job: _Job) -> list:
         raise NotImplementedError
 
     def base_url(self, route: Any) -> str:
@@ -4656,16 +4707,16 @@ class Backend:
     def explain(self, error: ImagegenError) -> None:
         """Add to a failure's message what is peculiar to this backend (in place)."""
 
-    def units(self, job: Job) -> list[int]:
+    def units(self, job: _Job) -> list[int]:
         """How many images each request asks for: one request per image by default."""
         return [1] * job.count
 
-    def dry_run_requests(self) -> list[HttpRequest]:
+    def dry_run_requests(self) -> list[_HttpRequest]:
         """The requests of its own (a refresh of the login) that a real run would send."""
         return []
 
 
-class CodexBackend(Backend):
+class _CodexBackend(_Backend):
     """The ChatGPT subscription through the Codex backend (the default)."""
 
     name = "codex"
@@ -4676,14 +4727,14 @@ class CodexBackend(Backend):
     def configured_base_url(env: dict) -> str | None:
         return env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL
 
-    def __init__(self, ctx: Context, job: Job) -> None:
+    def __init__(self, ctx: _Context, job: _Job) -> None:
         super().__init__(ctx, job)
         self.auth = ctx.codex_auth()  # one login per run, shared by every job and thread
         self.patience = (job.retries, job.timeout)  # this job's, for a refresh it sets off
-        self.version = codex_version(ctx.env)
-        self.login: ChatGPTLogin | None = None
+        self.version = _codex_version(ctx.env)
+        self.login: _ChatGPTLogin | None = None
 
-    def prepare(self, job: Job) -> None:
+    def prepare(self, job: _Job) -> None:
         if job.dry_run:
             try:
                 self.login = self.auth.peek()
@@ -4692,8 +4743,8 @@ class CodexBackend(Backend):
             return
         self.login = self.auth.current(*self.patience)
 
-    def routes(self, job: Job) -> list:
-        images, responses = CodexImagesRoute(), ResponsesRoute(codex=True)
+    def routes(self, job: _Job) -> list:
+        images, responses = _CodexImagesRoute(), ResponsesRoute(codex=True)
         if job.route == "responses":
             return [responses]
         if job.route == "images":
@@ -4708,11 +4759,11 @@ class CodexBackend(Backend):
         usable = []
         for route in order:
             try:
-                plan_delivery(job, route)
+                _plan_delivery(job, route)
             except UsageError:
                 continue
             usable.append(route)
-        return usable or order  # none: Generator.check_routes says why, before sending
+        return usable or order  # none: _Generator.check_routes says why, before sending
 
     def base_url(self, route: Any) -> str:
         return (self.base_override or self.configured_base_url(self.ctx.env) or "").rstrip("/")
@@ -4723,7 +4774,7 @@ class CodexBackend(Backend):
         # `version` stays: the backend gates models on it (a stale one gets "requires a
         # newer version of Codex"). Nothing else of Codex's own headers is sent.
         headers = {"Authorization": f"Bearer {token}", "originator": ORIGINATOR,
-                   "User-Agent": user_agent(), "version": self.version}
+                   "User-Agent": _user_agent(), "version": self.version}
         account = login.account_id if login else None
         if account:
             headers["ChatGPT-Account-ID"] = account
@@ -4736,10 +4787,10 @@ class CodexBackend(Backend):
                               "generation in Codex (the Free plan does not, and a workspace "
                               "admin can turn it off); logging in again will not change that")
 
-    def dry_run_requests(self) -> list[HttpRequest]:
-        if self.login is None or not needs_refresh(self.login, self.ctx.clock()):
+    def dry_run_requests(self) -> list[_HttpRequest]:
+        if self.login is None or not _needs_refresh(self.login, self.ctx.clock()):
             return []
-        return [json_request("POST", self.auth.token_url(), {}, {
+        return [_json_request("POST", self.auth.token_url(), {}, {
             "client_id": CLIENT_ID, "grant_type": "refresh_token",
             "refresh_reason": "proactive_expiry", "refresh_token": "***"})]
 
@@ -4750,47 +4801,47 @@ class CodexBackend(Backend):
         return self.login.access_token != before
 
 
-def bearer_headers(token: str | None) -> dict:
-    return {"Authorization": f"Bearer {token or '***'}", "User-Agent": user_agent()}
+def _bearer_headers(token: str | None) -> dict:
+    return {"Authorization": f"Bearer {token or '***'}", "User-Agent": _user_agent()}
 
 
-def read_text_file(path: str) -> str | None:
+def _read_text_file(path: str) -> str | None:
     try:
-        return read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8").strip() or None
+        return _read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8").strip() or None
     except (OSError, UnicodeDecodeError):
         return None
 
 
-class GatewayBackend(Backend):
+class _GatewayBackend(_Backend):
     """A local or remote codex-api (agent-cli-to-api) gateway."""
 
     name = "gateway"
 
-    def prepare(self, job: Job) -> None:
+    def prepare(self, job: _Job) -> None:
         env = self.ctx.env
-        folder = os.path.join(config_home(env), "codex-api")
+        folder = os.path.join(_config_home(env), "codex-api")
         token_file = os.path.join(folder, "token")
-        self.token = env.get("CODEX_API_TOKEN") or read_text_file(
+        self.token = env.get("CODEX_API_TOKEN") or _read_text_file(
             token_file) or DEFAULT_GATEWAY_TOKEN
         if not env.get("CODEX_API_TOKEN") and self.token != DEFAULT_GATEWAY_TOKEN \
-                and readable_by_others(token_file):
-            self.ctx.reporter.warn(f"{token_file} holds the gateway token and other users can "
-                                   f"read it: chmod 600 {token_file}")
+                and _readable_by_others(token_file):
+            self.warnings.append(f"{token_file} holds the gateway token and other users can "
+                                 f"read it: chmod 600 {token_file}")
         self.base = (self.base_override or env.get("CODEX_API_BASE_URL")
-                     or read_text_file(os.path.join(folder, "base_url"))
+                     or _read_text_file(os.path.join(folder, "base_url"))
                      or DEFAULT_GATEWAY_URL).rstrip("/")
         if self.base.endswith("/v1"):
             self.base = self.base[:-3]
         self.ctx.secrets.add(self.token if self.token != DEFAULT_GATEWAY_TOKEN else None)
 
-    def routes(self, job: Job) -> list:
-        return [ChatRoute()]
+    def routes(self, job: _Job) -> list:
+        return [_ChatRoute()]
 
     def base_url(self, route: Any) -> str:
         return self.base
 
     def headers(self, route: Any, dry_run: bool = False) -> dict:
-        return bearer_headers(self.token)
+        return _bearer_headers(self.token)
 
     def explain(self, error: ImagegenError) -> None:
         # No HTTP status and no connection: the usual cause is a gateway that is not running.
@@ -4801,9 +4852,9 @@ class GatewayBackend(Backend):
                               f"{GATEWAY_START_HINT}")
 
 
-def provider_settings(env: dict) -> tuple[str, str | None, str]:
+def _provider_settings(env: dict) -> tuple[str, str | None, str]:
     """(base_url, env_key, provider id) of the model provider in Codex's config.toml."""
-    path = os.path.join(codex_home(env), "config.toml")
+    path = os.path.join(_codex_home(env), "config.toml")
     try:
         config = load_toml(path)
     except FileNotFoundError:
@@ -4822,19 +4873,19 @@ def provider_settings(env: dict) -> tuple[str, str | None, str]:
     return str(table["base_url"]), str(env_key) if env_key else None, str(provider)
 
 
-class ResponsesBackend(Backend):
+class _ResponsesBackend(_Backend):
     """Any Responses-compatible provider from Codex's config.toml, with its API key."""
 
     name = "responses"
 
-    def prepare(self, job: Job) -> None:
+    def prepare(self, job: _Job) -> None:
         env = self.ctx.env
-        base, env_key, self.provider = provider_settings(env)
+        base, env_key, self.provider = _provider_settings(env)
         self.base = (self.base_override or base).rstrip("/")
         self.key = env.get(env_key) if env_key else None
         if not self.key:
             try:
-                stored = read_auth_json(auth_file_path(env), env).get("OPENAI_API_KEY")
+                stored = read_auth_json(_auth_file_path(env), env).get("OPENAI_API_KEY")
             except AuthError:
                 stored = None
             self.key = stored if isinstance(stored, str) and stored else None
@@ -4842,46 +4893,46 @@ class ResponsesBackend(Backend):
         if not self.key and not job.dry_run:
             where = f"${env_key}" if env_key else "an env_key"
             raise AuthError(f"no API key for provider \"{self.provider}\": set {where}, or keep "
-                            f"OPENAI_API_KEY in {auth_file_path(env)}")
+                            f"OPENAI_API_KEY in {_auth_file_path(env)}")
 
-    def routes(self, job: Job) -> list:
+    def routes(self, job: _Job) -> list:
         return [ResponsesRoute()]
 
     def base_url(self, route: Any) -> str:
         return self.base
 
     def headers(self, route: Any, dry_run: bool = False) -> dict:
-        return bearer_headers(self.key)
+        return _bearer_headers(self.key)
 
 
-class ApiBackend(Backend):
+class _ApiBackend(_Backend):
     """The OpenAI Images API (or a compatible provider) with a dedicated key."""
 
     name = "api"
 
-    def __init__(self, ctx: Context, job: Job) -> None:
+    def __init__(self, ctx: _Context, job: _Job) -> None:
         super().__init__(ctx, job)
         self.extra_body: dict = {}  # prepare() reads them from the config file
         self.model: str | None = None
 
-    def config_path(self, job: Job) -> tuple[str | None, bool]:
+    def config_path(self, job: _Job) -> tuple[str | None, bool]:
         env = self.ctx.env
         explicit = job.config or env.get("IMAGEGEN_API_CONFIG")
         if explicit:
             return os.path.expanduser(explicit), True
         for folder in ("codex-imagegen", "gpt-image-2-apikey"):
-            path = os.path.join(config_home(env), folder, "config.json")
+            path = os.path.join(_config_home(env), folder, "config.json")
             if os.path.exists(path):
                 return path, False
         return None, False
 
-    def prepare(self, job: Job) -> None:
+    def prepare(self, job: _Job) -> None:
         env = self.ctx.env
         path, explicit = self.config_path(job)
         config: dict = {}
         if path:
             try:
-                config = json.loads(read_regular_file(path, MAX_CONFIG_BYTES))
+                config = json.loads(_read_regular_file(path, MAX_CONFIG_BYTES))
             except FileNotFoundError:
                 raise UsageError(f"--config {path} does not exist") from None
             except OSError as exc:
@@ -4890,9 +4941,9 @@ class ApiBackend(Backend):
                 raise UsageError(f"cannot read {path}: {exc}") from None
             if not isinstance(config, dict):
                 raise UsageError(f"{path} must hold a JSON object")
-            if readable_by_others(path) and config.get("api_key"):
-                self.ctx.reporter.warn(f"{path} holds an API key and other users can read it: "
-                                       f"chmod 600 {path}")
+            if _readable_by_others(path) and config.get("api_key"):
+                self.warnings.append(f"{path} holds an API key and other users can read it: "
+                                     f"chmod 600 {path}")
         file_key = config.get("api_key") if isinstance(config.get("api_key"), str) else None
         env_key = env.get("IMAGEGEN_API_KEY")
         self.key = (file_key or env_key) if explicit else (env_key or file_key)
@@ -4910,29 +4961,29 @@ class ApiBackend(Backend):
         self.extra_body = extra
         self.model = config.get("model") if isinstance(config.get("model"), str) else None
         if not self.key and not job.dry_run:
-            default = os.path.join(config_home(env), "codex-imagegen", "config.json")
+            default = os.path.join(_config_home(env), "codex-imagegen", "config.json")
             raise AuthError(f"no API key for --backend api: set IMAGEGEN_API_KEY, or write "
                             f"{{\"api_key\": ...}} to {default} (OPENAI_API_KEY is never used "
                             f"by this backend)")
 
-    def routes(self, job: Job) -> list:
+    def routes(self, job: _Job) -> list:
         # --image-model (or IMAGEGEN_IMAGE_MODEL) wins over the config file's "model".
-        return [ImagesApiRoute(self.extra_body, None if job.image_model_set else self.model,
+        return [_ImagesApiRoute(self.extra_body, None if job.image_model_set else self.model,
                                job.image_model)]
 
     def base_url(self, route: Any) -> str:
         return self.base
 
     def headers(self, route: Any, dry_run: bool = False) -> dict:
-        return bearer_headers(self.key)
+        return _bearer_headers(self.key)
 
-    def units(self, job: Job) -> list[int]:
+    def units(self, job: _Job) -> list[int]:
         return [job.count]  # the Images API makes n images in one request
 
 
 BACKENDS: dict[str, type] = {
-    "codex": CodexBackend, "gateway": GatewayBackend,
-    "responses": ResponsesBackend, "api": ApiBackend,
+    "codex": _CodexBackend, "gateway": _GatewayBackend,
+    "responses": _ResponsesBackend, "api": _ApiBackend,
 }
 
 
@@ -4944,7 +4995,7 @@ PREVIEW_PIXELS = 2_000_000  # a larger PNG is shown as a thumbnail (a megabyte o
 
 
 @dataclass(frozen=True)
-class Finish:
+class _Finish:
     """What was done to one image between the server and the file (for the stderr line,
     --json and --meta): the size and format received, the fit, a conversion, and how a
     transparent background was made: "native" (the server's alpha), "chroma-key" (a flat
@@ -5003,7 +5054,7 @@ def pillow_decode(data: bytes) -> Raster:
                   tuple(raw[y * stride:(y + 1) * stride] for y in range(height)))
 
 
-def pillow_encode(raster: Raster, fmt: str, compression: int | None = None) -> bytes:
+def _pillow_encode(raster: Raster, fmt: str, compression: int | None = None) -> bytes:
     """A JPEG or WebP (or PNG) of the raster, written by Pillow. A JPEG cannot hold alpha:
     see-through pixels are laid on white. `compression` is the API's output_compression
     (0-100, 100 the best quality), Pillow's quality here."""
@@ -5022,7 +5073,7 @@ def pillow_encode(raster: Raster, fmt: str, compression: int | None = None) -> b
     return buffer.getvalue()
 
 
-def decode_any(data: bytes, fmt: str) -> Raster:
+def _decode_any(data: bytes, fmt: str) -> Raster:
     """PNG by the standard-library core; JPEG and WebP by Pillow (callers check it is there)."""
     return decode_png(data) if fmt == "png" else pillow_decode(data)
 
@@ -5033,8 +5084,8 @@ def _border_colour(raster: Raster) -> tuple:
     return tuple(sorted(pixel[c] for pixel in border)[len(border) // 2] for c in range(3))
 
 
-def finish_image(image: RawImage, job: Job, delivery: Delivery,
-                 pillow: Callable[[], frozenset] = pillow_formats) -> tuple[RawImage, Finish]:
+def _finish_image(image: _RawImage, job: _Job, delivery: _Delivery,
+                 pillow: Callable[[], frozenset] = _pillow_formats) -> tuple[_RawImage, _Finish]:
     """The image as the job asked for it, and what was done (pure: bytes in, bytes out).
 
     In order: a transparent background (the chroma key asked for is removed, or an opaque
@@ -5045,7 +5096,7 @@ def finish_image(image: RawImage, job: Job, delivery: Delivery,
     untouched when nothing had to be done. BackendError when the server's image is broken."""
     info = image.info
     received = (f"{info.width}x{info.height}" if info.width and info.height else image.size)
-    target = parse_size(job.size)
+    target = _parse_size(job.size)
     fit = target is not None and job.fit != "none" and (info.width, info.height) != target
     keyed = delivery.key is not None
     check_alpha = job.background == "transparent" and not keyed
@@ -5058,7 +5109,7 @@ def finish_image(image: RawImage, job: Job, delivery: Delivery,
                 transparency = "native"
         if not (fit or keyed or info.format != job.format
                 or (check_alpha and transparency is None)):
-            return image, Finish(received, info.format, transparency=transparency)
+            return image, _Finish(received, info.format, transparency=transparency)
         data = data or image.content()
         formats = pillow() if {info.format, job.format} - {"png"} else frozenset()
         if info.format != "png" and info.format not in formats:
@@ -5067,11 +5118,11 @@ def finish_image(image: RawImage, job: Job, delivery: Delivery,
                                                      info.format != job.format),
                 ("removing its background", keyed or check_alpha and transparency is None))
                 if needed]
-            return image, Finish(received, info.format, transparency=(
+            return image, _Finish(received, info.format, transparency=(
                 "opaque" if keyed or check_alpha and transparency is None else transparency),
                 warnings=(f"kept as received ({received} {info.format}): "
                           f"{' and '.join(work)} needs Pillow ({PILLOW_FIX})",))
-        raster = decode_any(data, info.format)
+        raster = _decode_any(data, info.format)
     except PixelsError as error:
         raise BackendError(f"the server's {info.format} image cannot be read: {error}") from None
     warnings: list[str] = []
@@ -5101,21 +5152,21 @@ def finish_image(image: RawImage, job: Job, delivery: Delivery,
         warnings.append(f"saved as {writes}: converting it to {job.format} needs Pillow "
                         f"({PILLOW_FIX})")
     if not changed and writes == info.format:
-        return image, Finish(received, info.format, fitted, None, transparency, detail,
+        return image, _Finish(received, info.format, fitted, None, transparency, detail,
                              tuple(warnings))
     try:
-        encoded = encode_png(raster) if writes == "png" else pillow_encode(
+        encoded = encode_png(raster) if writes == "png" else _pillow_encode(
             raster, writes, job.compression)
     except Exception as error:  # Pillow without an encoder it claimed, a full disk...
         raise BackendError(f"cannot write the image as {writes}: {error}") from None
     converted = f"{info.format} to {writes} with Pillow" if writes != info.format else None
-    finished = RawImage(data=encoded, info=sniff_image(encoded),  # type: ignore[arg-type]
+    finished = _RawImage(data=encoded, info=sniff_image(encoded),  # type: ignore[arg-type]
                         revised_prompt=image.revised_prompt, model=image.model, size=image.size)
-    return finished, Finish(received, info.format, fitted, converted, transparency, detail,
+    return finished, _Finish(received, info.format, fitted, converted, transparency, detail,
                             tuple(warnings))
 
 
-def thumbnail_png(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes | None:
+def _thumbnail_png(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes | None:
     """A small PNG of any saved image: PNG by the core, JPEG and WebP through Pillow when
     it is there; None when it cannot be made."""
     info = sniff_image(data)
@@ -5124,14 +5175,14 @@ def thumbnail_png(data: bytes, long_side: int = THUMBNAIL_SIDE) -> bytes | None:
     try:
         if info.format == "png":
             return png_thumbnail(data, long_side)
-        if info.format not in pillow_formats():
+        if info.format not in _pillow_formats():
             return None
-        return encode_png(shrunk(pillow_decode(data), long_side))
+        return encode_png(_shrunk(pillow_decode(data), long_side))
     except PixelsError:
         return None
 
 
-def preview_image(path: str, protocol: str) -> bytes | None:
+def _preview_image(path: str, protocol: str) -> bytes | None:
     """What --preview sends for the saved file: a PNG as it is (a thumbnail when it is very
     large); iTerm2 takes JPEG and WebP as they are, kitty only PNG (a thumbnail through
     Pillow, else nothing)."""
@@ -5146,21 +5197,21 @@ def preview_image(path: str, protocol: str) -> bytes | None:
     if info.format == "png":
         if (info.width or 0) * (info.height or 0) <= PREVIEW_PIXELS:
             return data
-        return thumbnail_png(data, 1024)
+        return _thumbnail_png(data, 1024)
     if protocol == "iterm":
         return data
-    return thumbnail_png(data, 1024)
+    return _thumbnail_png(data, 1024)
 
 
 # Saving ###########################################################################################
 
-class SavePolicy:
+class _SavePolicy:
     """The contract's save-path policy: where each image goes, claimed atomically."""
 
-    def __init__(self, job: Job, cwd: str, env: dict) -> None:
+    def __init__(self, job: _Job, cwd: str, env: dict) -> None:
         self.job = job
-        self.codex_home = codex_home(env)
-        self.slug = slugify(job.prompt)
+        self.codex_home = _codex_home(env)
+        self.slug = _slugify(job.prompt)
         self.explicit: str | None = None
         out = os.path.expanduser(job.out) if job.out else None
         if out is None:
@@ -5189,7 +5240,7 @@ class SavePolicy:
 
     def preflight(self, count: int) -> None:
         """Refuse, before any request, what saving would refuse later."""
-        if is_inside(self.directory, self.codex_home):
+        if _is_inside(self.directory, self.codex_home):
             raise OutputError(f"will not write inside the Codex home ({self.codex_home}): "
                               f"choose another -o")
         existing = self.directory
@@ -5212,27 +5263,29 @@ class SavePolicy:
                 if self.job.meta and os.path.lexists(path + ".json"):
                     raise OutputError(f"{path}.json already exists (--meta would replace it): "
                                       f"pass --force, or choose another -o")
-        check_path_length(self.explicit_path(count - 1) if self.explicit else
+        _check_path_length(self.explicit_path(count - 1) if self.explicit else
                           os.path.join(self.directory, "x" * 60), existing,
                           ".json" if self.job.meta else "")
 
-    def save(self, image: RawImage, index: int, ctx: Context) -> str:
-        """Write the image beside its final name, then link or rename it into place."""
+    def save(self, image: _RawImage, index: int, ctx: _Context) -> tuple[str, tuple[str, ...]]:
+        """Write the image beside its final name, then link or rename it into place.
+        Returns the path and what the user should be warned of (a changed name)."""
         real = image.info.format
         renamed = False  # an -o whose extension does not match the bytes: never kept
+        warnings: tuple[str, ...] = ()
         if self.explicit:
             target = self.explicit_path(index)
             if real != self.job.format:
                 named = os.path.basename(target)
                 target, renamed = os.path.splitext(target)[0] + EXTENSIONS[real], True
-                ctx.reporter.warn(f"the server sent {real} although {self.job.format} was "
-                                  f"asked; saved as {os.path.basename(target)} (its real "
-                                  f"extension) instead of {named}")
+                warnings = (f"the server sent {real} although {self.job.format} was asked; "
+                            f"saved as {os.path.basename(target)} (its real extension) "
+                            f"instead of {named}",)
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create {self.directory}: {exc.strerror}") from None
-        if is_inside(self.directory, self.codex_home):
+        if _is_inside(self.directory, self.codex_home):
             raise OutputError(f"will not write inside the Codex home ({self.codex_home})")
         spill = image.spill
         if spill is not None and spill.path and os.path.dirname(spill.path) == self.directory:
@@ -5256,21 +5309,21 @@ class SavePolicy:
                         os.replace(temporary, target)
                     except OSError as exc:
                         raise OutputError(f"cannot write {target}: {exc.strerror}") from None
-                elif not claim(temporary, target):
+                elif not _claim(temporary, target):
                     raise OutputError(f"{target} already exists: pass --force to replace it")
-                return target
+                return target, warnings
             ext = EXTENSIONS[real]
             for number in range(1, 100_000):
                 name = self.slug + (f"-{number}" if number > 1 else "") + ext
                 target = os.path.join(self.directory, name)
-                if claim(temporary, target):
-                    return target
+                if _claim(temporary, target):
+                    return target, warnings
             raise OutputError(f"no free name for {self.slug}{ext} in {self.directory}")
         finally:
             ctx.drop_temporary_file(temporary)
 
 
-def check_path_length(path: str, existing: str, suffix: str = "") -> None:
+def _check_path_length(path: str, existing: str, suffix: str = "") -> None:
     """Refuse, before the image is paid for, a name the filesystem would refuse (F15b)."""
     try:
         name_max = os.pathconf(existing, "PC_NAME_MAX")
@@ -5286,7 +5339,7 @@ def check_path_length(path: str, existing: str, suffix: str = "") -> None:
                           f"({path_max} bytes): choose a shorter -o")
 
 
-def claim(temporary: str, target: str) -> bool:
+def _claim(temporary: str, target: str) -> bool:
     """Put a complete file at target unless something is there; atomic across processes."""
     import errno
     try:
@@ -5309,7 +5362,7 @@ def claim(temporary: str, target: str) -> bool:
     return True
 
 
-def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
+def _write_sidecar(path: str, meta: dict, ctx: _Context | None = None,
                   force: bool = False) -> str | None:
     """<image>.json beside the image, complete or not at all. An existing one is replaced
     only with --force (None when it was kept). The temporary file is the run's (pid-stamped,
@@ -5317,7 +5370,7 @@ def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
     sidecar = path + ".json"
     text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
     if ctx is None:
-        write_file_atomic(sidecar, text.encode("utf-8"), 0o644, prefix=".imagegen-")
+        _write_file_atomic(sidecar, text.encode("utf-8"), 0o644, prefix=".imagegen-")
         return sidecar
     directory = os.path.dirname(os.path.abspath(sidecar))
     fd, temporary = ctx.temporary_file(directory)
@@ -5330,7 +5383,7 @@ def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
             os.fsync(handle.fileno())
         if force:
             os.replace(temporary, sidecar)
-        elif not claim(temporary, sidecar):
+        elif not _claim(temporary, sidecar):
             return None
         return sidecar
     finally:
@@ -5340,28 +5393,50 @@ def write_sidecar(path: str, meta: dict, ctx: Context | None = None,
 # Outcomes: what a job came to #####################################################################
 
 @dataclass(frozen=True)
-class Saved:
+class _Saved:
     """One image saved: where, what came, by which route, and what was done to it here."""
 
     index: int
     path: str
-    image: RawImage
+    image: _RawImage
     route: str
     elapsed: float
     sidecar: str | None = None
-    finish: Finish | None = None  # what was done to the image after it arrived
+    finish: _Finish | None = None  # what was done to the image after it arrived
+    warnings: tuple[str, ...] = ()  # what saving it found (a name changed, a sidecar kept)
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What one job (a generate, an MCP call, a batch line) came to: the images it saved, in
-    name order (also those saved before a failure), the first failure, or the -o file that
-    was there already (a batch line, skipped). Reporting turns it into output."""
+class _Failed:
+    """One image not made: its place in the job (0 for the first) and why."""
 
-    job: Job | None  # None: a batch line that is not a valid job (see error)
-    saved: tuple[Saved, ...] = ()
-    error: ImagegenError | None = None
+    index: int
+    error: ImagegenError
+
+
+#: An image (or batch line) not started because a usage limit was reached before its turn.
+NOT_STARTED = "not started: the usage limit was reached"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one job (a generate, an MCP call, a batch line) came to: every image's result
+    (the saved ones in name order, also those saved before a failure; the failed ones in
+    index order), the -o file that was there already (a batch line, skipped), or why the job
+    did not run at all. Reporting turns it into output."""
+
+    job: _Job | None  # None: a batch line that is not a valid job (see error)
+    saved: tuple[_Saved, ...] = ()
+    failed: tuple[_Failed, ...] = ()
     skipped: str | None = None
+    not_run: ImagegenError | None = None  # before any image was asked for (no login, ...)
+
+    @property
+    def error(self) -> ImagegenError | None:
+        """Why the job did not run, else its first failed image's error: the exit code."""
+        if self.not_run is not None:
+            return self.not_run
+        return self.failed[0].error if self.failed else None
 
     @property
     def paths(self) -> list[str]:
@@ -5375,7 +5450,7 @@ HEARTBEAT_S = 15.0  # a plain "still working" line this often when stderr is not
 PHASES = ("sending", "thinking", "queued", "generating", "receiving", "received", "done")
 
 
-class Reporter:
+class _Reporter:
     """The only printing code: results on stdout, everything else on stderr, all redacted."""
 
     def __init__(self, stdout: Any, stderr: Any, secrets: Secrets, env: dict,
@@ -5420,7 +5495,7 @@ class Reporter:
         """A result line; `keep`: saved paths in it, printed as they are (see Secrets.redact)."""
         with self._lock:
             self._clear()
-            self._write(self.stdout, self.secrets.redact(line, keep) + "\n")
+            self._write(self.stdout, self.secrets.redact(_as_invoked(line), keep) + "\n")
 
     def result_bytes(self, data: bytes) -> None:
         """An image itself on stdout (-o -), binary."""
@@ -5435,8 +5510,9 @@ class Reporter:
             stream.flush()
 
     def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
-        escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
-        text = self.secrets.redact(json.dumps(payload, ensure_ascii=False), escaped)
+        escaped = [_json_text(path)[1:-1] for path in keep]
+        program = _json_text(_program_name())[1:-1]
+        text = self.secrets.redact(_as_invoked(_json_text(payload), program), escaped)
         with self._lock:
             self._clear()
             self._write(self.stdout, text + "\n")
@@ -5445,7 +5521,7 @@ class Reporter:
     def note(self, message: str, keep: Iterable[str] = ()) -> None:
         """A plain progress line: not with --quiet or --json."""
         if self.chatty:
-            self._err(f"imagegen: {printable(message)}", keep)
+            self._err(f"imagegen: {_printable(message)}", keep)
 
     def saved(self, message: str, keep: Iterable[str] = ()) -> None:
         """The "saved PATH (size, bytes, time)" note: not when stdout, the same terminal,
@@ -5453,22 +5529,24 @@ class Reporter:
         if not self.same_terminal and not self.to_stdout:
             self.note(message, keep)
 
-    def asking(self, job: Job) -> None:
+    def asking(self, job: _Job) -> None:
         """The note that a job's request goes out."""
         what = f"{job.count} images" if job.count > 1 else "an image"
         self.note(f"asking {job.backend} for {what}" + (" (an edit)" if job.is_edit else "")
                   + "...")
 
-    def image_saved(self, saved: Saved, job: Job, cwd: str, label: str = "") -> None:
-        """An image is saved: one step of the count, the "saved" note, what was done to it
-        here and its warnings (`label`: "line N: " in a batch)."""
+    def image_saved(self, saved: _Saved, job: _Job, cwd: str, label: str = "") -> None:
+        """An image is saved: what saving it found, one step of the count, the "saved" note,
+        what was done to it here and its warnings (`label`: "line N: " in a batch)."""
+        for warning in saved.warnings:
+            self.warn(warning)
         info, image = saved.image.info, saved.image
-        shown = relative_for_display(saved.path, cwd)
+        shown = _relative_for_display(saved.path, cwd)
         size = f"{info.width}x{info.height}"
         asked = f", {job.size} asked" if job.size and job.size not in ("auto", size) else ""
         self.advance()
         self.saved(f"saved {shown} ({size} {info.format}{asked}, "
-                   f"{human_bytes(image.nbytes)}, {saved.elapsed:.1f} s)", keep=(shown,))
+                   f"{_human_bytes(image.nbytes)}, {saved.elapsed:.1f} s)", keep=(shown,))
         finish = saved.finish
         done = finish.line() if finish is not None else ""
         if done:
@@ -5485,18 +5563,18 @@ class Reporter:
 
     def warn(self, message: str) -> None:
         if not self.quiet:
-            self._err(f"imagegen: warning: {printable(message)}")
+            self._err(f"imagegen: warning: {_printable(message)}")
 
     def say(self, message: str) -> None:
         """A line the user must see whatever the flags (the device login's code)."""
-        self._err(f"imagegen: {printable(message)}")
+        self._err(f"imagegen: {_printable(message)}")
 
     def error(self, message: str) -> None:
         prefix = "\x1b[31merror\x1b[0m" if self.color else "error"
-        self._err(f"imagegen: {prefix}: {printable(message)}")
+        self._err(f"imagegen: {prefix}: {_printable(message)}")
 
     def _err(self, line: str, keep: Iterable[str] = ()) -> None:
-        line = " ".join(self.secrets.redact(line, keep).splitlines())
+        line = " ".join(self.secrets.redact(_as_invoked(line), keep).splitlines())
         with self._lock:
             self._clear()
             self._write(self.stderr, line + "\n")
@@ -5551,7 +5629,7 @@ class Reporter:
             parts.append(f"{count} image{'s' if count > 1 else ''}")
         parts.append(f"{elapsed:.0f} s")
         if received:
-            parts.append(human_bytes(received))
+            parts.append(_human_bytes(received))
         return " · ".join(parts)
 
     def _draw(self) -> None:
@@ -5610,19 +5688,32 @@ def _same_file(first: Any, second: Any) -> bool:
         return False
 
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: C0 and C1 controls, and the bidi overrides and isolates that would reorder what is read.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def printable(text: str) -> str:
+def _printable(text: str) -> str:
     """One line with no control characters: a server's text (an error, the model's answer)
     must not move the cursor, retitle or clear the user's terminal."""
     return _CONTROL_RE.sub("?", " ".join(str(text).splitlines()))
 
 
-def image_entry(saved: Saved, job: Job, cwd: str) -> dict:
+#: C1 controls and bidirectional overrides and isolates: a server's text holding them, shown
+#: raw by `cat` or `jq -r`, could drive the terminal or reorder what the user reads.
+_UNSAFE_IN_JSON = re.compile("[\u0080-\u009f\u202a-\u202e\u2066-\u2069]")
+
+
+def _json_text(value: Any) -> str:
+    """One line of JSON, other non-ASCII text kept readable, the characters that could
+    drive or reorder a terminal written as \\uXXXX escapes."""
+    return _UNSAFE_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}",
+                               json.dumps(value, ensure_ascii=False))
+
+
+def _image_entry(saved: _Saved, job: _Job, cwd: str) -> dict:
     """One saved image in --json (generate, batch, MCP)."""
     info = saved.image.info
-    entry = {"path": relative_for_display(saved.path, cwd), "bytes": saved.image.nbytes,
+    entry = {"path": _relative_for_display(saved.path, cwd), "bytes": saved.image.nbytes,
              "format": info.format, "width": info.width, "height": info.height,
              "sha256": saved.image.sha256(),
              "revised_prompt": saved.image.revised_prompt,
@@ -5644,7 +5735,44 @@ def error_entry(error: ImagegenError) -> dict:
     return entry
 
 
-def generate_json(outcome: Outcome, ctx: Context) -> dict:
+def _failed_entries(outcome: _Outcome) -> list[dict]:
+    """Every image not made, in --json: its number (1 for the first, as on stderr) and why."""
+    return [{"index": item.index + 1, "error": error_entry(item.error)}
+            for item in outcome.failed]
+
+
+def _failure_lines(outcome: _Outcome) -> list[str]:
+    """Why each image was not made, one line a reason: "image 2 of 4: ...", "images 3-4 of 4
+    not started: ..." for images that failed alike; just the reason when one image was
+    asked."""
+    count = outcome.job.count if outcome.job else 1
+    if count <= 1 or not outcome.failed:
+        return [outcome.error.message] if outcome.error else []
+    reasons: dict[tuple[str, str], list[int]] = {}  # in the order of the first image
+    for item in outcome.failed:
+        reasons.setdefault((item.error.kind, item.error.message), []).append(item.index + 1)
+    lines = []
+    for (_, message), numbers in reasons.items():
+        which = f"image {numbers[0]}" if len(numbers) == 1 else f"images {_ranges(numbers)}"
+        joint = " " if message.startswith("not started: ") else ": "
+        lines.append(f"{which} of {count}{joint}{message}")
+    return lines
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    parts: list[str] = []
+    start = previous = numbers[0]
+    for number in numbers[1:] + [0]:
+        if number == previous + 1:
+            previous = number
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = number
+    return ", ".join(parts)
+
+
+def _generate_json(outcome: _Outcome, ctx: _Context) -> dict:
     """generate's --json object (also the MCP tool's result)."""
     job, saved, error = outcome.job, outcome.saved, outcome.error
     assert job is not None
@@ -5652,41 +5780,42 @@ def generate_json(outcome: Outcome, ctx: Context) -> dict:
                                "route": saved[0].route if saved else None}
     if error is not None:
         payload["error"] = error_entry(error)
-    payload["images"] = [image_entry(item, job, ctx.cwd) for item in saved]
+    payload["images"] = [_image_entry(item, job, ctx.cwd) for item in saved]
+    if outcome.failed:
+        payload["failed"] = _failed_entries(outcome)
     if ctx.quota:
         payload["quota"] = ctx.quota
     return payload
 
 
-def report_generate(ctx: Context, outcome: Outcome) -> int:
+def _report_generate(ctx: _Context, outcome: _Outcome) -> int:
     """generate's results: the saved paths (or one --json object), the previews, then the
     failure; returns the exit code."""
     reporter, job, error = ctx.reporter, outcome.job, outcome.error
     assert job is not None
     if job.json:
-        payload = generate_json(outcome, ctx)
+        payload = _generate_json(outcome, ctx)
         reporter.result_json(payload, keep=[image["path"] for image in payload["images"]])
     else:
         for path in outcome.paths:
-            shown = relative_for_display(path, ctx.cwd)
+            shown = _relative_for_display(path, ctx.cwd)
             reporter.result(shown, keep=(shown,))
     if job.preview:
         _show_previews(ctx, outcome.paths)
-    if error is not None:
-        reporter.error(error.message)
-        return error.exit_code
-    return 0
+    for line in _failure_lines(outcome):
+        reporter.error(line)
+    return error.exit_code if error is not None else 0
 
 
-def _show_previews(ctx: Context, paths: list[str]) -> None:
+def _show_previews(ctx: _Context, paths: list[str]) -> None:
     """--preview: each saved image inline on stderr, when stderr is a terminal that shows
     images (kitty's graphics protocol, iTerm2's or WezTerm's inline images); else nothing."""
     protocol = preview_protocol(ctx.env, _isatty(ctx.reporter.stderr))
     if protocol is None:
         return
     for path in paths:
-        image = preview_image(path, protocol)
-        shown = relative_for_display(path, ctx.cwd)
+        image = _preview_image(path, protocol)
+        shown = _relative_for_display(path, ctx.cwd)
         if image is None:
             ctx.reporter.note(f"no preview of {shown}: this terminal shows PNG only, and "
                               f"making one from it needs Pillow ({PILLOW_FIX})", keep=(shown,))
@@ -5694,7 +5823,7 @@ def _show_previews(ctx: Context, paths: list[str]) -> None:
         ctx.reporter.preview(preview_sequence(image, protocol, os.path.basename(path)))
 
 
-def _report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -> None:
+def _report_line(ctx: _Context, number: int, outcome: _Outcome, json_mode: bool) -> None:
     """A batch line's result on stdout: its path(s) (tab-separated), or ERROR <kind>:
     <message>; with --json one object (a failed line lists what it saved before failing)."""
     reporter, job, error = ctx.reporter, outcome.job, outcome.error
@@ -5702,31 +5831,35 @@ def _report_line(ctx: Context, number: int, outcome: Outcome, json_mode: bool) -
     quota = {"quota": ctx.quota} if ctx.quota else {}
     if error is not None:
         if json_mode:
+            images = [_image_entry(s, job, ctx.cwd) for s in outcome.saved] if job else []
+            failed = {"failed": _failed_entries(outcome)} if outcome.failed else {}
             reporter.result_json({"line": number, "ok": False,
                                   "prompt": job.prompt if job else None,
-                                  "error": error_entry(error),
-                                  "images": [image_entry(s, job, ctx.cwd)
-                                             for s in outcome.saved] if job else [],
-                                  **quota})
+                                  "error": error_entry(error), "images": images,
+                                  **failed, **quota},
+                                 keep=[image["path"] for image in images])
         else:
-            reporter.result(f"ERROR {error.kind}: " + printable(" ".join(error.message.split())))
+            message = " ".join(error.message.split())
+            label = f"line {number}: "
+            reporter.result(f"ERROR {error.kind}: " + _printable(
+                message if message.startswith(label) else label + message))
         return
     assert job is not None
     if json_mode:
         payload = {"line": number, "ok": True, "prompt": job.prompt,
                    "skipped": bool(outcome.skipped)}
         if outcome.skipped:
-            payload["images"] = [{"path": relative_for_display(outcome.skipped, ctx.cwd)}]
+            payload["images"] = [{"path": _relative_for_display(outcome.skipped, ctx.cwd)}]
         else:
-            payload["images"] = [image_entry(s, job, ctx.cwd) for s in outcome.saved]
+            payload["images"] = [_image_entry(s, job, ctx.cwd) for s in outcome.saved]
         reporter.result_json(dict(payload, **quota),
                              keep=[image["path"] for image in payload["images"]])
     else:
-        shown = [relative_for_display(path, ctx.cwd) for path in outcome.paths]
+        shown = [_relative_for_display(path, ctx.cwd) for path in outcome.paths]
         reporter.result("\t".join(shown), keep=shown)
 
 
-def _report_batch_end(ctx: Context, outcomes: list[Outcome], seconds: float) -> int:
+def _report_batch_end(ctx: _Context, outcomes: list[_Outcome], seconds: float) -> int:
     """The batch's last words on stderr (why it stopped starting lines, the counts);
     returns the exit code: the first failed line's."""
     failures = [outcome.error for outcome in outcomes if outcome.error is not None]
@@ -5755,7 +5888,7 @@ def _quota_number(value: Any) -> float | None:
     return number if -1e15 < number < 1e15 else None
 
 
-def describe_reset(resets_at: float | None, now: float) -> str:
+def _describe_reset(resets_at: float | None, now: float) -> str:
     """ "resets at 14:05 (in 2h 3m)" in local time."""
     if resets_at is None:
         return ""
@@ -5772,7 +5905,7 @@ def describe_reset(resets_at: float | None, now: float) -> str:
     return f"resets at {when} (in {span})"
 
 
-def is_image_limit(limit: str | None) -> bool:
+def _is_image_limit(limit: str | None) -> bool:
     """The limit that image requests spend (image_gen, imagegen_premium): shown first."""
     return bool(limit) and "image" in str(limit).lower()
 
@@ -5797,7 +5930,7 @@ def _quota(windows: list[dict], active: Any, plan: Any) -> dict | None:
     if not windows:
         return None
     # the image limit first, then the rest as the server listed them
-    windows.sort(key=lambda window: not is_image_limit(window["limit"]))
+    windows.sort(key=lambda window: not _is_image_limit(window["limit"]))
     quota: dict[str, Any] = {"windows": windows}
     if isinstance(active, str) and active:
         quota["active_limit"] = active
@@ -5841,26 +5974,26 @@ def quota_from_headers(headers: Any, now: float | None = None) -> dict | None:
     return _quota(windows, active, named.get("x-codex-plan-type"))
 
 
-def chatgpt_base_url(codex_base: str) -> str:
+def _chatgpt_base_url(codex_base: str) -> str:
     """The ChatGPT backend (wham/*) beside the Codex backend: the base without `/codex`."""
     base = codex_base.rstrip("/")
     return base[:-len("/codex")] if base.endswith("/codex") else base
 
 
-def fetch_usage(ctx: Context, login: ChatGPTLogin, codex_base: str) -> dict:
+def _fetch_usage(ctx: _Context, login: _ChatGPTLogin, codex_base: str) -> dict:
     """GET {chatgpt base}/wham/usage: live usage; costs no image quota."""
     headers = {"Authorization": f"Bearer {login.access_token}",
-               "User-Agent": user_agent(), "Accept": "*/*"}
+               "User-Agent": _user_agent(), "Accept": "*/*"}
     if login.account_id:
         headers["ChatGPT-Account-ID"] = login.account_id
-    request = HttpRequest("GET", chatgpt_base_url(codex_base) + "/wham/usage", headers)
+    request = _HttpRequest("GET", _chatgpt_base_url(codex_base) + "/wham/usage", headers)
     answer, _ = ctx.transport.fetch_json(request, ctx.monotonic() + 30, 30)
     if not isinstance(answer, dict):
         raise BackendError("the wham/usage answer is not a JSON object")
     return answer
 
 
-def quota_from_usage(payload: Any, now: float) -> dict | None:
+def _quota_from_usage(payload: Any, now: float) -> dict | None:
     """The answer of GET {chatgpt}/wham/usage in the shape quota_from_headers gives:
     rate_limit (the Codex limit) and additional_rate_limits[] (image_gen ...)."""
     if not isinstance(payload, dict):
@@ -5912,7 +6045,7 @@ def _span(seconds: float) -> str:
 def describe_quota(quota: dict, now: float, width: int = 83) -> str:
     """One short line (at most `width` characters; the rest counted as "+N more"): the image
     limit first, e.g. "images daily: 34% used, resets in 2h 0m; codex weekly: 3% used..."."""
-    parts = quota_parts(quota, now)
+    parts = _quota_parts(quota, now)
     shown: list[str] = []
     for index, part in enumerate(parts):
         rest = len(parts) - index - 1
@@ -5923,7 +6056,7 @@ def describe_quota(quota: dict, now: float, width: int = 83) -> str:
     return "; ".join(shown)
 
 
-def quota_parts(quota: dict, now: float) -> list[str]:
+def _quota_parts(quota: dict, now: float) -> list[str]:
     """Each window of a quota as a few words ("images daily: 34% used, resets in 2h 0m")."""
     windows = [w for w in quota.get("windows", ()) if isinstance(w, dict)]
     several = len({w.get("limit") for w in windows}) > 1
@@ -5933,7 +6066,7 @@ def quota_parts(quota: dict, now: float) -> list[str]:
             " window", "")
         if several:
             limit = window.get("limit")
-            owner = "images" if is_image_limit(limit) else "codex" if limit in (
+            owner = "images" if _is_image_limit(limit) else "codex" if limit in (
                 "codex", quota.get("active_limit")) else str(limit)
             label = f"{owner} {label}"
         text = f"{label}: {window.get('used_percent', 0):g}% used"
@@ -5948,13 +6081,13 @@ def quota_parts(quota: dict, now: float) -> list[str]:
     return parts
 
 
-def quota_state_path(env: dict) -> str:
-    return os.path.join(os.path.dirname(auth_file_path(env)), "codex-imagegen-quota.json")
+def _quota_state_path(env: dict) -> str:
+    return os.path.join(os.path.dirname(_auth_file_path(env)), "codex-imagegen-quota.json")
 
 
 # The run's context ################################################################################
 
-class Context:
+class _Context:
     """What one command run shares: environment, clock, transport, secrets, reporter."""
 
     def __init__(self, env: dict, cwd: str, stdin: Any, stdout: Any, stderr: Any, *,
@@ -5972,7 +6105,7 @@ class Context:
         self.sleep = self._cancellable_sleep if sleep is time.sleep else sleep
         self.secrets = Secrets()
         self.transport = Transport(opener, monotonic, self.cancel)
-        self.reporter = Reporter(stdout, stderr, self.secrets, env, quiet, json_mode, progress)
+        self.reporter = _Reporter(stdout, stderr, self.secrets, env, quiet, json_mode, progress)
         self.temporary_files: set[str] = set()
         self.temporary_dirs: set[str] = set()  # where this run may have a .part file
         self.temporary_prefix = f".imagegen-{os.getpid()}-"
@@ -5980,17 +6113,17 @@ class Context:
         self.quota: dict | None = None
         self.keep_quota = False  # the quota came from a backend that keeps it (codex)
         self.interrupted_images: list[dict] = []  # saved before Ctrl-C: still printed
-        self._codex_auth: CodexAuth | None = None
+        self._codex_auth: _CodexAuth | None = None
         self._lock = threading.Lock()
 
     def _cancellable_sleep(self, seconds: float) -> None:
         if self.cancel.wait(seconds):
             raise Interrupted("interrupted")
 
-    def codex_auth(self) -> CodexAuth:
+    def codex_auth(self) -> _CodexAuth:
         with self._lock:
             if self._codex_auth is None:
-                self._codex_auth = CodexAuth(self.env, self.transport, self.secrets, self.clock,
+                self._codex_auth = _CodexAuth(self.env, self.transport, self.secrets, self.clock,
                                              sleep=self.sleep, warn=self.reporter.warn)
             return self._codex_auth
 
@@ -6012,7 +6145,7 @@ class Context:
                 raise Interrupted("interrupted")
             self.temporary_dirs.add(directory)
             try:
-                fd, path = make_temporary(directory, self.temporary_prefix, ".part")
+                fd, path = _make_temporary(directory, self.temporary_prefix, ".part")
             except OSError as exc:
                 raise OutputError(f"cannot write in {directory}: {exc.strerror}") from None
             self.temporary_files.add(path)
@@ -6045,15 +6178,15 @@ class Context:
 
 # Generating #######################################################################################
 
-class Generator:
+class _Generator:
     """One Job: its requests (with retries, one refresh, route fallback), then its saves."""
 
-    def __init__(self, ctx: Context, job: Job, label: str = "") -> None:
+    def __init__(self, ctx: _Context, job: _Job, label: str = "") -> None:
         self.ctx, self.job, self.label = ctx, job, label
-        self.backend: Backend = BACKENDS[job.backend](ctx, job)
-        self.policy = SavePolicy(job, ctx.cwd, ctx.env)
-        self.saved: list[Saved] = []
-        self.errors: list[tuple[int, ImagegenError]] = []
+        self.backend: _Backend = BACKENDS[job.backend](ctx, job)
+        self.policy = _SavePolicy(job, ctx.cwd, ctx.env)
+        self.saved: list[_Saved] = []
+        self.failed: list[_Failed] = []
         self.stop_starting = threading.Event()
         self.prepared = False
         self.rejected_routes: set[str] = set()  # once a route gave no image, skip it after
@@ -6067,14 +6200,14 @@ class Generator:
         problems, usable = [], []
         for route in self.backend.routes(job):
             try:
-                plan_delivery(job, route)
+                _plan_delivery(job, route)
             except UsageError as error:
                 problems.append(error.message)
             else:
                 usable.append(route)
         if not usable:  # the preferred route's reason: each one names every fix
             raise UsageError(problems[0])
-        line = aspect_line(job.size) if usable[0].capabilities.aspect_line else None
+        line = _aspect_line(job.size) if usable[0].capabilities.aspect_line else None
         if line:
             fitted = (f"; the image is fitted to {job.size} here (--fit {job.fit})"
                       if job.fit != "none" else "; --fit none keeps the size that comes")
@@ -6084,7 +6217,7 @@ class Generator:
     def note_route(self, route: Any) -> None:
         """One warning a route: the options it leaves out."""
         # what it is sent: a --compression used here for a conversion is not "left out"
-        options = route.ignored(plan_delivery(self.job, route).wire)
+        options = route.ignored(_plan_delivery(self.job, route).wire)
         with self._lock:
             if route.name in self.noted_routes:
                 return
@@ -6098,16 +6231,19 @@ class Generator:
                                    f"route honours --mask is unknown: check the result")
 
     # dry run
-    def dry_requests(self, inputs: Inputs) -> list[dict]:
+    def dry_requests(self, inputs: _Inputs) -> list[dict]:
         self.check_routes()
-        self.backend.prepare(self.job)
-        requests = [HttpRequest("GET", source, {}).for_display()
+        try:
+            self.backend.prepare(self.job)
+        finally:
+            self._forward_warnings()
+        requests = [_HttpRequest("GET", source, {}).for_display()
                     for source in self.job.images + ((self.job.mask,) if self.job.mask else ())
-                    if is_url(source)]
+                    if _is_url(source)]
         route = self.backend.routes(self.job)[0]
         self.note_route(route)
         requests.extend(request.for_display() for request in self.backend.dry_run_requests())
-        wire = plan_delivery(self.job, route).wire
+        wire = _plan_delivery(self.job, route).wire
         for n in self.backend.units(self.job):
             headers = self.backend.headers(route, dry_run=True)
             request = route.build(wire, inputs, n, self.backend.base_url(route), headers)
@@ -6119,11 +6255,20 @@ class Generator:
         """Check the routes, find the credentials once (AuthError when there are none)."""
         if not self.prepared:
             self.check_routes()
-            self.backend.prepare(self.job)
+            try:
+                self.backend.prepare(self.job)
+            finally:
+                self._forward_warnings()
             self.prepared = True
 
-    def run(self, inputs: Inputs, parallel: int | None = None) -> None:
-        """Make and save every image; failures are collected in self.errors."""
+    def _forward_warnings(self) -> None:
+        """What the backend found while preparing (a key file others can read), said once."""
+        for warning in self.backend.warnings:
+            self.ctx.reporter.warn(warning)
+        self.backend.warnings.clear()
+
+    def run(self, inputs: _Inputs, parallel: int | None = None) -> None:
+        """Make and save every image; each image not made is collected in self.failed."""
         job = self.job
         self.prepare()
         tasks, first = [], 0
@@ -6132,23 +6277,25 @@ class Generator:
             first += n
         _run_pool(tasks, parallel or job.parallel, self.ctx)
 
-    def _unit(self, inputs: Inputs, first: int, n: int) -> None:
+    def _unit(self, inputs: _Inputs, first: int, n: int) -> None:
         job, reporter = self.job, self.ctx.reporter
         if self.stop_starting.is_set():
-            self._fail(first, RateLimitError("not started: the usage limit was reached"))
+            self._fail(first, n, RateLimitError(NOT_STARTED))
             return
         started = self.ctx.monotonic()
-        images: list[RawImage] = []
+        images: list[_RawImage] = []
         try:
             images, route = self._fetch(inputs, first, n)
-            delivery = plan_delivery(job, route)
+            delivery = _plan_delivery(job, route)
             for offset, received in enumerate(images[:n]):
-                image, finish = finish_image(received, job, delivery)
-                path = self.policy.save(image, first + offset, self.ctx)
+                image, finish = _finish_image(received, job, delivery)
+                path, warnings = self.policy.save(image, first + offset, self.ctx)
                 elapsed = self.ctx.monotonic() - started
-                saved = Saved(first + offset, path, image, route.name, elapsed, finish=finish)
+                saved = _Saved(first + offset, path, image, route.name, elapsed, finish=finish,
+                              warnings=warnings)
                 if job.meta:
-                    saved = replace(saved, sidecar=self._write_meta(saved, route.capabilities))
+                    sidecar, more = self._write_meta(saved, route.capabilities)
+                    saved = replace(saved, sidecar=sidecar, warnings=warnings + more)
                 with self._lock:
                     self.saved.append(saved)
                 reporter.image_saved(saved, job, self.ctx.cwd, self.label)
@@ -6163,18 +6310,19 @@ class Generator:
             if isinstance(error, RateLimitError) and not error.transient:
                 self.stop_starting.set()
             done = sum(1 for s in self.saved if first <= s.index < first + n)
-            self._fail(first + done, error)
+            self._fail(first + done, n - done, error)
         finally:
             reporter.done((id(self), first))  # the key: unique across a batch's generators
             for image in images:  # streamed files of images that were not saved
                 if image.spill is not None:
                     image.spill.discard()
 
-    def _fail(self, index: int, error: ImagegenError) -> None:
+    def _fail(self, index: int, count: int, error: ImagegenError) -> None:
+        """Images index..index+count-1 were not made, all for the same reason."""
         with self._lock:
-            self.errors.append((index, error))
+            self.failed.extend(_Failed(index + k, error) for k in range(max(count, 1)))
 
-    def _fetch(self, inputs: Inputs, first: int, n: int) -> tuple[list[RawImage], Any]:
+    def _fetch(self, inputs: _Inputs, first: int, n: int) -> tuple[list[_RawImage], Any]:
         routes = self.backend.routes(self.job)
         if len(routes) > 1:
             routes = [r for r in routes if r.name not in self.rejected_routes] or routes[-1:]
@@ -6213,8 +6361,8 @@ class Generator:
         error.message += f"; before that, {answered.message}"
         return error
 
-    def _with_retries(self, route: Any, inputs: Inputs, first: int, n: int,
-                      deadline: float) -> list[RawImage]:
+    def _with_retries(self, route: Any, inputs: _Inputs, first: int, n: int,
+                      deadline: float) -> list[_RawImage]:
         job = self.job
         for attempt in range(job.retries + 1):
             try:
@@ -6224,7 +6372,7 @@ class Generator:
                     raise
                 delay = error.retry_after
                 if delay is None:
-                    delay = backoff_delay(attempt, self.ctx.random)
+                    delay = _backoff_delay(attempt, self.ctx.random)
                 delay = min(delay, RETRY_AFTER_CAP_S)
                 if self.ctx.monotonic() + delay >= deadline:
                     raise
@@ -6233,9 +6381,9 @@ class Generator:
                 self.ctx.sleep(delay)
         raise BackendError("no attempt left")  # not reached
 
-    def _attempt(self, route: Any, inputs: Inputs, first: int, n: int,
-                 deadline: float) -> list[RawImage]:
-        job, backend, ctx = plan_delivery(self.job, route).wire, self.backend, self.ctx
+    def _attempt(self, route: Any, inputs: _Inputs, first: int, n: int,
+                 deadline: float) -> list[_RawImage]:
+        job, backend, ctx = _plan_delivery(self.job, route).wire, self.backend, self.ctx
         refreshed = False
         while True:
             headers = backend.headers(route)
@@ -6244,7 +6392,7 @@ class Generator:
             try:
                 response = ctx.transport.open(request, deadline, job.stall_timeout,
                                               self.job.timeout)
-            except Unauthorized as error:
+            except _Unauthorized as error:
                 if not refreshed and backend.recover(headers):
                     refreshed = True
                     continue
@@ -6276,7 +6424,9 @@ class Generator:
                         image.spill.discard()
                 raise
 
-    def _write_meta(self, saved: Saved, capabilities: Capabilities) -> str | None:
+    def _write_meta(self, saved: _Saved,
+                    capabilities: _Capabilities) -> tuple[str | None, tuple[str, ...]]:
+        """Write the --meta sidecar: its path (None when not written) and what to warn."""
         job = self.job
         info = saved.image.info
         meta = {
@@ -6289,8 +6439,8 @@ class Generator:
             "format": info.format, "quality": job.quality or "auto",
             "background": job.background or "auto",
             "fit": job.fit,
-            "reference_images": [s if is_url(s) else os.path.basename(s) for s in job.images],
-            "created_at": utc_now_rfc3339(self.ctx.clock()),
+            "reference_images": [s if _is_url(s) else os.path.basename(s) for s in job.images],
+            "created_at": _utc_now_rfc3339(self.ctx.clock()),
             "elapsed_s": round(saved.elapsed, 2),
             "tool": f"codex-imagegen {__version__}",
         }
@@ -6302,27 +6452,25 @@ class Generator:
                                                         "transparency_detail")})
         meta = json.loads(self.ctx.secrets.redact(json.dumps(meta)))
         try:
-            sidecar = write_sidecar(saved.path, meta, self.ctx, job.force)
+            sidecar = _write_sidecar(saved.path, meta, self.ctx, job.force)
         except (OSError, OutputError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else exc.message
-            self.ctx.reporter.warn(f"could not write {saved.path}.json: {why}")
-            return None
+            return None, (f"could not write {saved.path}.json: {why}",)
         if sidecar is None:
-            self.ctx.reporter.warn(f"{saved.path}.json already exists: kept it (pass --force "
-                                   f"to replace it)")
-        return sidecar
+            return None, (f"{saved.path}.json already exists: kept it (pass --force to "
+                          f"replace it)",)
+        return sidecar, ()
 
-    def first_error(self) -> ImagegenError | None:
-        return min(self.errors, key=lambda pair: pair[0])[1] if self.errors else None
-
-    def outcome(self) -> Outcome:
-        """The job's outcome so far: what was saved, in name order, and the first failure."""
+    def outcome(self) -> _Outcome:
+        """The job's outcome so far: what was saved, in name order, and what failed, in
+        index order."""
         with self._lock:
-            saved = sorted(self.saved, key=lambda s: name_order(s.path))
-        return Outcome(self.job, tuple(saved), self.first_error())
+            saved = sorted(self.saved, key=lambda s: _name_order(s.path))
+            failed = sorted(self.failed, key=lambda f: f.index)
+        return _Outcome(self.job, tuple(saved), tuple(failed))
 
 
-def _run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> None:
+def _run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: _Context) -> None:
     """Run tasks with at most `parallel` in flight; tasks record their own failures.
     The main thread keeps waiting interruptibly so Ctrl-C stops everything at once."""
     if parallel <= 1 or len(tasks) <= 1:
@@ -6370,28 +6518,28 @@ def _run_pool(tasks: list[Callable[[], None]], parallel: int, ctx: Context) -> N
         raise crashes[0]
 
 
-def cmd_generate(job: Job, ctx: Context) -> int:
+def _cmd_generate(job: _Job, ctx: _Context) -> int:
     if job.out == "-" and not job.dry_run:
         return _generate_to_stdout(job, ctx)
     if job.dry_run:
-        inputs = load_inputs(job, ctx.transport)
+        inputs = _load_inputs(job, ctx.transport)
         _warn_opaque_mask(job, inputs, ctx.reporter)
-        generator = Generator(ctx, job)
+        generator = _Generator(ctx, job)
         ctx.reporter.result_json({"requests": generator.dry_requests(inputs),
                                   "saves": _planned_saves(generator.policy, job.count, ctx.cwd)})
         return 0
-    outcome = generate(job, ctx)
-    report_quota(ctx)
-    return report_generate(ctx, outcome)
+    outcome = _generate(job, ctx)
+    _report_quota(ctx)
+    return _report_generate(ctx, outcome)
 
 
-def generate(job: Job, ctx: Context) -> Outcome:
+def _generate(job: _Job, ctx: _Context) -> _Outcome:
     """Make and save one job's images (generate, and each MCP call). What fails before
     anything is sent (a reference, the output folder, the login) raises; a failure after
     that is in the outcome, with the images saved before it."""
-    inputs = load_inputs(job, ctx.transport)
+    inputs = _load_inputs(job, ctx.transport)
     _warn_opaque_mask(job, inputs, ctx.reporter)
-    generator = Generator(ctx, job)
+    generator = _Generator(ctx, job)
     generator.policy.preflight(job.count)
     generator.prepare()
     ctx.reporter.expect(job.count, "saved")
@@ -6401,7 +6549,7 @@ def generate(job: Job, ctx: Context) -> Outcome:
     except KeyboardInterrupt:
         # main prints what was saved before the interruption (the contract: saved images
         # are still printed)
-        ctx.interrupted_images = [image_entry(s, job, ctx.cwd)
+        ctx.interrupted_images = [_image_entry(s, job, ctx.cwd)
                                   for s in generator.outcome().saved]
         raise
     finally:
@@ -6409,13 +6557,13 @@ def generate(job: Job, ctx: Context) -> Outcome:
     return generator.outcome()
 
 
-def _warn_opaque_mask(job: Job, inputs: Inputs, reporter: Reporter) -> None:
-    if inputs.mask is not None and inputs.mask.data and png_is_opaque(inputs.mask.data):
+def _warn_opaque_mask(job: _Job, inputs: _Inputs, reporter: _Reporter) -> None:
+    if inputs.mask is not None and inputs.mask.data and _png_is_opaque(inputs.mask.data):
         reporter.warn(f"the mask {job.mask} has no transparent pixel, so the edit may change "
                       f"nothing: make transparent the area to repaint")
 
 
-def _generate_to_stdout(job: Job, ctx: Context) -> int:
+def _generate_to_stdout(job: _Job, ctx: _Context) -> int:
     """-o -: the image's bytes on stdout, for a pipe (one image; never onto a terminal).
     It is made in a private temporary folder like any other save, then copied out."""
     import shutil
@@ -6432,9 +6580,9 @@ def _generate_to_stdout(job: Job, ctx: Context) -> int:
     folder = tempfile.mkdtemp(prefix="imagegen-stdout-")
     try:
         staged = replace(job, out=folder + os.sep)
-        inputs = load_inputs(staged, ctx.transport)
+        inputs = _load_inputs(staged, ctx.transport)
         _warn_opaque_mask(job, inputs, reporter)
-        generator = Generator(ctx, staged)
+        generator = _Generator(ctx, staged)
         generator.prepare()
         reporter.asking(job)
         reporter.to_stdout = True
@@ -6442,7 +6590,7 @@ def _generate_to_stdout(job: Job, ctx: Context) -> int:
             generator.run(inputs)
         finally:
             reporter.close()
-        report_quota(ctx)
+        _report_quota(ctx)
         outcome = generator.outcome()
         if outcome.error is not None or not outcome.saved:
             error = outcome.error or NoImageError("no image was made")
@@ -6453,13 +6601,13 @@ def _generate_to_stdout(job: Job, ctx: Context) -> int:
             reporter.result_bytes(handle.read())
         info = item.image.info
         reporter.note(f"wrote {info.width}x{info.height} {info.format} "
-                      f"({human_bytes(item.image.nbytes)}) to stdout")
+                      f"({_human_bytes(item.image.nbytes)}) to stdout")
         return 0
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _planned_saves(policy: SavePolicy, count: int, cwd: str) -> list[str]:
+def _planned_saves(policy: _SavePolicy, count: int, cwd: str) -> list[str]:
     """Where a real run would save each image now (for --dry-run), claiming nothing: the
     -o names, or the first free automatic names (a PNG's extension unless asked otherwise)."""
     if policy.job.out == "-":
@@ -6475,17 +6623,17 @@ def _planned_saves(policy: SavePolicy, count: int, cwd: str) -> list[str]:
             if not os.path.lexists(path):
                 paths.append(path)
             number += 1
-    return [relative_for_display(path, cwd) for path in paths]
+    return [_relative_for_display(path, cwd) for path in paths]
 
 
-def report_quota(ctx: Context) -> None:
+def _report_quota(ctx: _Context) -> None:
     if not ctx.quota:
         return
     if ctx.keep_quota:
         try:
-            path = quota_state_path(ctx.env)
+            path = _quota_state_path(ctx.env)
             if os.path.isdir(os.path.dirname(path)):
-                write_file_atomic(path, json.dumps(ctx.quota).encode("utf-8"), 0o600,
+                _write_file_atomic(path, json.dumps(ctx.quota).encode("utf-8"), 0o600,
                                   prefix=".imagegen-quota-")
         except OSError:
             pass
@@ -6494,9 +6642,9 @@ def report_quota(ctx: Context) -> None:
 
 # Command: auth ####################################################################################
 
-def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
+def _cmd_auth_status(ctx: _Context, json_mode: bool) -> int:
     env, reporter = ctx.env, ctx.reporter
-    path = auth_file_path(env)
+    path = _auth_file_path(env)
     now = ctx.clock()
     status: dict[str, Any] = {"auth_file": path, "kind": "none", "usable": False}
     warnings: list[str] = []
@@ -6506,31 +6654,31 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
     except AuthError as error:
         data, problem = None, error.message
     if data is not None:
-        status["kind"] = kind = login_kind(data)
-        if readable_by_others(path):
+        status["kind"] = kind = _login_kind(data)
+        if _readable_by_others(path):
             warnings.append(f"other users can read {path}: chmod 600 {path}")
         if kind == "apikey":
             problem = (f"{path} holds an API key, not a ChatGPT login: run `imagegen auth login`"
                        f" for the subscription, or use that key with --backend responses")
         else:
             try:
-                login = chatgpt_login(data, path)
+                login = _chatgpt_login(data, path)
             except AuthError as error:
                 problem = error.message
             else:
                 ctx.secrets.add(*login.secrets())
-                claims = jwt_claims(login.id_token)
+                claims = _jwt_claims(login.id_token)
                 auth_claim = claims.get(AUTH_CLAIM) if isinstance(claims.get(AUTH_CLAIM),
                                                                    dict) else {}
                 profile = claims.get(PROFILE_CLAIM) if isinstance(claims.get(PROFILE_CLAIM),
                                                                   dict) else {}
-                expires = access_expiry(login)
-                expired = needs_refresh(login, now)
+                expires = _access_expiry(login)
+                expired = _needs_refresh(login, now)
                 status.update({
-                    "account_id": shorten_id(login.account_id),
+                    "account_id": _shorten_id(login.account_id),
                     "plan": auth_claim.get("chatgpt_plan_type"),
                     "email": claims.get("email") or profile.get("email"),
-                    "access_token_expires_at": (utc_now_rfc3339(expires)[:19] + "Z"
+                    "access_token_expires_at": (_utc_now_rfc3339(expires)[:19] + "Z"
                                                 if expires else None),
                     "access_token_expired": expired,
                     "refresh_token": login.refresh_token is not None,
@@ -6547,7 +6695,7 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                     status["usable"] = True
                 status.update(_live_usage(ctx, login, expired))
     try:
-        with open(quota_state_path(env), encoding="utf-8") as handle:
+        with open(_quota_state_path(env), encoding="utf-8") as handle:
             status["quota"] = json.load(handle)
     except (OSError, ValueError):
         pass
@@ -6566,12 +6714,12 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
                 value = status[key]
                 if key == "access_token_expires_at" and status.get("access_token_expired"):
                     value = f"{value} (expired)"
-                reporter.result(f"{label + ':':22}{printable(value)}")  # claims: no escapes
+                reporter.result(f"{label + ':':22}{_printable(value)}")  # claims: no escapes
         if isinstance(status.get("usage"), dict):
-            for number, part in enumerate(quota_parts(status["usage"], now)):
-                reporter.result(f"{'usage (live):' if number == 0 else '':22}{printable(part)}")
+            for number, part in enumerate(_quota_parts(status["usage"], now)):
+                reporter.result(f"{'usage (live):' if number == 0 else '':22}{_printable(part)}")
         elif status.get("usage_problem"):
-            reporter.result(f"{'usage (live):':22}{printable(status['usage_problem'])}")
+            reporter.result(f"{'usage (live):':22}{_printable(status['usage_problem'])}")
         if isinstance(status.get("quota"), dict) and status["quota"].get("windows"):
             reporter.result(f"{'quota:':22}{describe_quota(status['quota'], now, 78)}")
             seen = status["quota"].get("seen_at")
@@ -6586,7 +6734,7 @@ def cmd_auth_status(ctx: Context, json_mode: bool) -> int:
     return 0 if status["usable"] else AuthError.exit_code
 
 
-def _live_usage(ctx: Context, login: ChatGPTLogin, expired: bool) -> dict:
+def _live_usage(ctx: _Context, login: _ChatGPTLogin, expired: bool) -> dict:
     """{"usage": quota} from wham/usage, or {"usage_problem": why not} (never a refresh:
     status only looks)."""
     if expired:
@@ -6594,30 +6742,30 @@ def _live_usage(ctx: Context, login: ChatGPTLogin, expired: bool) -> dict:
                                  "request refreshes it)"}
     base = ctx.env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL
     try:
-        quota = quota_from_usage(fetch_usage(ctx, login, base), ctx.clock())
+        quota = _quota_from_usage(_fetch_usage(ctx, login, base), ctx.clock())
     except ImagegenError as error:
-        return {"usage_problem": f"could not read it from {chatgpt_base_url(base)}/wham/usage: "
+        return {"usage_problem": f"could not read it from {_chatgpt_base_url(base)}/wham/usage: "
                                  f"{error.message[:200]}"}
     if quota is None:
         return {"usage_problem": "the wham/usage answer holds no rate limits"}
     return {"usage": quota}
 
 
-def _form_request(url: str, fields: dict, headers: dict) -> HttpRequest:
+def _form_request(url: str, fields: dict, headers: dict) -> _HttpRequest:
     import urllib.parse
     body = urllib.parse.urlencode(fields).encode("ascii")
-    return HttpRequest("POST", url, dict(headers, **{
+    return _HttpRequest("POST", url, dict(headers, **{
         "Content-Type": "application/x-www-form-urlencoded"}), body, fields)
 
 
-def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
+def _cmd_auth_login(ctx: _Context, open_browser: bool) -> int:
     """Codex's device-code login; writes auth.json in Codex's format."""
     env, reporter, transport = ctx.env, ctx.reporter, ctx.transport
     issuer = (env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
-    headers = {"originator": ORIGINATOR, "User-Agent": user_agent(),
+    headers = {"originator": ORIGINATOR, "User-Agent": _user_agent(),
                "Accept": "application/json"}
     try:
-        answer, _ = transport.fetch_json(json_request(
+        answer, _ = transport.fetch_json(_json_request(
             "POST", f"{issuer}/api/accounts/deviceauth/usercode", headers,
             {"client_id": CLIENT_ID}), ctx.monotonic() + 60, 60)
     except ImagegenError as error:
@@ -6657,7 +6805,7 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
                             "`imagegen auth login` again")
         ctx.sleep(max(0.0, min(interval, deadline - ctx.monotonic())))
         try:
-            grant, _ = transport.fetch_json(json_request(
+            grant, _ = transport.fetch_json(_json_request(
                 "POST", f"{issuer}/api/accounts/deviceauth/token", headers,
                 {"device_auth_id": device_auth_id, "user_code": user_code}),
                 ctx.monotonic() + 60, 60)
@@ -6683,7 +6831,7 @@ def cmd_auth_login(ctx: Context, open_browser: bool) -> int:
                         "token")
     ctx.secrets.add(tokens["id_token"], tokens["access_token"], tokens["refresh_token"])
     path = _write_login(env, tokens, ctx.clock())
-    claims = jwt_claims(tokens["id_token"])
+    claims = _jwt_claims(tokens["id_token"])
     plan = (claims.get(AUTH_CLAIM) or {}).get("chatgpt_plan_type") if isinstance(
         claims.get(AUTH_CLAIM), dict) else None
     who = claims.get("email") or "your ChatGPT account"
@@ -6706,22 +6854,22 @@ def _read_login_bytes(path: str) -> bytes | None:
 def _back_up_login(path: str, old: bytes) -> None:
     """auth.json.bak, before auth.json changes; AuthError (nothing changed) when it fails."""
     try:
-        write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
+        _write_file_atomic(path + ".bak", old, 0o600, prefix=".auth-bak-")
     except OSError as exc:
         raise AuthError(f"cannot back up {path}: {exc.strerror}; nothing was changed") from None
 
 
 def _write_login(env: dict, tokens: dict, now: float) -> str:
     """Write auth.json like Codex, under Codex's locks, keeping a .bak of the old one."""
-    path = auth_file_path(env)
+    path = _auth_file_path(env)
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise AuthError(f"cannot create {directory}: {exc.strerror}") from None
-    account = account_id_of({"id_token": tokens["id_token"]})
-    with AuthLocks(path):
+    account = _account_id_of({"id_token": tokens["id_token"]})
+    with _AuthLocks(path):
         data: dict[str, Any] = {}
         old = _read_login_bytes(path)
         if old is not None:
@@ -6737,23 +6885,23 @@ def _write_login(env: dict, tokens: dict, now: float) -> str:
         data.update({"auth_mode": "chatgpt", "OPENAI_API_KEY": None, "tokens": {
             "id_token": tokens["id_token"], "access_token": tokens["access_token"],
             "refresh_token": tokens["refresh_token"], "account_id": account},
-            "last_refresh": utc_now_rfc3339(now)})
+            "last_refresh": _utc_now_rfc3339(now)})
         try:
-            write_file_atomic(path, json.dumps(data, indent=2).encode("utf-8"), 0o600,
+            _write_file_atomic(path, json.dumps(data, indent=2).encode("utf-8"), 0o600,
                               prefix=".auth-")
         except OSError as exc:
             raise AuthError(f"cannot write {path}: {exc.strerror}") from None
     return path
 
 
-def cmd_auth_logout(ctx: Context, force: bool) -> int:
+def _cmd_auth_logout(ctx: _Context, force: bool) -> int:
     """Forget what this tool keeps. auth.json is Codex's login as much as ours (auth login
     writes it in Codex's format, for both): only --force removes the ChatGPT login from it,
     after a copy in auth.json.bak, and keeps an API key that is also there."""
     env, reporter = ctx.env, ctx.reporter
-    path = auth_file_path(env)
+    path = _auth_file_path(env)
     removed = []
-    cache = quota_state_path(env)
+    cache = _quota_state_path(env)
     try:
         os.unlink(cache)
         removed.append(cache)
@@ -6770,7 +6918,7 @@ def cmd_auth_logout(ctx: Context, force: bool) -> int:
         else:
             reporter.say("no login to remove")
         return 0
-    with AuthLocks(path, sleep=ctx.sleep):
+    with _AuthLocks(path, sleep=ctx.sleep):
         old = _read_login_bytes(path)
         data: Any = None
         if old is not None:
@@ -6788,7 +6936,7 @@ def cmd_auth_logout(ctx: Context, force: bool) -> int:
                     kept = {key: value for key, value in data.items()
                             if key not in ("tokens", "last_refresh", "agent_identity")}
                     kept["auth_mode"] = "apikey"
-                    write_file_atomic(path, json.dumps(kept, indent=2).encode("utf-8"),
+                    _write_file_atomic(path, json.dumps(kept, indent=2).encode("utf-8"),
                                       0o600, prefix=".auth-")
                 else:
                     os.unlink(path)
@@ -6814,13 +6962,13 @@ def _read_batch_lines(source: str, stdin: Any, cwd: str) -> list[str]:
             raw = buffer.read(MAX_BATCH_BYTES + 1)
             if len(raw) > MAX_BATCH_BYTES:
                 raise UsageError(f"the batch on stdin is larger than "
-                                 f"{human_bytes(MAX_BATCH_BYTES)}")
+                                 f"{_human_bytes(MAX_BATCH_BYTES)}")
             text = _batch_text(raw, "the batch on stdin")
         else:
-            text = read_text_capped(stdin, MAX_BATCH_BYTES, "the batch on stdin")
+            text = _read_text_capped(stdin, MAX_BATCH_BYTES, "the batch on stdin")
     else:
         try:
-            raw = read_regular_file(os.path.join(cwd, os.path.expanduser(source)),
+            raw = _read_regular_file(os.path.join(cwd, os.path.expanduser(source)),
                                     MAX_BATCH_BYTES)
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from None
@@ -6842,7 +6990,7 @@ def _batch_text(raw: bytes, name: str) -> str:
         raise UsageError(f"{name} is not UTF-8 text{hint}") from None
 
 
-def _batch_job(line: str, defaults: dict, env: dict) -> Job:
+def _batch_job(line: str, defaults: dict, env: dict) -> _Job:
     try:
         entry = json.loads(line)
     except ValueError as exc:
@@ -6857,15 +7005,16 @@ def _batch_job(line: str, defaults: dict, env: dict) -> Job:
         if name == "output_format":
             name = "format"
         if name not in JOB_OPTIONS:
-            raise UsageError(f"unknown key {key!r}")
+            known = [repr(option) for option in JOB_OPTIONS if option != "output_format"]
+            raise UsageError(f"unknown key {key!r}" + _did_you_mean(repr(name), known))
         options[name] = value
     if "prompt" not in entry:
         raise UsageError('no "prompt" key')
-    check_utf8(json.dumps(entry, ensure_ascii=False), "the line")
+    _check_utf8(json.dumps(entry, ensure_ascii=False), "the line")
     _check_batch_base_url(entry, defaults, env)
     if "image" in entry:
         options["image"] = entry["image"]
-    return make_job(options, env)
+    return _make_job(options, env)
 
 
 def _check_batch_base_url(entry: dict, defaults: dict, env: dict) -> None:
@@ -6891,45 +7040,57 @@ class _BatchLine:
     """One non-blank line of a batch: its number, and its job or why it has none."""
 
     number: int
-    job: Job | None
-    error: UsageError | None = None
+    job: _Job | None
+    error: ImagegenError | None = None
 
 
-def cmd_batch(source: str, defaults: dict, ctx: Context, settings: dict) -> int:
+def _cmd_batch(source: str, defaults: dict, ctx: _Context, settings: dict) -> int:
     """`imagegen batch FILE`: every line's images, its result printed in input order."""
     started = ctx.monotonic()
-    lines = _plan_lines(source, defaults, ctx)
+    lines = _check_lines(_plan_lines(source, defaults, ctx), ctx)
     if settings.get("dry_run"):
         return _batch_dry_run(ctx, lines)
+    json_mode = bool(settings.get("json"))
+    invalid = [line for line in lines if line.job is None]
+    if invalid:
+        return _refuse_batch(ctx, invalid, json_mode)
     runnable = [line for line in lines if line.job is not None]
     _warn_without_out(ctx.reporter, [line.number for line in runnable if not line.job.out])
-    json_mode = bool(settings.get("json"))
     printer = _InOrder([line.number for line in lines],
                        lambda number, outcome: _report_line(ctx, number, outcome, json_mode))
-    for line in lines:
-        if line.job is None:
-            printer.done(line.number, Outcome(None, error=line.error))
     stop = threading.Event()  # a usage limit was reached: no new line starts
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
     parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
+    begun: set[int] = set()  # the lines started, for the count after Ctrl-C
+
+    def run(line: _BatchLine) -> None:
+        begun.add(line.number)
+        printer.done(line.number, _run_line(ctx, line, stop))
+
     try:
-        _run_pool([lambda line=line: printer.done(line.number, _run_line(ctx, line, stop))
-                   for line in runnable], parallel, ctx)
+        _run_pool([lambda line=line: run(line) for line in runnable], parallel, ctx)
+    except KeyboardInterrupt:
+        printer.flush()
+        raise _BatchInterrupted(_interrupted_summary(lines, dict(printer.outcomes), begun)) \
+            from None
     finally:
         ctx.reporter.close()
     outcomes = printer.in_order()
     if settings.get("gallery"):
         _write_gallery(ctx, _gallery_shots(outcomes))
-    report_quota(ctx)
+    _report_quota(ctx)
     return _report_batch_end(ctx, outcomes, ctx.monotonic() - started)
 
 
-def _plan_lines(source: str, defaults: dict, ctx: Context) -> list[_BatchLine]:
+def _plan_lines(source: str, defaults: dict, ctx: _Context) -> list[_BatchLine]:
     """The batch's non-blank lines, each made into a job (or the usage error why not)."""
     lines = []
     for number, text in enumerate(_read_batch_lines(source, ctx.stdin, ctx.cwd), 1):
         if not text.strip():
             continue
+        if not lines and text.lstrip().startswith("["):  # no JSONL line starts so
+            raise UsageError(f"{source} is a JSON array: a batch takes one JSON object per "
+                             f"line (JSONL), not an array")
         try:
             lines.append(_BatchLine(number, _batch_job(text, defaults, ctx.env)))
         except UsageError as error:
@@ -6939,7 +7100,52 @@ def _plan_lines(source: str, defaults: dict, ctx: Context) -> list[_BatchLine]:
     return lines
 
 
-def _batch_dry_run(ctx: Context, lines: list[_BatchLine]) -> int:
+def _check_lines(lines: list[_BatchLine], ctx: _Context) -> list[_BatchLine]:
+    """Every line checked as far as can be without sending anything, so a mistake on line
+    40 costs no quota for lines 1 to 39: its "out" (inside the Codex home, not writable, the
+    same as another line's) and its local reference images and mask. A line whose "out"
+    exists is not checked further: it is skipped."""
+    checked: list[_BatchLine] = []
+    claimed: dict[str, int] = {}  # an explicit output path: the line that names it
+    for line in lines:
+        job = line.job
+        if job is None:
+            checked.append(line)
+            continue
+        try:
+            policy = _SavePolicy(job, ctx.cwd, ctx.env)
+            for index in range(job.count if policy.explicit else 0):
+                path = policy.explicit_path(index)
+                first = claimed.setdefault(os.path.normcase(path), line.number)
+                if first != line.number:
+                    raise UsageError(f'"out" {_relative_for_display(path, ctx.cwd)} is also '
+                                     f"line {first}'s")
+            if not policy.done_already():
+                policy.preflight(job.count)
+                _load_inputs(replace(job, dry_run=True), ctx.transport)  # no download
+        except ImagegenError as error:
+            line = _BatchLine(line.number, None, type(error)(f"line {line.number}: "
+                                                             f"{error.message}"))
+        checked.append(line)
+    return checked
+
+
+def _refuse_batch(ctx: _Context, invalid: list[_BatchLine], json_mode: bool) -> int:
+    """A batch with invalid lines sends nothing: each one's ERROR, and the first's exit code."""
+    for line in invalid:
+        _report_line(ctx, line.number, _Outcome(None, not_run=line.error), json_mode)
+    numbers = [line.number for line in invalid]
+    many = len(numbers) > 1
+    shown = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
+    ctx.reporter.error(f"nothing was sent: line{'s' if many else ''} {shown} "
+                       f"{'are' if many else 'is'} invalid; fix {'them' if many else 'it'} "
+                       f"and run the batch again")
+    first = invalid[0].error
+    assert first is not None
+    return first.exit_code
+
+
+def _batch_dry_run(ctx: _Context, lines: list[_BatchLine]) -> int:
     """batch --dry-run: one JSON object with every request and save of the lines a real run
     would start (not those whose out exists); the first invalid line's exit code."""
     requests: list[dict] = []
@@ -6948,22 +7154,21 @@ def _batch_dry_run(ctx: Context, lines: list[_BatchLine]) -> int:
         if line.job is None:
             continue
         job = replace(line.job, dry_run=True)
-        policy = SavePolicy(job, ctx.cwd, ctx.env)
+        policy = _SavePolicy(job, ctx.cwd, ctx.env)
         if policy.done_already():
             continue  # the real run would skip it and send nothing
-        inputs = load_inputs(job, ctx.transport)
-        requests.extend(Generator(ctx, job).dry_requests(inputs))
+        inputs = _load_inputs(job, ctx.transport)
+        requests.extend(_Generator(ctx, job).dry_requests(inputs))
         saves.extend(path for path in _planned_saves(policy, job.count, ctx.cwd)
                      if path not in saves)  # (automatic names are claimed in turn)
     ctx.reporter.result_json({"requests": requests, "saves": saves})
-    first = next((line.error for line in lines if line.error is not None), None)
-    if first is not None:
-        ctx.reporter.error(first.message)
-        return first.exit_code
-    return 0
+    errors = [line.error for line in lines if line.error is not None]
+    for error in errors:
+        ctx.reporter.error(error.message)
+    return errors[0].exit_code if errors else 0
 
 
-def _warn_without_out(reporter: Reporter, numbers: list[int]) -> None:
+def _warn_without_out(reporter: _Reporter, numbers: list[int]) -> None:
     """Lines without "out" are made again on every run of the batch: say so once."""
     if not numbers:
         return
@@ -6974,63 +7179,109 @@ def _warn_without_out(reporter: Reporter, numbers: list[int]) -> None:
                   f"line an \"out\" and a re-run skips what is done)")
 
 
-def _run_line(ctx: Context, line: _BatchLine, stop: threading.Event) -> Outcome:
+def _run_line(ctx: _Context, line: _BatchLine, stop: threading.Event) -> _Outcome:
     """Make one batch line's images, one request at a time (the lines run in parallel)."""
     job = line.job
     assert job is not None
-    generator = Generator(ctx, job, label=f"line {line.number}: ")
+    generator = _Generator(ctx, job, label=f"line {line.number}: ")
     # A line already done is reported as done even after a usage limit: it costs nothing.
     existing = generator.policy.done_already()
     if existing:
         ctx.reporter.advance(job.count)
-        return Outcome(job, skipped=existing)
+        return _Outcome(job, skipped=existing)
     if stop.is_set():
-        return Outcome(job, error=RateLimitError("not started: the usage limit was reached "
-                                                 "earlier in this batch"))
+        return _Outcome(job, not_run=RateLimitError(f"{NOT_STARTED} earlier in this batch"))
     try:
-        inputs = load_inputs(job, ctx.transport)
+        inputs = _load_inputs(job, ctx.transport)
         generator.policy.preflight(job.count)
         generator.run(inputs, parallel=1)
         outcome = generator.outcome()
     except Interrupted:
         raise
     except ImagegenError as error:
-        outcome = Outcome(job, error=error)
+        outcome = _Outcome(job, not_run=error)
     if isinstance(outcome.error, RateLimitError) and not outcome.error.transient:
         stop.set()
     return outcome
+
+
+class _BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C in a batch: `summary` says what was done and how to resume (main prints it)."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        self.summary = summary
+
+
+def _interrupted_summary(lines: list[_BatchLine], outcomes: dict[int, _Outcome],
+                         begun: set[int]) -> str:
+    """ "batch interrupted: 2 done, 1 failed, 1 cut off, 3 not started; ...how to resume";
+    `outcomes`: the finished lines' by number; `begun`: the numbers of the lines started."""
+    failed = sum(1 for outcome in outcomes.values() if outcome.error is not None)
+    skipped = sum(1 for outcome in outcomes.values() if outcome.skipped)
+    done = len(outcomes) - failed - skipped
+    unfinished = [line.number for line in lines if line.number not in outcomes]
+    cut = sum(1 for number in unfinished if number in begun)
+    counts = [f"{done} done"] + ([f"{skipped} skipped"] if skipped else []) \
+        + [f"{failed} failed"] + ([f"{cut} cut off"] if cut else []) \
+        + [f"{len(unfinished) - cut} not started"]
+    # What a re-run does: a line whose "out" exists is skipped; any other line is made again.
+    numbers = sorted(number for number, outcome in outcomes.items()
+                     if outcome.error is None and not outcome.skipped
+                     and outcome.job is not None and not outcome.job.out)
+    also = ""
+    if numbers:
+        many = len(numbers) > 1
+        shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+        also = (f"; line{'s' if many else ''} {shown} ha{'ve' if many else 's'} no \"out\" "
+                f"and would be made again")
+    return (f"batch interrupted: {', '.join(counts)}; no partial file was left; run the same "
+            f"command again to resume (lines whose \"out\" file exists are skipped{also})")
 
 
 class _InOrder:
     """Batch results in input order while the lines finish in any order: a line's result is
     reported once every line before it has one."""
 
-    def __init__(self, numbers: list[int], report: Callable[[int, Outcome], None]) -> None:
+    def __init__(self, numbers: list[int], report: Callable[[int, _Outcome], None]) -> None:
         self.numbers, self.report = numbers, report
-        self.outcomes: dict[int, Outcome] = {}
+        self.outcomes: dict[int, _Outcome] = {}
         self.reported = 0
+        self.flushed = False
         self._lock = threading.Lock()
 
-    def done(self, number: int, outcome: Outcome) -> None:
+    def flush(self) -> None:
+        """After Ctrl-C: report the lines that finished behind one that never will (in
+        input order, the unfinished left out); later results are kept, not reported."""
+        with self._lock:
+            for number in self.numbers[self.reported:]:
+                if number in self.outcomes:
+                    self.report(number, self.outcomes[number])
+            self.reported, self.flushed = len(self.numbers), True
+
+    def done(self, number: int, outcome: _Outcome) -> None:
         with self._lock:
             self.outcomes[number] = outcome
-            while self.reported < len(self.numbers) \
+            while not self.flushed and self.reported < len(self.numbers) \
                     and self.numbers[self.reported] in self.outcomes:
                 number = self.numbers[self.reported]
                 self.report(number, self.outcomes[number])
                 self.reported += 1
 
-    def in_order(self) -> list[Outcome]:
+    def in_order(self) -> list[_Outcome]:
         with self._lock:
             return [self.outcomes[number] for number in self.numbers if number in self.outcomes]
 
 
-def _gallery_shots(outcomes: list[Outcome]) -> list[tuple]:
-    """(prompt, path, note) of every image a batch saved or found already there, in input
-    order, for --gallery."""
-    shots = []
+def _gallery_shots(outcomes: list[_Outcome]) -> list[tuple]:
+    """(prompt, path, note) of every image a batch saved or found already there, and
+    (prompt, None, why) of every line or image that failed, in input order, for --gallery."""
+    shots: list[tuple] = []
     for outcome in outcomes:
         if outcome.job is None:
+            continue
+        if outcome.not_run is not None:
+            shots.append((outcome.job.prompt, None, _gallery_error(outcome.not_run)))
             continue
         if outcome.skipped:
             shots.append((outcome.job.prompt, outcome.skipped, "already there"))
@@ -7039,30 +7290,36 @@ def _gallery_shots(outcomes: list[Outcome]) -> list[tuple]:
             fitted = item.finish is not None and item.finish.fitted
             shots.append((outcome.job.prompt, item.path,
                           f"received {item.finish.received}" if fitted else ""))
+        shots.extend((outcome.job.prompt, None, _gallery_error(failed.error))
+                     for failed in outcome.failed)
     return shots
+
+
+def _gallery_error(error: ImagegenError) -> str:
+    return f"{error.kind}: " + _printable(" ".join(error.message.split()))[:300]
 
 
 GALLERY_TITLE = "imagegen gallery"
 
 
-def _write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
+def _write_gallery(ctx: _Context, shots: list[tuple]) -> str | None:
     """batch --gallery: index.html in the outputs' common folder inside the workspace (the
     workspace itself when they have none there), a contact sheet with a thumbnail, the
     prompt, the size and the path of each. An index.html this tool did not write is left
     alone. Says where on stderr (also with --json: stdout holds only the lines' results)."""
     reporter = ctx.reporter
-    if not shots:
+    if not any(path for _, path, _ in shots):
         reporter.note("no gallery: the batch saved no image")
         return None
-    folders = [os.path.dirname(os.path.abspath(path)) for _, path, _ in shots]
+    folders = [os.path.dirname(os.path.abspath(path)) for _, path, _ in shots if path]
     try:
         directory = os.path.commonpath(folders)
     except ValueError:  # different drives
         directory = ctx.cwd
-    if not is_inside(directory, ctx.cwd):
+    if not _is_inside(directory, ctx.cwd):
         directory = ctx.cwd
     index = os.path.join(directory, "index.html")
-    shown = relative_for_display(index, ctx.cwd)
+    shown = _relative_for_display(index, ctx.cwd)
     try:
         with open(index, encoding="utf-8", errors="replace") as handle:
             theirs = f"<title>{GALLERY_TITLE}" not in handle.read(4096)
@@ -7073,6 +7330,9 @@ def _write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
         return None
     items = []
     for prompt, path, note in shots:
+        if path is None:
+            items.append(GalleryItem("", prompt, failed=note))
+            continue
         try:
             with open(path, "rb") as handle:
                 data = handle.read(MAX_RESPONSE_BYTES + 1)
@@ -7081,15 +7341,18 @@ def _write_gallery(ctx: Context, shots: list[tuple]) -> str | None:
         info = sniff_image(data)
         items.append(GalleryItem(os.path.relpath(path, directory), prompt,
                                  info.width if info else None, info.height if info else None,
-                                 thumbnail_png(data) if len(data) <= MAX_RESPONSE_BYTES
+                                 _thumbnail_png(data) if len(data) <= MAX_RESPONSE_BYTES
                                  else None, note))
     try:
-        write_file_atomic(index, gallery_html(items, GALLERY_TITLE).encode("utf-8"), 0o644,
+        _write_file_atomic(index, gallery_html(items, GALLERY_TITLE).encode("utf-8"), 0o644,
                           prefix=".imagegen-")
     except OSError as exc:
         reporter.warn(f"could not write {shown}: {exc.strerror}")
         return None
-    line = f"gallery of {len(items)} image{'s' if len(items) != 1 else ''}: {shown}"
+    made = sum(1 for item in items if item.path)
+    failed = len(items) - made
+    line = (f"gallery of {made} image{'s' if made != 1 else ''}"
+            + (f" and {failed} failed" if failed else "") + f": {shown}")
     if reporter.json_mode and not reporter.quiet:
         reporter.say(line)
     else:
@@ -7119,7 +7382,7 @@ MCP_INSTRUCTIONS = (
     "never replaced unless force is true. To change an existing picture use edit_image.")
 
 
-class McpProtocolError(Exception):
+class _McpProtocolError(Exception):
     """A JSON-RPC error answer: the call itself was malformed, not the image job."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
@@ -7251,7 +7514,7 @@ def _mcp_check_arguments(schema: dict, arguments: dict) -> None:
     properties = schema.get("properties", {})
     for name in arguments:
         if name not in properties:
-            raise UsageError(f"unknown argument {printable(name)[:60]!r}; the tool takes "
+            raise UsageError(f"unknown argument {_printable(name)[:60]!r}; the tool takes "
                              f"{', '.join(properties) or 'no arguments'}")
     for name in schema.get("required", ()):
         if arguments.get(name) is None:
@@ -7281,24 +7544,24 @@ def _mcp_job_options(arguments: dict, cwd: str) -> dict:
     for name in ("image", "mask", "config"):
         value = options.get(name)
         values = value if isinstance(value, list) else [value] if value else []
-        joined = [item if is_url(item) else os.path.join(cwd, os.path.expanduser(item))
+        joined = [item if _is_url(item) else os.path.join(cwd, os.path.expanduser(item))
                   for item in values]
         if values:
             options[name] = joined if isinstance(value, list) else joined[0]
     return options
 
 
-def _mcp_generate(job: Job, ctx: Context) -> dict:
+def _mcp_generate(job: _Job, ctx: _Context) -> dict:
     """Make and save one tool call's images as generate does; returns what `--json` prints
     ({"ok", "backend", "route", "images", "error"?, "quota"?}), a failure before the
     request included."""
     try:
-        outcome = generate(job, ctx)
+        outcome = _generate(job, ctx)
     except ImagegenError as error:
         ctx.reporter.close()
-        outcome = Outcome(job, error=error)
-    report_quota(ctx)
-    return generate_json(outcome, ctx)
+        outcome = _Outcome(job, not_run=error)
+    _report_quota(ctx)
+    return _generate_json(outcome, ctx)
 
 
 def _mcp_preview(path: str) -> bytes | None:
@@ -7311,10 +7574,10 @@ def _mcp_preview(path: str) -> bytes | None:
         return None
     if len(data) > MAX_RESPONSE_BYTES:
         return None
-    return thumbnail_png(data, THUMBNAIL_SIDE)
+    return _thumbnail_png(data, THUMBNAIL_SIDE)
 
 
-class McpReporter(Reporter):
+class _McpReporter(_Reporter):
     """The Reporter of one tool call: never stdout (that is the protocol's); log lines go
     to stderr, warnings into the result, the phases to the progress heartbeat."""
 
@@ -7327,7 +7590,7 @@ class McpReporter(Reporter):
         self.saved_count = 0
 
     def result(self, line: str, keep: Iterable[str] = ()) -> None:
-        self._err(f"imagegen: {printable(line)}", keep)
+        self._err(f"imagegen: {_printable(line)}", keep)
 
     def result_json(self, payload: dict, keep: Iterable[str] = ()) -> None:
         escaped = [json.dumps(path, ensure_ascii=False)[1:-1] for path in keep]
@@ -7336,14 +7599,14 @@ class McpReporter(Reporter):
     def note(self, message: str, keep: Iterable[str] = ()) -> None:
         super().note(message, keep)
         with self._lock:
-            self.last_note = self.secrets.redact(printable(message), keep)[:200]
+            self.last_note = self.secrets.redact(_printable(message), keep)[:200]
             if message.startswith("saved "):
                 self.saved_count += 1
 
     def warn(self, message: str) -> None:
         super().warn(message)
         with self._lock:
-            self.warnings.append(self.secrets.redact(printable(message)))
+            self.warnings.append(self.secrets.redact(_printable(message)))
 
     def phase(self, index: int, phase: str, received: int = 0) -> None:
         with self._lock:
@@ -7361,20 +7624,20 @@ class McpReporter(Reporter):
         if not phases:
             return f"{last or 'working'} · {elapsed:.0f} s"
         return (f"{'/'.join(phases)} · {elapsed:.0f} s"
-                + (f" · {human_bytes(received)}" if received else ""))
+                + (f" · {_human_bytes(received)}" if received else ""))
 
 
-class McpCall:
+class _McpCall:
     """One tools/call in flight: its own Context (cancel event, secrets, temporary files),
     its thread, and its progress heartbeat."""
 
-    def __init__(self, server: McpServer, request_id: Any, tool: str, arguments: dict,
+    def __init__(self, server: _McpServer, request_id: Any, tool: str, arguments: dict,
                  progress_token: Any, version: str) -> None:
         self.server, self.request_id, self.tool = server, request_id, tool
         self.arguments, self.progress_token, self.version = arguments, progress_token, version
         seams = dict(server.runtime.get("seams") or {})
-        self.ctx = Context(server.env, server.cwd, None, server.stderr, server.stderr, **seams)
-        self.reporter = McpReporter(server.stderr, self.ctx.secrets, server.env)
+        self.ctx = _Context(server.env, server.cwd, None, server.stderr, server.stderr, **seams)
+        self.reporter = _McpReporter(server.stderr, self.ctx.secrets, server.env)
         self.ctx.reporter = self.reporter
         self.cancelled = False
         self.finished = threading.Event()
@@ -7396,7 +7659,7 @@ class McpCall:
         # call's own Transport watches every connection it opens (see _Watch).
         self.ctx.transport.abort()
         self.ctx.remove_temporary_files()
-        self.server.log(f"call {self.request_id} cancelled" + (f" ({printable(reason)[:80]})"
+        self.server.log(f"call {self.request_id} cancelled" + (f" ({_printable(reason)[:80]})"
                                                                 if reason else ""))
 
     def _run(self) -> None:
@@ -7455,7 +7718,7 @@ class McpCall:
         self.server.notify("notifications/progress", params)
 
 
-class McpServer:
+class _McpServer:
     """`imagegen mcp`: JSON-RPC 2.0 over stdio, one message a line; tool calls run in
     threads, everything else is answered at once on the reading thread."""
 
@@ -7466,7 +7729,7 @@ class McpServer:
         self.tools = {tool["name"]: tool for tool in _mcp_tool_schemas()}
         self.era: str | None = None  # "legacy" after initialize, "modern" after an envelope
         self.legacy_version = MCP_HANDSHAKE_VERSIONS[0]
-        self.calls: dict[Any, McpCall] = {}
+        self.calls: dict[Any, _McpCall] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.secrets = Secrets()
@@ -7484,7 +7747,7 @@ class McpServer:
     def respond(self, request_id: Any, result: dict) -> None:
         self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
 
-    def fail(self, request_id: Any, error: McpProtocolError) -> None:
+    def fail(self, request_id: Any, error: _McpProtocolError) -> None:
         body: dict[str, Any] = {"code": error.code, "message": error.message}
         if error.data is not None:
             body["data"] = error.data
@@ -7494,7 +7757,7 @@ class McpServer:
         self.send({"jsonrpc": "2.0", "method": method, "params": params})
 
     def log(self, message: str) -> None:
-        line = self.secrets.redact(f"imagegen: mcp: {printable(message)}")
+        line = self.secrets.redact(f"imagegen: mcp: {_printable(message)}")
         try:
             self.stderr.write(line + "\n")
             self.stderr.flush()
@@ -7515,7 +7778,7 @@ class McpServer:
                     try:
                         line = line.decode("utf-8")
                     except UnicodeDecodeError:
-                        self.fail(None, McpProtocolError(MCP_PARSE_ERROR,
+                        self.fail(None, _McpProtocolError(MCP_PARSE_ERROR,
                                                          "Parse error: not UTF-8"))
                         continue
                 if line.strip():
@@ -7535,7 +7798,7 @@ class McpServer:
             call.thread.join(max(0.0, deadline - time.monotonic()))
             call.ctx.remove_temporary_files()
 
-    def forget(self, call: McpCall) -> None:
+    def forget(self, call: _McpCall) -> None:
         with self._lock:
             if self.calls.get(call.request_id) is call:
                 del self.calls[call.request_id]
@@ -7544,7 +7807,7 @@ class McpServer:
         try:
             message = json.loads(line)
         except ValueError:
-            self.fail(None, McpProtocolError(MCP_PARSE_ERROR, "Parse error: not JSON"))
+            self.fail(None, _McpProtocolError(MCP_PARSE_ERROR, "Parse error: not JSON"))
             self.log("protocol error: a line that is not JSON")
             return
         if isinstance(message, dict) and "method" not in message and (
@@ -7556,26 +7819,26 @@ class McpServer:
         notification = False
         try:
             if isinstance(message, list):
-                raise McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: batches are "
+                raise _McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: batches are "
                                        "not supported; send one message a line")
             if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or \
                     not isinstance(message.get("method"), str):
-                raise McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: not a JSON-RPC "
+                raise _McpProtocolError(MCP_INVALID_REQUEST, "Invalid Request: not a JSON-RPC "
                                        "2.0 request or notification")
             method, params = message["method"], message.get("params")
             notification = "id" not in message
             if params is not None and not isinstance(params, dict):
-                raise McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: not an object")
+                raise _McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: not an object")
             if notification:
                 self.handle_notification(method, params or {})
                 return
             if request_id is None:
-                raise McpProtocolError(MCP_INVALID_REQUEST,
+                raise _McpProtocolError(MCP_INVALID_REQUEST,
                                        "Invalid Request: id must be a string or a number")
             result = self.handle_request(request_id, method, params or {})
             if result is not None:
                 self.respond(request_id, result)
-        except McpProtocolError as error:
+        except _McpProtocolError as error:
             self.log(f"protocol error {error.code}: {error.message}")
             if not notification:
                 self.fail(request_id, error)
@@ -7585,7 +7848,7 @@ class McpServer:
                 traceback.print_exc()
             self.log(f"internal error: {type(error).__name__}: {error}")
             if not notification:
-                self.fail(request_id, McpProtocolError(
+                self.fail(request_id, _McpProtocolError(
                     MCP_INTERNAL_ERROR, f"Internal error: {type(error).__name__}"))
 
     def handle_notification(self, method: str, params: dict) -> None:
@@ -7602,32 +7865,32 @@ class McpServer:
         enveloped = isinstance(meta, dict) and MCP_META_VERSION in meta
         if method == "initialize":
             if self.era == "modern":
-                raise McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol "
+                raise _McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol "
                                        "version: this connection speaks per-request _meta",
                                        {"supported": list(MCP_MODERN_VERSIONS),
                                         "requested": str(params.get("protocolVersion"))})
             return "legacy"
         if not enveloped and method != "server/discover":
             if self.era == "modern":
-                raise McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must "
+                raise _McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must "
                                        f"carry {MCP_META_VERSION} and "
                                        f"{MCP_META_CAPABILITIES}")
             return "legacy"
         if self.era == "legacy":
-            raise McpProtocolError(MCP_INVALID_REQUEST, f"Invalid Request: this connection "
+            raise _McpProtocolError(MCP_INVALID_REQUEST, f"Invalid Request: this connection "
                                    f"began with initialize (protocol {self.legacy_version}); "
                                    f"per-request _meta versions belong to a new connection")
         meta = meta if isinstance(meta, dict) else {}
         version = meta.get(MCP_META_VERSION)
         if not isinstance(version, str) or not isinstance(meta.get(MCP_META_CAPABILITIES),
                                                           dict):
-            raise McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must carry "
+            raise _McpProtocolError(MCP_INVALID_PARAMS, f"Invalid params: _meta must carry "
                                    f"{MCP_META_VERSION} and {MCP_META_CAPABILITIES}")
         if version not in MCP_MODERN_VERSIONS:
-            raise McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
+            raise _McpProtocolError(MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
                                    {"supported": list(MCP_MODERN_VERSIONS
                                                       + MCP_HANDSHAKE_VERSIONS),
-                                    "requested": printable(version)[:40]})
+                                    "requested": _printable(version)[:40]})
         return "modern"
 
     def server_info(self) -> dict:
@@ -7664,19 +7927,19 @@ class McpServer:
         if method == "tools/call":
             self.start_call(request_id, params, version)
             return None
-        raise McpProtocolError(MCP_METHOD_NOT_FOUND,
-                               f"Method not found: {printable(method)[:80]}")
+        raise _McpProtocolError(MCP_METHOD_NOT_FOUND,
+                               f"Method not found: {_printable(method)[:80]}")
 
     def start_call(self, request_id: Any, params: dict, version: str) -> None:
         name, arguments = params.get("name"), params.get("arguments")
         if not isinstance(name, str) or name not in self.tools:
-            raise McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: unknown tool "
-                                   f"{printable(str(name))[:60]!r}; the tools are "
+            raise _McpProtocolError(MCP_INVALID_PARAMS, "Invalid params: unknown tool "
+                                   f"{_printable(str(name))[:60]!r}; the tools are "
                                    f"{', '.join(self.tools)}")
         if arguments is None:
             arguments = {}
         if not isinstance(arguments, dict):
-            raise McpProtocolError(MCP_INVALID_PARAMS,
+            raise _McpProtocolError(MCP_INVALID_PARAMS,
                                    "Invalid params: arguments must be an object")
         meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
         token = meta.get("progressToken")
@@ -7684,20 +7947,20 @@ class McpServer:
             token = None
         with self._lock:
             if request_id in self.calls:
-                raise McpProtocolError(MCP_INVALID_REQUEST,
+                raise _McpProtocolError(MCP_INVALID_REQUEST,
                                        "Invalid Request: this id is already in flight")
-            call = McpCall(self, request_id, name, arguments, token, version)
+            call = _McpCall(self, request_id, name, arguments, token, version)
             self.calls[request_id] = call
         call.start()
 
     # the tools
-    def call_tool(self, call: McpCall) -> dict:
+    def call_tool(self, call: _McpCall) -> dict:
         ctx, reporter = call.ctx, call.reporter
         tool = self.tools[call.tool]
         if call.tool == "auth_status":
             try:
                 _mcp_check_arguments(tool["inputSchema"], call.arguments)
-                cmd_auth_status(ctx, True)
+                _cmd_auth_status(ctx, True)
             except ImagegenError as error:
                 return self.tool_result(call, {"ok": False, "error": error_entry(error),
                                                "images": []})
@@ -7706,7 +7969,7 @@ class McpServer:
             return self.auth_result(call, status)
         try:
             _mcp_check_arguments(tool["inputSchema"], call.arguments)
-            job = make_job(_mcp_job_options(call.arguments, self.cwd), self.env)
+            job = _make_job(_mcp_job_options(call.arguments, self.cwd), self.env)
         except ImagegenError as error:
             reporter.error(error.message)
             return self.tool_result(call, {"ok": False, "backend": None, "route": None,
@@ -7717,7 +7980,7 @@ class McpServer:
             reporter.error(payload["error"]["message"])
         return self.tool_result(call, payload)
 
-    def tool_result(self, call: McpCall, payload: dict) -> dict:
+    def tool_result(self, call: _McpCall, payload: dict) -> dict:
         """structuredContent (the --json object plus the quota line, warnings and the
         workspace), a summary a model can read, and previews when there are any."""
         ctx = call.ctx
@@ -7738,7 +8001,7 @@ class McpServer:
                                 "data": base64.b64encode(preview).decode("ascii")})
         return self.finish(call, content, structured, not structured.get("ok", False))
 
-    def auth_result(self, call: McpCall, status: dict) -> dict:
+    def auth_result(self, call: _McpCall, status: dict) -> dict:
         lines = [f"login: {status.get('kind', 'none')}"
                  + (f", plan {status['plan']}" if status.get("plan") else "")
                  + (f", account {status['account_id']}" if status.get("account_id") else ""),
@@ -7755,7 +8018,7 @@ class McpServer:
         text = call.ctx.secrets.redact("\n".join(lines))
         return self.finish(call, [{"type": "text", "text": text}], status, False)
 
-    def finish(self, call: McpCall, content: list, structured: dict, is_error: bool) -> dict:
+    def finish(self, call: _McpCall, content: list, structured: dict, is_error: bool) -> dict:
         result: dict[str, Any] = {"content": content, "isError": is_error}
         if call.version not in MCP_PLAIN_VERSIONS:
             result["structuredContent"] = structured
@@ -7763,7 +8026,10 @@ class McpServer:
             content.append({"type": "text", "text": json.dumps(structured, ensure_ascii=False)})
         if call.version in MCP_MODERN_VERSIONS:
             result["resultType"] = "complete"
-        return result
+        # the commands hints name, as this server was started (python3 .../imagegen.py ...)
+        program = json.dumps(_program_name(), ensure_ascii=False)[1:-1]
+        text = json.dumps(result, ensure_ascii=False)
+        return json.loads(_as_invoked(text, program)) if HINT_PROGRAM in text else result
 
     @staticmethod
     def summary(structured: dict) -> str:
@@ -7777,7 +8043,7 @@ class McpServer:
             for image in images:
                 size = (f"{image['width']}x{image['height']} " if image.get("width") else "")
                 lines.append(f"- {image['path']} ({size}{image['format']}, "
-                             f"{human_bytes(image['bytes'])})")
+                             f"{_human_bytes(image['bytes'])})")
                 if image.get("revised_prompt"):
                     lines.append(f"  revised prompt: {image['revised_prompt']}")
         if error:
@@ -7785,6 +8051,13 @@ class McpServer:
                          f"{error['exit_code']}): {error['message']}")
             if error.get("retry_after_s") is not None:
                 lines.append(f"Retry after {error['retry_after_s']:g} s.")
+        reasons: dict[str, list[int]] = {}
+        for item in structured.get("failed", ()):
+            reasons.setdefault(item["error"]["message"], []).append(item["index"])
+        if len(reasons) > 1:  # one reason is the line above
+            lines.append("Not made:")
+            lines.extend(f"- image{'s' if len(numbers) > 1 else ''} {_ranges(numbers)}: "
+                         f"{message}" for message, numbers in reasons.items())
         for warning in structured.get("warnings", ()):
             lines.append(f"warning: {warning}")
         if structured.get("quota_line"):
@@ -7836,7 +8109,7 @@ def _mcp_config_snippet(client: str, python: str, script: str, workspace: str) -
                                                 "timeout": MCP_TOOL_TIMEOUT_S * 1000}}}
     else:
         raise UsageError(f"--print-config takes one of {', '.join(MCP_CLIENTS)} "
-                         f"(got {printable(client)[:40]!r})")
+                         f"(got {_printable(client)[:40]!r})")
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -7855,7 +8128,7 @@ directory) by the same rules as the command line. Logs go to stderr.
 """
 
 
-def cmd_mcp(args: list[str], runtime: dict) -> int:
+def _cmd_mcp(args: list[str], runtime: dict) -> int:
     """`imagegen mcp [--workspace DIR] | --print-config CLIENT`."""
     cwd, client = runtime["cwd"], None
     rest = list(args)
@@ -7866,7 +8139,7 @@ def cmd_mcp(args: list[str], runtime: dict) -> int:
             runtime["stdout"].write(MCP_HELP)
             return 0
         if name not in ("--workspace", "--print-config"):
-            shown = "extra words" if not option.startswith("-") else printable(name)[:40]
+            shown = "extra words" if not option.startswith("-") else _printable(name)[:40]
             raise UsageError(f"imagegen mcp takes no {shown} (see imagegen mcp --help)")
         if not value:
             if not rest:
@@ -7885,7 +8158,7 @@ def cmd_mcp(args: list[str], runtime: dict) -> int:
                                                     script, cwd))
         runtime["stderr"].write(f"imagegen: for {MCP_CONFIG_PLACES[client]}\n")
         return 0
-    server = McpServer(runtime, cwd)
+    server = _McpServer(runtime, cwd)
     saved_stdout = sys.stdout
     sys.stdout = runtime["stderr"]  # a stray print() must not corrupt the protocol stream
     try:
@@ -7943,7 +8216,7 @@ class Probes:
 
 
 @dataclass
-class Check:
+class _Check:
     """One line of the doctor's report. status: ok, warn, fail (the default backend is not
     ready: kind auth or network), or "-" (not used, nothing to do)."""
 
@@ -7977,8 +8250,8 @@ def _ms(seconds: float) -> int:
     return max(0, int(round(seconds * 1000)))
 
 
-def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], float],
-                   bad: str, fix: str) -> Check:
+def _doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], float],
+                   bad: str, fix: str) -> _Check:
     """Name lookup, TCP and (for https) TLS to url's host, each timed; through the proxy
     the transport would use. `bad` is the status when it fails (fail or warn)."""
     import urllib.parse
@@ -7987,7 +8260,7 @@ def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], 
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        return Check(name, bad, f"{url} has no valid port", fix, "network")
+        return _Check(name, bad, f"{url} has no valid port", fix, "network")
     proxy = _proxy_for(url)
     target_host, target_port, via = host, port, ""
     if proxy:
@@ -7996,7 +8269,7 @@ def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], 
             target_host = proxy_parts.hostname or ""
             target_port = proxy_parts.port or 80
         except ValueError:
-            return Check(name, bad, f"the proxy for {host} is not a valid URL", fix, "network")
+            return _Check(name, bad, f"the proxy for {host} is not a valid URL", fix, "network")
         via = f" via proxy {target_host}:{target_port}"
     where = f"{host}:{port}{via}"
     timings: dict[str, int] = {}
@@ -8024,9 +8297,9 @@ def doctor_network(name: str, url: str, probes: Probes, monotonic: Callable[[], 
             tls = f", TLS {timings['tls']} ms" + (f" ({version})" if version else "")
         detail = (f"{where}: DNS {timings['dns']} ms, TCP {timings['tcp']} ms" + tls
                   + ("" if parts.scheme == "https" else " (plain http: no TLS)"))
-        return Check(name, "ok", detail, timings_ms=timings)
+        return _Check(name, "ok", detail, timings_ms=timings)
     except Exception as exc:
-        return Check(name, bad, f"{where}: {step} failed: {_network_reason(exc)}",
+        return _Check(name, bad, f"{where}: {step} failed: {_network_reason(exc)}",
                      _network_fix(exc, step, fix), "network", timings or None)
     finally:
         if sock is not None:
@@ -8074,12 +8347,12 @@ def _network_fix(exc: BaseException, step: str, fix: str) -> str:
     return fix
 
 
-def describe_usage(usage: dict, now: float) -> str:
+def _describe_usage(usage: dict, now: float) -> str:
     """ "plan plus; images daily: 34% used, resets in 2h 0m; ..." from a wham/usage answer,
     in the words of the quota line (0-minute windows hidden)."""
-    quota = quota_from_usage(usage, now) or {}
+    quota = _quota_from_usage(usage, now) or {}
     plan = usage.get("plan_type")
-    parts = ([f"plan {plan}"] if isinstance(plan, str) else []) + quota_parts(quota, now)
+    parts = ([f"plan {plan}"] if isinstance(plan, str) else []) + _quota_parts(quota, now)
     return "; ".join(parts if quota.get("windows") else parts + ["no usage windows reported"])
 
 def _writable(directory: str) -> str | None:
@@ -8097,75 +8370,75 @@ def _writable(directory: str) -> str | None:
     return None
 
 
-def doctor_checks(ctx: Context, probes: Probes) -> tuple[list[Check], str]:
+def _doctor_checks(ctx: _Context, probes: Probes) -> tuple[list[_Check], str]:
     """Every check, in the order shown, and the default backend's name."""
     env, now = ctx.env, ctx.clock()
     default = env.get("IMAGEGEN_BACKEND") or "codex"
-    checks: list[Check] = []
+    checks: list[_Check] = []
     add = checks.append
     version = sys.version.split()[0]
-    add(Check("python", "ok" if sys.version_info >= (3, 9) else "fail",
+    add(_Check("python", "ok" if sys.version_info >= (3, 9) else "fail",
               f"{version} ({sys.executable or 'python'})",
               None if sys.version_info >= (3, 9) else "use Python 3.9 or newer"))
     if default not in CHOICES["backend"]:
-        add(Check("backend", "fail", f"IMAGEGEN_BACKEND={default!r} is not a backend",
+        add(_Check("backend", "fail", f"IMAGEGEN_BACKEND={default!r} is not a backend",
                   f"use one of {', '.join(CHOICES['backend'])}", "auth"))
 
     # the ChatGPT login (codex backend)
     bad = _severity("codex", default)
-    path = auth_file_path(env)
-    login: ChatGPTLogin | None = None
+    path = _auth_file_path(env)
+    login: _ChatGPTLogin | None = None
     try:
         data = read_auth_json(path, env)
     except AuthError as error:
-        hint = keyring_hint(env)
-        add(Check("auth file", bad, error.message if hint else f"{path}: none",
+        hint = _keyring_hint(env)
+        add(_Check("auth file", bad, error.message if hint else f"{path}: none",
                   None if hint else "run `imagegen auth login` (or `codex login`)", "auth"))
         data = None
     if data is not None:
-        kind = login_kind(data)
+        kind = _login_kind(data)
         mode = ""
         try:
             mode = f", mode {os.stat(path).st_mode & 0o777:04o}"
         except OSError:
             pass
         try:
-            login = chatgpt_login(data, path)
+            login = _chatgpt_login(data, path)
         except AuthError as error:
-            add(Check("auth file", bad, f"{path}: {kind} login{mode}: {error.message}",
+            add(_Check("auth file", bad, f"{path}: {kind} login{mode}: {error.message}",
                       "run `imagegen auth login` (or `codex login`)", "auth"))
         else:
             ctx.secrets.add(*login.secrets())
-            expires = access_expiry(login)
+            expires = _access_expiry(login)
             expiry = ""
             if expires is not None:
-                left = describe_reset(expires, now).replace("resets at", "expires")
+                left = _describe_reset(expires, now).replace("resets at", "expires")
                 expiry = f", access token {left}" if expires > now else ", access token expired"
             status, fix = "ok", None
-            if needs_refresh(login, now) and not login.refresh_token:
+            if _needs_refresh(login, now) and not login.refresh_token:
                 status, fix = bad, "run `imagegen auth login` (or `codex login`)"
                 expiry += " and no refresh token"
-            elif needs_refresh(login, now):
+            elif _needs_refresh(login, now):
                 expiry += " (refreshed on the next request)"
-            if readable_by_others(path) and status == "ok":
+            if _readable_by_others(path) and status == "ok":
                 status, fix = "warn", f"chmod 600 {path}"
-            hint = keyring_hint(env)
+            hint = _keyring_hint(env)
             if hint and status == "ok":
                 status = "warn"
                 fix = ("Codex's config.toml keeps new logins in the OS keyring, so this file "
                        "may go stale: set cli_auth_credentials_store = \"file\"")
-            add(Check("auth file", status, f"{path}: {kind} login{mode}{expiry}", fix,
+            add(_Check("auth file", status, f"{path}: {kind} login{mode}{expiry}", fix,
                       "auth" if status == "fail" else None))
 
     # the Codex home must be writable: a refresh rotates the refresh token and saves it
     directory = os.path.dirname(path)
     why = _writable(directory)
-    refresh_soon = login is not None and needs_refresh(login, now + 3600)
+    refresh_soon = login is not None and _needs_refresh(login, now + 3600)
     if why is None:
-        add(Check("codex home", "ok", f"{directory} is writable (refreshed logins can be "
+        add(_Check("codex home", "ok", f"{directory} is writable (refreshed logins can be "
                                       f"saved)"))
     else:
-        add(Check("codex home", bad if refresh_soon else "warn",
+        add(_Check("codex home", bad if refresh_soon else "warn",
                   f"{directory}: {why}; a login refresh could not be saved",
                   f"make {directory} writable (in a sandbox, allow writes to it)",
                   "auth" if refresh_soon else None))
@@ -8174,52 +8447,52 @@ def doctor_checks(ctx: Context, probes: Probes) -> tuple[list[Check], str]:
     codex_base = (env.get("IMAGEGEN_CODEX_BASE_URL") or DEFAULT_CODEX_BASE_URL).rstrip("/")
     auth_base = (env.get("IMAGEGEN_AUTH_BASE_URL") or DEFAULT_AUTH_BASE_URL).rstrip("/")
     token_url = env.get("CODEX_REFRESH_TOKEN_URL_OVERRIDE") or auth_base + "/oauth/token"
-    codex_net = doctor_network("codex host", codex_base, probes, ctx.monotonic, bad,
+    codex_net = _doctor_network("codex host", codex_base, probes, ctx.monotonic, bad,
                                "check the network, HTTPS_PROXY and NO_PROXY")
     add(codex_net)
-    add(doctor_network("auth host", token_url, probes, ctx.monotonic,
+    add(_doctor_network("auth host", token_url, probes, ctx.monotonic,
                        bad if refresh_soon else "warn",
                        "check the network, HTTPS_PROXY and NO_PROXY"))
 
     # live usage: costs no image quota
     if login is None:
-        add(Check("usage", "-", "not checked: no ChatGPT login"))
-    elif needs_refresh(login, now):
-        add(Check("usage", "-", "not checked: the access token needs a refresh first (the "
+        add(_Check("usage", "-", "not checked: no ChatGPT login"))
+    elif _needs_refresh(login, now):
+        add(_Check("usage", "-", "not checked: the access token needs a refresh first (the "
                                 "doctor changes nothing)"))
     elif codex_net.status != "ok":
-        add(Check("usage", "-", "not checked: the codex host cannot be reached"))
+        add(_Check("usage", "-", "not checked: the codex host cannot be reached"))
     else:
         try:
-            usage = fetch_usage(ctx, login, codex_base)
+            usage = _fetch_usage(ctx, login, codex_base)
         except ImagegenError as error:
             refused = getattr(error, "status", None) in (401, 403) or isinstance(
                 error, AuthError)
-            add(Check("usage", bad if refused else "warn", f"wham/usage: {error.message}",
+            add(_Check("usage", bad if refused else "warn", f"wham/usage: {error.message}",
                       "run `imagegen auth login` (or `codex login`)" if refused else None,
                       "auth" if refused else None))
         else:
-            add(Check("usage", "ok", describe_usage(usage, now)))
+            add(_Check("usage", "ok", _describe_usage(usage, now)))
 
     # the other backends
-    probe_ctx = Context(env, ctx.cwd, ctx.stdin, ctx.reporter.stdout, ctx.reporter.stderr,
+    probe_ctx = _Context(env, ctx.cwd, ctx.stdin, ctx.reporter.stdout, ctx.reporter.stderr,
                         quiet=True, monotonic=ctx.monotonic, clock=ctx.clock)
-    probe_job = Job(prompt="doctor", dry_run=True)
-    gateway = GatewayBackend(probe_ctx, probe_job)
+    probe_job = _Job(prompt="doctor", dry_run=True)
+    gateway = _GatewayBackend(probe_ctx, probe_job)
     gateway.prepare(probe_job)
     ctx.secrets.add(gateway.token if gateway.token != DEFAULT_GATEWAY_TOKEN else None)
-    checked = doctor_network("gateway", gateway.base, probes, ctx.monotonic,
+    checked = _doctor_network("gateway", gateway.base, probes, ctx.monotonic,
                              _severity("gateway", default), f"start it: {GATEWAY_START_HINT}")
     if checked.status != "ok" and default != "gateway":
-        checked = Check("gateway", "-", f"{checked.detail} (needed only for --backend "
+        checked = _Check("gateway", "-", f"{checked.detail} (needed only for --backend "
                                         f"gateway)")
     add(checked)
 
-    api = ApiBackend(probe_ctx, probe_job)
+    api = _ApiBackend(probe_ctx, probe_job)
     try:
         api.prepare(probe_job)
     except UsageError as error:
-        add(Check("api key", _severity("api", default), error.message,
+        add(_Check("api key", _severity("api", default), error.message,
                   "fix the config file (a JSON object with api_key and base_url)",
                   "auth"))
     else:
@@ -8229,60 +8502,60 @@ def doctor_checks(ctx: Context, probes: Probes) -> tuple[list[Check], str]:
                   else config_path)
         if not api.key:
             status = _severity("api", default) if default == "api" else "-"
-            add(Check("api key", status, "none configured (needed only for --backend api)",
+            add(_Check("api key", status, "none configured (needed only for --backend api)",
                       "set IMAGEGEN_API_KEY or write ~/.config/codex-imagegen/config.json"
                       if status != "-" else None, "auth" if status == "fail" else None))
-        elif source == config_path and config_path and readable_by_others(config_path):
+        elif source == config_path and config_path and _readable_by_others(config_path):
             mode = os.stat(config_path).st_mode & 0o777
-            add(Check("api key", "warn", f"in {config_path}, mode {mode:04o}: other users can "
+            add(_Check("api key", "warn", f"in {config_path}, mode {mode:04o}: other users can "
                                          f"read it", f"chmod 600 {config_path}"))
         else:
             mode = ""
             if source == config_path and config_path:
                 mode = f", mode {os.stat(config_path).st_mode & 0o777:04o}"
-            add(Check("api key", "ok", f"from {source}{mode}; base {api.base}"))
+            add(_Check("api key", "ok", f"from {source}{mode}; base {api.base}"))
         if default == "api" and api.key:
-            add(doctor_network("api host", api.base, probes, ctx.monotonic, "fail",
+            add(_doctor_network("api host", api.base, probes, ctx.monotonic, "fail",
                                "check the network, HTTPS_PROXY and NO_PROXY"))
 
     if default == "responses":
-        responses = ResponsesBackend(probe_ctx, probe_job)
+        responses = _ResponsesBackend(probe_ctx, probe_job)
         try:
             responses.prepare(probe_job)
         except ImagegenError as error:
-            add(Check("provider", "fail", error.message, "fix model_provider in config.toml",
+            add(_Check("provider", "fail", error.message, "fix model_provider in config.toml",
                       "auth"))
         else:
             ctx.secrets.add(responses.key)
             if responses.key:
-                add(Check("provider", "ok", f"{responses.provider} at {responses.base}"))
-                add(doctor_network("provider", responses.base, probes, ctx.monotonic, "fail",
+                add(_Check("provider", "ok", f"{responses.provider} at {responses.base}"))
+                add(_doctor_network("provider", responses.base, probes, ctx.monotonic, "fail",
                                    "check the network, HTTPS_PROXY and NO_PROXY"))
             else:
-                add(Check("provider", "fail", f"no API key for provider "
+                add(_Check("provider", "fail", f"no API key for provider "
                           f"\"{responses.provider}\"", "set its env_key variable", "auth"))
 
     # the rest of the machine
     try:
         import PIL
-        add(Check("pillow", "ok", f"{getattr(PIL, '__version__', '?')} importable "
+        add(_Check("pillow", "ok", f"{getattr(PIL, '__version__', '?')} importable "
                                   f"({PILLOW_ADDS})"))
     except ImportError:
-        add(Check("pillow", "-", f"not installed ({PILLOW_ADDS})"))
+        add(_Check("pillow", "-", f"not installed ({PILLOW_ADDS})"))
     why = _writable(ctx.cwd)
     if why is None:
-        add(Check("directory", "ok", f"{ctx.cwd} is writable (images go to "
+        add(_Check("directory", "ok", f"{ctx.cwd} is writable (images go to "
                                      f"assets/generated/ unless -o says otherwise)"))
     else:
-        add(Check("directory", "warn", f"{ctx.cwd}: {why}",
+        add(_Check("directory", "warn", f"{ctx.cwd}: {why}",
                   "run from your project, or give -o a writable path"))
     return checks, default
 
 
-def cmd_doctor(ctx: Context, json_mode: bool, probes: Probes | None = None) -> int:
+def _cmd_doctor(ctx: _Context, json_mode: bool, probes: Probes | None = None) -> int:
     """`imagegen doctor`: one line a check; exit 0 when the default backend is ready, 3 when
     its login or key is not, 5 when the network is not. Changes nothing; prints no secret."""
-    checks, default = doctor_checks(ctx, probes or Probes())
+    checks, default = _doctor_checks(ctx, probes or Probes())
     failed = next((check for check in checks if check.status == "fail"), None)
     code = 0 if failed is None else (AuthError.exit_code if failed.kind == "auth"
                                      else BackendError.exit_code)
@@ -8291,7 +8564,7 @@ def cmd_doctor(ctx: Context, json_mode: bool, probes: Probes | None = None) -> i
                                   "exit_code": code, "checks": [c.as_dict() for c in checks]})
         return code
     for check in checks:
-        ctx.reporter.result(printable(check.line()))
+        ctx.reporter.result(_printable(check.line()))
     ctx.reporter.result(f"the {default} backend is ready" if failed is None else
                         f"the {default} backend is not ready: see the fail line"
                         + ("s" if sum(c.status == "fail" for c in checks) > 1 else "")
@@ -8301,7 +8574,7 @@ def cmd_doctor(ctx: Context, json_mode: bool, probes: Probes | None = None) -> i
 
 # CLI ##############################################################################################
 
-def build_parser() -> Any:
+def _build_parser() -> Any:
     import argparse
 
     class Parser(argparse.ArgumentParser):
@@ -8354,7 +8627,7 @@ _SECRET_OPTION = re.compile(r"(?i)^--?[\w-]*(token|key|secret|password|auth)")
 
 def _parse_options(args: list[str]) -> dict:
     """argv to a dict of long option names; unknown options are named, never echoed."""
-    parser = build_parser()
+    parser = _build_parser()
     namespace, extras = parser.parse_known_args(args)
     unknown = [item.split("=", 1)[0] for item in extras if item.startswith("-")]
     if any(_SECRET_OPTION.match(item) for item in unknown):
@@ -8363,7 +8636,7 @@ def _parse_options(args: list[str]) -> dict:
     if unknown:
         known = [option for action in parser._actions for option in action.option_strings]
         raise UsageError(f"unknown option {unknown[0]}" + (_did_you_mean(unknown[0], known)
-                                                            or " (see imagegen --help)"))
+                                                            or f" (see {_program_name()} --help)"))
     if extras:
         raise UsageError("give the prompt as one quoted argument")
     return vars(namespace)
@@ -8387,16 +8660,16 @@ def _read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str |
     if len(given) > 1:
         raise UsageError(f"give the prompt one way only (got {' and '.join(given)})")
     if words:
-        return check_utf8(words[0], "the prompt")
+        return _check_utf8(words[0], "the prompt")
     if options.get("prompt") is not None:
-        return check_utf8(options["prompt"], "the prompt")
+        return _check_utf8(options["prompt"], "the prompt")
     source = options.get("prompt_file")
     if source is None:
         return None
     if source == "-":
-        return read_text_capped(stdin, MAX_CONFIG_BYTES, "the prompt on stdin").strip()
+        return _read_text_capped(stdin, MAX_CONFIG_BYTES, "the prompt on stdin").strip()
     try:
-        raw = read_regular_file(os.path.join(cwd, os.path.expanduser(source)),
+        raw = _read_regular_file(os.path.join(cwd, os.path.expanduser(source)),
                                 MAX_CONFIG_BYTES)
         return raw.decode("utf-8-sig").strip()
     except OSError as exc:
@@ -8406,40 +8679,51 @@ def _read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str |
 
 
 COMMANDS = ("generate", "auth", "batch", "doctor")
+
+
+def _prompt_hint(word: str, prog: str) -> str:
+    """For a command name that may have been meant as a one-word prompt."""
+    return f'; to make an image of the word "{word}": {prog} generate "{word}"'
 AUTH_COMMANDS = ("status", "login", "logout")
 
 
-def dispatch(args: list[str], runtime: dict) -> int:
+def _dispatch(args: list[str], runtime: dict) -> int:
     env, cwd = runtime["env"], runtime["cwd"]
+    prog = _program_name()
 
-    def context(options: dict) -> Context:
-        ctx = Context(env, cwd, runtime["stdin"], runtime["stdout"], runtime["stderr"],
+    def context(options: dict) -> _Context:
+        ctx = _Context(env, cwd, runtime["stdin"], runtime["stdout"], runtime["stderr"],
                       quiet=bool(options.get("quiet")), json_mode=bool(options.get("json")),
                       progress=not options.get("no_progress"), **runtime.get("seams", {}))
         runtime["contexts"].append(ctx)
         return ctx
 
     if not args:
-        raise UsageError("no prompt: imagegen \"a red fox\" (see imagegen --help)")
+        raise UsageError(f"no prompt: {prog} \"a red fox\" (see {prog} --help)")
+    if args[0] == "help" and any(arg.startswith("-") for arg in args[1:]):
+        # `imagegen "help" -q`: an agent reading stdout for a path must not get the help
+        raise UsageError("help takes no options" + _prompt_hint("help", prog))
     if args[0] in ("-h", "--help", "help"):
         runtime["stdout"].write(HELP)
         return 0
-    if args[0] in ("-V", "--version"):
-        runtime["stdout"].write(f"imagegen {__version__}\n")
-        return 0
+    if args[0] in ("-V", "--version") or (
+            set(args) & {"-V", "--version"} and set(args) <= {"-V", "--version", "--json"}):
+        return _cmd_version(runtime["stdout"], "--json" in args)
     if args[0] == "mcp":
-        return cmd_mcp(args[1:], runtime)
+        return _cmd_mcp(args[1:], runtime)
     command = args[0] if args[0] in COMMANDS else "generate"
     rest = args[1:] if args[0] in COMMANDS else args
     if command == "auth":
         if not rest:
-            raise UsageError("imagegen auth status | login | logout (see imagegen auth --help)")
+            raise UsageError(f"{prog} auth status | login | logout (see {prog} auth --help)"
+                             + _prompt_hint("auth", prog))
         if rest[0] in ("-h", "--help", "help"):
             runtime["stdout"].write(AUTH_HELP)
             return 0
         if rest[0] not in AUTH_COMMANDS:
             raise UsageError(f"unknown auth command {rest[0]!r} ({', '.join(AUTH_COMMANDS)})"
-                             + _did_you_mean(rest[0], AUTH_COMMANDS))
+                             + (_did_you_mean(rest[0], AUTH_COMMANDS)
+                                or _prompt_hint("auth", prog)))
         options = _parse_options(rest[1:])
         if options["help"]:
             runtime["stdout"].write(AUTH_HELP)
@@ -8449,13 +8733,13 @@ def dispatch(args: list[str], runtime: dict) -> int:
                 if value not in (None, [], False) and name not in allowed | {"help"}]
         if used:
             shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
-            raise UsageError(f"imagegen auth {rest[0]} takes no {shown}")
+            raise UsageError(f"{prog} auth {rest[0]} takes no {shown}")
         ctx = context(options)
         if rest[0] == "status":
-            return cmd_auth_status(ctx, bool(options["json"]))
+            return _cmd_auth_status(ctx, bool(options["json"]))
         if rest[0] == "logout":
-            return cmd_auth_logout(ctx, bool(options["force"]))
-        return cmd_auth_login(ctx, bool(options["open_browser"]))
+            return _cmd_auth_logout(ctx, bool(options["force"]))
+        return _cmd_auth_login(ctx, bool(options["open_browser"]))
     if command == "doctor":
         options = _parse_options(rest)
         if options["help"]:
@@ -8465,25 +8749,27 @@ def dispatch(args: list[str], runtime: dict) -> int:
                 if value not in (None, [], False) and name not in ("json", "help")]
         if used:
             shown = "extra words" if used[0] == "words" else "--" + used[0].replace("_", "-")
-            raise UsageError(f"imagegen doctor takes no {shown} (only --json)")
-        return cmd_doctor(context(options), bool(options["json"]),
+            raise UsageError(f"{prog} doctor takes no {shown} (only --json)"
+                             + _prompt_hint("doctor", prog))
+        return _cmd_doctor(context(options), bool(options["json"]),
                           runtime.get("probes"))
     options = _parse_options(rest)
     if options["help"]:
         runtime["stdout"].write(BATCH_HELP if command == "batch" else HELP)
         return 0
     if options.pop("open_browser"):
-        raise UsageError("--open-browser belongs to imagegen auth login")
+        raise UsageError(f"--open-browser belongs to {prog} auth login")
     gallery = options.pop("gallery")
     if gallery and command != "batch":
-        raise UsageError("--gallery belongs to imagegen batch (one image: --preview)")
+        raise UsageError(f"--gallery belongs to {prog} batch (one image: --preview)")
     if options.get("preview") and command == "batch":
         raise UsageError("--preview shows one generate's images: for a batch, use --gallery")
     ctx = context(options)
     if command == "batch":
         words = options.pop("words")
         if len(words) != 1:
-            raise UsageError("imagegen batch FILE.jsonl (or - for stdin) [options]")
+            raise UsageError(f"{prog} batch FILE.jsonl (or - for stdin) [options]"
+                             + (_prompt_hint("batch", prog) if not words else ""))
         if options.get("prompt") is not None or options.get("prompt_file") is not None:
             raise UsageError("batch takes its prompts from the file, not -p/--prompt-file")
         settings = {"json": bool(options.get("json")), "dry_run": bool(options.get("dry_run")),
@@ -8496,10 +8782,38 @@ def dispatch(args: list[str], runtime: dict) -> int:
                                                           "dry_run", "parallel", "preview")}
         if "image" in defaults:
             defaults["image"] = list(defaults["image"])
-        return cmd_batch(words[0], defaults, ctx, settings)
+        return _cmd_batch(words[0], defaults, ctx, settings)
     options["prompt"] = _read_prompt(options, options.pop("words"), ctx.stdin, cwd)
-    job = make_job(options, env)
-    return cmd_generate(job, ctx)
+    job = _make_job(options, env)
+    return _cmd_generate(job, ctx)
+
+
+def _version_facts() -> dict:
+    """What a bug report needs: this program's name as started and version, the Python that
+    runs it, the file's path, the platform."""
+    name = _program_name()
+    system, machine = _user_agent().split(" (", 1)[1][:-1].split("; ")  # the one source
+    platform = f"{system} ({machine})"
+    return {"program": name if " " not in name else "imagegen", "version": __version__,
+            "python": ".".join(map(str, sys.version_info[:3])),
+            "python_implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(
+                sys.implementation.name, sys.implementation.name),
+            "python_executable": sys.executable or None,
+            "path": os.path.abspath(__file__), "platform": platform}
+
+
+def _cmd_version(stdout: Any, json_mode: bool) -> int:
+    """`--version`: "imagegen 0.2.0" on the first line (scripts parse it), then the Python,
+    the file and the platform; --json: one object."""
+    facts = _version_facts()
+    if json_mode:
+        stdout.write(json.dumps(facts, ensure_ascii=False) + "\n")
+        return 0
+    stdout.write(f"{facts['program']} {facts['version']}\n"
+                 f"python: {facts['python']} ({facts['python_implementation']}"
+                 + (f", {facts['python_executable']}" if facts["python_executable"] else "")
+                 + f")\nfile: {facts['path']}\nplatform: {facts['platform']}\n")
+    return 0
 
 
 def main(argv: list[str] | None = None, *, opener: Any = None,
@@ -8524,20 +8838,20 @@ def main(argv: list[str] | None = None, *, opener: Any = None,
     runtime = {"env": env, "cwd": os.getcwd(), "stdin": sys.stdin, "stdout": stdout,
                "stderr": stderr, "seams": seams, "contexts": [], "probes": probes}
     json_mode = "--json" in args
-    fallback = Reporter(stdout, stderr, Secrets(), env, json_mode=json_mode)
+    fallback = _Reporter(stdout, stderr, Secrets(), env, json_mode=json_mode)
 
-    def reporter() -> Reporter:
+    def reporter() -> _Reporter:
         # The run's own reporter knows its secrets by value (a refresh token need not look
         # like one); the fallback, for errors before any run, only knows their shapes.
         return runtime["contexts"][-1].reporter if runtime["contexts"] else fallback
 
     previous = _install_sigterm()
     try:
-        return dispatch(args, runtime)
+        return _dispatch(args, runtime)
     except ImagegenError as error:
         _report_failure(reporter(), error, json_mode)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         saved: list[dict] = []
         for ctx in runtime["contexts"]:
             ctx.cancel.set()
@@ -8546,8 +8860,9 @@ def main(argv: list[str] | None = None, *, opener: Any = None,
             ctx.remove_temporary_files()
             saved.extend(ctx.interrupted_images)
         try:
-            _report_failure(reporter(), Interrupted("interrupted; no partial file was left"),
-                            json_mode, saved)
+            message = stop.summary if isinstance(stop, _BatchInterrupted) else \
+                "interrupted; no partial file was left"
+            _report_failure(reporter(), Interrupted(message), json_mode, saved)
         except BrokenPipeError:
             pass
         return Interrupted.exit_code
@@ -8588,7 +8903,7 @@ def main(argv: list[str] | None = None, *, opener: Any = None,
         _restore_sigterm(previous)
 
 
-def _report_failure(reporter: Reporter, error: ImagegenError, json_mode: bool,
+def _report_failure(reporter: _Reporter, error: ImagegenError, json_mode: bool,
                     saved: list[dict] | None = None) -> None:
     """The failure on stderr; with --json also on stdout. `saved`: images saved before it
     (an interrupted run), printed like any result."""

@@ -901,3 +901,20 @@ def test_a_refresh_answer_that_ends_the_login_says_log_in_again(env, fake, run, 
     assert fake.requests_to("/images/generations") == []
     (line,) = [text for text in result.err.splitlines() if "error" in text]
     assert why in line and "log in again" in line
+
+
+def test_a_key_file_others_can_read_is_warned_of_once_a_run(env, fake, run):
+    """The warning about a readable key file comes once, also for -n 2, in a dry run, and when
+    the same file then turns out to be unusable (exit 2)."""
+    path = env.write_api_config(mode=0o644)
+    said = f"imagegen: warning: {path} holds an API key and other users can read it: chmod 600 {path}"
+    for argv in (("-n", "2"), ("--dry-run",)):
+        result = run("a teapot", "--backend", "api", *argv)
+        assert result.code == 0, result
+        assert [line for line in result.err.splitlines() if "other users" in line] == [said]
+    env.write_api_config(mode=0o644, extra_body="not an object")
+    result = run("a teapot", "--backend", "api")
+    assert result.code == 2, result
+    assert "extra_body" in result.err
+    assert [line for line in result.err.splitlines() if "other users" in line] == [said]
+    assert len(fake.requests) == 1  # the -n 2 run's one request; nothing after

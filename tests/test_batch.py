@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from fakeserver import (content_policy, find_secrets, ok, png_bytes, image_info, stall, status,
-                        usage_limit)
+from fakeserver import (content_policy, find_secrets, ok, png_bytes, image_info, rate_limited,
+                        stall, status, usage_limit)
 
 import imagegen
 
@@ -103,46 +103,62 @@ def test_a_dozen_lines_one_result_a_prompt_in_input_order(fake, env, run):
     old = time.time() - 3600
     for name in done_before:
         os.utime(icons / f"{name}.png", (old, old))
-    write_batch(env, [
+    bad = {4: '{"prompt": "icon four", "out": ',                                # bad JSON
+           5: {"prompt": "icon five", "out": "icons/five.png", "colour": "red"},    # unknown key
+           6: {"prompt": "icon six", "out": "icons/six.png", "size": "1000x8"},     # bad size
+           13: {"out": "icons/thirteen.png"}}                                       # no prompt
+    batch = [
         {"prompt": "slow first icon", "out": "icons/one.png"},                   # 1
         {"prompt": "icon two REFUSE", "out": "icons/two.png"},                   # 2
         {"prompt": "icon three", "out": "icons/three.png"},                      # 3 done before
-        '{"prompt": "icon four", "out": ',                                       # 4 bad JSON
-        {"prompt": "icon five", "out": "icons/five.png", "colour": "red"},       # 5 unknown key
-        {"prompt": "icon six", "out": "icons/six.png", "size": "1000x8"},        # 6 bad size
+        bad[4],                                                                  # 4
+        bad[5],                                                                  # 5
+        bad[6],                                                                  # 6
         {"prompt": "icon seven", "out": "icons/seven.png"},                      # 7 done before
         {"prompt": "icon eight BROKEN", "out": "icons/eight.png", "retries": 0}, # 8 a 500
         {"prompt": "icon nine"},                                                 # 9 automatic name
         {"prompt": "icon ten", "out": "icons/ten.webp"},                         # 10
         "",                                                                      # 11 blank: no prompt
         {"prompt": "icon twelve", "out": "icons/twelve.png", "moderation": "auto"},  # 12
-        {"out": "icons/thirteen.png"},                                           # 13 no prompt
+        bad[13],                                                                 # 13
         {"prompt": "icon fourteen", "out": "icons/fourteen.png"},                # 14
-    ])
+    ]
+    write_batch(env, batch)
 
+    # the whole file is checked first: invalid lines mean nothing is sent at all
+    refused = run("batch", "batch.jsonl", "--parallel", "4", "--moderation", "low")
+    assert refused.code == 2, refused
+    errors = refused.out.splitlines()
+    assert len(errors) == 4, refused
+    assert errors[0].startswith("ERROR usage: line 4: ") and "JSON" in errors[0]
+    assert errors[1].startswith("ERROR usage: line 5: ") and "colour" in errors[1]
+    assert errors[2].startswith("ERROR usage: line 6: ") and "1000x8" in errors[2]
+    assert errors[3].startswith("ERROR usage: line 13: ") and "prompt" in errors[3]
+    assert "nothing was sent: lines 4, 5, 6, 13 are invalid" in refused.err
+    assert fake.requests == []
+    assert sorted(p.name for p in icons.iterdir()) == ["seven.png", "three.png"]
+
+    # the same file with the invalid lines blanked out (the numbers stay)
+    write_batch(env, ["" if number in bad else line for number, line in enumerate(batch, 1)])
     result = run("batch", "batch.jsonl", "--parallel", "4", "--moderation", "low")
 
     lines = result.out.splitlines()
-    assert len(lines) == 13, result  # one a prompt line; the blank line is not a prompt
+    assert len(lines) == 9, result  # one a prompt line; the blank lines are not prompts
     assert lines[0] == os.path.join("icons", "one.png")
-    assert lines[1].startswith("ERROR no_image: ") and "content policy" in lines[1]
+    assert lines[1].startswith("ERROR no_image: line 2: ") and "content policy" in lines[1]
     assert lines[2] == os.path.join("icons", "three.png")
-    assert lines[3].startswith("ERROR usage: line 4: ") and "JSON" in lines[3]
-    assert lines[4].startswith("ERROR usage: line 5: ") and "colour" in lines[4]
-    assert lines[5].startswith("ERROR usage: line 6: ") and "1000x8" in lines[5]
-    assert lines[6] == os.path.join("icons", "seven.png")
-    assert lines[7].startswith("ERROR backend: ") and "500" in lines[7]
-    assert lines[8] == os.path.join("assets", "generated", "icon-nine.png")
-    assert lines[9] == os.path.join("icons", "ten.webp")
-    assert lines[10] == os.path.join("icons", "twelve.png")
-    assert lines[11].startswith("ERROR usage: line 13: ") and "prompt" in lines[11]
-    assert lines[12] == os.path.join("icons", "fourteen.png")
+    assert lines[3] == os.path.join("icons", "seven.png")
+    assert lines[4].startswith("ERROR backend: line 8: ") and "500" in lines[4]
+    assert lines[5] == os.path.join("assets", "generated", "icon-nine.png")
+    assert lines[6] == os.path.join("icons", "ten.webp")
+    assert lines[7] == os.path.join("icons", "twelve.png")
+    assert lines[8] == os.path.join("icons", "fourteen.png")
     assert all("\n" not in line and line.strip() == line for line in lines)
 
     # the first failure in input order decides the exit code (line 2: no_image), not the
-    # usage errors that were known before any request, nor the later 5xx
+    # later 5xx
     assert result.code == 6, result
-    assert summary(result) == (5, 2, 6)
+    assert summary(result) == (5, 2, 2)
 
     # what reached the server: one request per line that had to run, none for the others
     sent = by_prompt(fake)
@@ -172,14 +188,15 @@ def test_a_dozen_lines_one_result_a_prompt_in_input_order(fake, env, run):
 
 def test_exit_code_is_that_of_the_first_failing_line(fake, env, run):
     fake.by_prompt["REFUSE"] = content_policy()
+    fake.by_prompt["BROKEN"] = status(500)
     write_batch(env, [
         {"prompt": "fine", "out": "a.png"},
-        {"prompt": "fine too", "out": "b.png", "colour": "blue"},   # usage (2) first
+        {"prompt": "fine BROKEN", "out": "b.png", "retries": 0},   # backend (5) first
         {"prompt": "REFUSE this", "out": "c.png"},                  # then no_image (6)
     ])
-    result = run("batch", "batch.jsonl")
-    assert result.code == 2, result
-    assert [line.split(":")[0] for line in result.lines] == ["a.png", "ERROR usage", "ERROR no_image"]
+    result = run("batch", "batch.jsonl", "--parallel", "1")
+    assert result.code == 5, result
+    assert [line.split(":")[0] for line in result.lines] == ["a.png", "ERROR backend", "ERROR no_image"]
     assert summary(result) == (1, 0, 2)
 
 
@@ -353,12 +370,13 @@ def test_lines_in_flight_finish_after_a_usage_limit(fake, env, run):
 def test_json_gives_one_object_a_line_in_input_order(fake, env, run):
     fake.by_prompt["REFUSE"] = content_policy()
     fake.by_prompt["late"] = ok(delay=0.3)
+    fake.by_prompt["BROKEN"] = status(500)
     (env.work / "kept.png").write_bytes(png_bytes(4, 4))
     write_batch(env, [
         {"prompt": "late one", "out": "late.png"},
         {"prompt": "kept", "out": "kept.png"},
         {"prompt": "REFUSE me", "out": "no.png"},
-        "[1, 2]",
+        {"prompt": "BROKEN", "out": "broken.png", "retries": 0},
         {"prompt": "quick", "out": "quick.png"},
     ])
     result = run("batch", "batch.jsonl", "--json", "--parallel", "3")
@@ -374,7 +392,7 @@ def test_json_gives_one_object_a_line_in_input_order(fake, env, run):
     assert kept["images"][0]["path"] == "kept.png"
     assert kept.get("skipped") is True
     assert refused["error"]["kind"] == "no_image" and refused["error"]["exit_code"] == 6
-    assert broken["error"]["kind"] == "usage" and broken["error"]["exit_code"] == 2
+    assert broken["error"]["kind"] == "backend" and broken["error"]["exit_code"] == 5
     assert quick["images"][0]["path"] == "quick.png"
     # --json: no progress, no summary and no quota line on stderr; the quota is in the JSON
     assert quota_lines(result.err) == []
@@ -687,6 +705,43 @@ def test_json_lists_what_a_failed_line_saved_before_failing(fake, env, run):
     assert [image["path"] for image in line["images"]] == ["two.png"]
     assert (env.work / "two.png").read_bytes() == fake.images_sent[0]
     assert not (env.work / "two-2.png").exists()
+    assert line["failed"] == [{"index": 2, "error": line["error"]}]
+
+
+def test_json_lists_each_failed_image_of_a_line(fake, env, run):
+    """A line of 3 images: image 2 refused, image 3 rate-limited; its object lists both, the
+    line's error is the first (image 2's), and the line after it still runs."""
+    fake.queue("/codex/responses", ok(), content_policy(), rate_limited(), ok())
+    write_batch(env, [{"prompt": "three of them", "out": "three.png", "count": 3, "retries": 0},
+                      {"prompt": "after them", "out": "after.png"}])
+    result = run("batch", "batch.jsonl", "--json", "--parallel", "1")
+    assert result.code == 6, result
+    first, after = [json.loads(text) for text in result.out.splitlines()]
+    assert first["ok"] is False and first["error"]["kind"] == "no_image"
+    assert [image["path"] for image in first["images"]] == ["three.png"]
+    assert [(item["index"], item["error"]["kind"], item["error"]["exit_code"])
+            for item in first["failed"]] == [(2, "no_image", 6), (3, "rate_limit", 4)]
+    assert first["failed"][0]["error"] == first["error"]
+    assert "Rate limit reached" in first["failed"][1]["error"]["message"]
+    assert after["ok"] is True and "failed" not in after
+    assert sorted(p.name for p in env.work.glob("*.png")) == ["after.png", "three.png"]
+    assert (env.work / "three.png").read_bytes() == fake.images_sent[0]
+
+
+def test_json_of_a_line_not_started_after_a_usage_limit_has_no_failed_list(fake, env, run):
+    """"failed" lists the images asked for; a line never started has only its error."""
+    fake.queue("/codex/responses", usage_limit())
+    write_batch(env, [{"prompt": "limit hit", "out": "limit.png"},
+                      {"prompt": "never", "out": "never.png", "count": 2}])
+    result = run("batch", "batch.jsonl", "--json", "--parallel", "1")
+    assert result.code == 4, result
+    hit, never = [json.loads(text) for text in result.out.splitlines()]
+    assert hit["failed"] == [{"index": 1, "error": hit["error"]}]
+    assert "failed" not in never and never["ok"] is False
+    assert never["error"]["kind"] == "rate_limit"
+    assert never["error"]["message"] == "not started: the usage limit was reached earlier in this batch"
+    assert never["images"] == [] and len(image_requests(fake)) == 1
+    assert list(env.work.glob("*.png")) == []
 
 
 def test_quiet_batch_prints_only_the_results(fake, env, run):
@@ -723,6 +778,124 @@ def test_paths_that_look_like_keys_are_printed_as_they_are(env, fake, run):
     assert (env.work / result.lines[0]).read_bytes() == fake.images_sent[-1]
     as_json = run("batch", "keys.jsonl", "--json", "--force")
     assert "sk-8-skateboard" in as_json.lines[0]
+
+
+# the whole file is checked before the first request #########################################
+
+def test_a_mistake_anywhere_in_the_file_sends_nothing_and_names_every_bad_line(fake, env, run):
+    (env.work / "ref.png").write_bytes(png_bytes(8, 8))
+    write_batch(env, [
+        {"prompt": "one", "out": "one.png"},
+        {"prompt": "two", "out": "two.png", "sise": "1024x1024"},              # 2 a typo
+        {"prompt": "three", "out": "three.png", "image": ["ref.png"]},
+        {"prompt": "four", "out": "four.png", "image": ["missing.png"]},        # 4 no such file
+        {"prompt": "five", "out": str(env.codex_home / "five.png")},            # 5 Codex home
+        {"prompt": "six", "out": "one.png"},                                    # 6 line 1's out
+        {"prompt": "seven", "out": "seven.png"},
+    ])
+    result = run("batch", "batch.jsonl")
+
+    assert result.code == 2, result  # the first invalid line's (a usage error)
+    lines = result.out.splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["line 2", "line 4", "line 5", "line 6"]
+    assert lines[0] == "ERROR usage: line 2: unknown key 'sise'; did you mean 'size'?"
+    assert lines[1].startswith("ERROR usage: line 4: ") and "missing.png" in lines[1]
+    assert lines[2].startswith("ERROR output: line 5: ") and "Codex home" in lines[2]
+    assert lines[3] == "ERROR usage: line 6: \"out\" one.png is also line 1's"
+    assert result.err.splitlines()[-1] == ("imagegen: error: nothing was sent: lines 2, 4, 5, 6 "
+                                           "are invalid; fix them and run the batch again")
+    assert fake.requests == []
+    assert sorted(p.name for p in env.work.iterdir()) == ["batch.jsonl", "ref.png"]
+
+
+def test_a_refused_batch_in_json_gives_an_object_for_each_bad_line(fake, env, run):
+    write_batch(env, [{"prompt": "fine", "out": "a.png"}, {"prompt": "bad", "size": "9x9"},
+                      "not json"])
+    result = run("batch", "batch.jsonl", "--json")
+    assert result.code == 2, result
+    objects = [json.loads(line) for line in result.out.splitlines()]
+    assert [(o["line"], o["ok"], o["error"]["kind"]) for o in objects] == \
+        [(2, False, "usage"), (3, False, "usage")]
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("text", [
+    '[{"prompt": "a"}, {"prompt": "b"}]',
+    '[\n  {"prompt": "a"},\n  {"prompt": "b"}\n]',
+    '\n  [{"prompt": "a"}]',
+], ids=["one-line", "pretty", "after-a-blank-line"])
+def test_a_json_array_is_not_a_batch_and_says_so(fake, env, run, text):
+    (env.work / "batch.json").write_text(text + "\n", encoding="utf-8")
+    result = run("batch", "batch.json")
+    assert result.code == 2, result
+    assert result.out == ""
+    assert result.err == ("imagegen: error: batch.json is a JSON array: a batch takes one JSON "
+                          "object per line (JSONL), not an array\n")
+    assert fake.requests == []
+
+
+def test_a_line_already_done_is_not_checked_again(fake, env, run):
+    """A re-run skips a line whose out exists, even when its reference image is gone."""
+    (env.work / "done.png").write_bytes(png_bytes(4, 4))
+    write_batch(env, [{"prompt": "done", "out": "done.png", "image": ["gone.png"]},
+                      {"prompt": "new", "out": "new.png"}])
+    result = run("batch", "batch.jsonl")
+    assert result.code == 0, result
+    assert result.lines == ["done.png", "new.png"]
+
+
+# Ctrl-C ######################################################################################
+
+def test_ctrl_c_says_what_was_done_and_how_to_resume_truthfully(fake, env, run_cli):
+    import signal
+    fake.by_prompt["REFUSE"] = content_policy()
+    fake.by_prompt["STALL"] = stall(seconds=30)
+    write_batch(env, [
+        {"prompt": "one", "out": "one.png"},                    # 1 done
+        {"prompt": "two REFUSE", "out": "two.png"},             # 2 failed
+        {"prompt": "three"},                                    # 3 done, without "out"
+        {"prompt": "four STALL", "out": "four.png"},            # 4 cut off
+        {"prompt": "five STALL", "out": "five.png"},            # 5 cut off
+        {"prompt": "six", "out": "six.png"},                    # 6 not started
+        {"prompt": "seven", "out": "seven.png"},                # 7 not started
+    ])
+    proc = run_cli.popen("batch", "batch.jsonl", "--parallel", "2", "--no-progress")
+    fake.wait_for("/responses", count=5, timeout=20)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    result = run_cli.wait(proc, timeout=30)
+
+    assert result.code == 130, result
+    assert result.lines[0] == "one.png"
+    assert result.lines[1].startswith("ERROR no_image: line 2: ")
+    assert result.lines[2] == os.path.join("assets", "generated", "three.png")
+    assert len(result.lines) == 3, result
+    last = result.err.splitlines()[-1]
+    assert last == ('imagegen: error: batch interrupted: 2 done, 1 failed, 2 cut off, 2 not '
+                    'started; no partial file was left; run the same command again to resume '
+                    '(lines whose "out" file exists are skipped; line 3 has no "out" and would '
+                    'be made again)'), result
+    assert leftovers(env.work) == []
+
+    # what the hint promises: the same command skips line 1 and makes the others
+    fake.by_prompt.clear()
+    sent_before = len(image_requests(fake))
+    again = run_cli("batch", "batch.jsonl", "--parallel", "2", "--no-progress")
+    assert again.code == 0, again
+    prompts = sorted(prompt_of(r) for r in image_requests(fake)[sent_before:])
+    assert prompts == sorted(["two REFUSE", "three", "four STALL", "five STALL", "six", "seven"])
+    assert again.lines[0] == "one.png"
+    assert again.lines[2] == os.path.join("assets", "generated", "three-2.png")
+
+
+def test_interrupted_summary_counts_each_kind_of_line():
+    job = imagegen._make_job({"prompt": "x", "out": "x.png"}, {})
+    lines = [imagegen._BatchLine(n, job) for n in range(1, 5)]
+    outcomes = {1: imagegen._Outcome(job, skipped="x.png")}
+    text = imagegen._interrupted_summary(lines, outcomes, begun={1, 2})
+    assert text.startswith("batch interrupted: 0 done, 1 skipped, 0 failed, 1 cut off, "
+                           "2 not started; ")
+    assert "would be made again" not in text
 
 
 def test_each_line_of_a_parallel_batch_times_out_on_its_own_timeout(fake, env, run):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import platform
 import re
+import shlex
+import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -374,8 +380,12 @@ def test_version(fake, env, run):
     imagegen = importlib.import_module("imagegen")
     result = run("--version")
     assert result.code == 0, result
-    assert result.out.strip().endswith(imagegen.__version__)
-    assert result.out.count("\n") == 1
+    first, *more = result.out.splitlines()
+    assert first == f"imagegen {imagegen.__version__}"  # scripts parse this line
+    assert more == [f"python: {platform.python_version()} ({platform.python_implementation()}, "
+                    f"{sys.executable})",
+                    f"file: {os.path.abspath(imagegen.__file__)}",
+                    f"platform: {PLATFORM}"]
     assert fake.requests == []
 
 
@@ -413,7 +423,8 @@ def test_cli_version(fake, env, run_cli):
     imagegen = importlib.import_module("imagegen")
     result = run_cli("--version")
     assert result.code == 0, result
-    assert imagegen.__version__ in result.out
+    assert result.out.splitlines()[0] == f"imagegen {imagegen.__version__}"
+    assert f"file: {run_cli.script}" in result.out.splitlines()
 
 
 def test_cli_generate(fake, env, run_cli):
@@ -432,7 +443,9 @@ def test_cli_without_a_login_is_exit_3_with_the_fix(fake, env, run_cli):
     assert result.out == ""
     lines = [line for line in result.err.splitlines() if line.startswith("imagegen: error: ")]
     assert len(lines) == 1, result
-    assert "run `imagegen auth login`" in lines[0] and "`codex login`" in lines[0]
+    # the hint names the command as it was started: the script, by the path it was given
+    script = shlex.quote(str(run_cli.script))
+    assert f"run `python3 {script} auth login`" in lines[0] and "`codex login`" in lines[0]
     assert str(env.auth_file) in lines[0]
     assert "Traceback" not in result.err
     assert fake.requests == []
@@ -454,3 +467,121 @@ def test_cli_usage_error(fake, env, run_cli):
     assert result.out == ""
     assert len(result.err.splitlines()) == 1
     assert "Traceback" not in result.err
+
+
+# hints name the program as it was started ##################################################
+
+@pytest.mark.parametrize("argv0, expected", [
+    ("imagegen", "imagegen"),
+    ("/home/me/.local/bin/imagegen", "imagegen"),
+    ("/home/me/.local/bin/codex-imagegen", "codex-imagegen"),
+    ("codex-imagegen.exe", "codex-imagegen"),
+    ("/usr/lib/python3/site-packages/pytest/__main__.py", "imagegen"),  # not this program
+    ("", "imagegen"),
+])
+def test_program_name_from_argv0(argv0, expected):
+    imagegen = importlib.import_module("imagegen")
+    assert imagegen._program_name(argv0, windows=False) == expected
+
+
+def test_program_name_of_the_script_is_how_to_run_it_again(tmp_path, monkeypatch):
+    imagegen = importlib.import_module("imagegen")
+    folder = tmp_path / "my skills"
+    folder.mkdir()
+    copy = folder / "imagegen.py"
+    shutil.copyfile(imagegen.__file__, copy)
+    monkeypatch.setattr(imagegen, "__file__", str(copy))
+    monkeypatch.chdir(folder)
+    assert imagegen._program_name("imagegen.py", windows=False) == "python3 imagegen.py"
+    assert imagegen._program_name(str(copy), windows=False) == f"python3 '{copy}'"
+    assert imagegen._program_name(str(copy), windows=True) == f'python "{copy}"'
+    assert imagegen._as_invoked("run `imagegen auth login` (or `codex login`)",
+                               "python3 imagegen.py") == \
+        "run `python3 imagegen.py auth login` (or `codex login`)"
+
+
+def test_a_script_copied_into_a_folder_names_itself_in_its_hints(fake, env, run_cli):
+    """A skill's copy, run as `python3 imagegen.py`: the login hint is a command that works
+    there, on stderr and in --json; `imagegen` is not a command on this machine."""
+    env.auth_file.unlink()
+    shutil.copyfile(run_cli.script, env.work / "imagegen.py")
+    for extra in ([], ["--json"]):
+        proc = subprocess.run([sys.executable, "imagegen.py", PROMPT, *extra],
+                              cwd=str(env.work), env=env.environ(), capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 3, proc
+        assert "run `python3 imagegen.py auth login`" in proc.stderr, proc
+        assert "`imagegen auth login`" not in proc.stderr + proc.stdout
+        if extra:
+            message = json.loads(proc.stdout)["error"]["message"]
+            assert "`python3 imagegen.py auth login`" in message
+    assert fake.requests == []
+
+
+def test_in_process_runs_keep_the_plain_name(fake, env, run):
+    env.auth_file.unlink()
+    result = run(PROMPT)
+    assert result.code == 3, result
+    assert "run `imagegen auth login`" in result.err
+
+
+# a command name as a one-word prompt ########################################################
+
+@pytest.mark.parametrize("argv, word", [
+    (["help", "-q"], "help"),
+    (["help", "--json"], "help"),
+    (["help", "--size", "1024x1024"], "help"),
+    (["batch", "-q"], "batch"),
+    (["batch", "--json"], "batch"),
+    (["auth", "-q"], "auth"),
+    (["doctor", "--quiet"], "doctor"),
+])
+def test_a_command_word_with_options_that_do_not_fit_it_is_a_usage_error(fake, env, run, argv,
+                                                                           word):
+    """`imagegen "help" -q` must not print the help on stdout and exit 0: an agent reading
+    stdout for a path would take it for a result."""
+    result = run(*argv)
+    assert result.code == 2, result
+    hint = f'to make an image of the word "{word}": imagegen generate "{word}"'
+    if "--json" in argv:
+        assert result.json["ok"] is False and hint in result.json["error"]["message"]
+    else:
+        assert result.out == ""
+    assert hint in result.err
+    assert "usage:" not in result.out + result.err
+    assert fake.requests == []
+
+
+def test_help_and_batch_still_work_as_commands(fake, env, run):
+    assert run("help").out.startswith("usage: imagegen")
+    assert run("help").code == 0
+    (env.work / "b.jsonl").write_text('{"prompt": "a fox", "out": "fox.png"}\n')
+    result = run("batch", "b.jsonl", "-q")
+    assert result.code == 0, result
+    assert result.out == "fox.png\n"
+
+
+#: what --version says of the platform (macOS: its product version, as in the User-Agent)
+PLATFORM = (f"{'Mac OS' if sys.platform == 'darwin' else platform.system()} "
+            f"{platform.mac_ver()[0] if sys.platform == 'darwin' else platform.release()} "
+            f"({platform.machine()})")
+
+
+@pytest.mark.parametrize("argv", [["--version", "--json"], ["--json", "--version"], ["-V", "--json"]])
+def test_version_json_is_one_object_with_the_facts_of_a_bug_report(fake, env, run, argv):
+    imagegen = importlib.import_module("imagegen")
+    result = run(*argv)
+    assert result.code == 0, result
+    assert result.json == {
+        "program": "imagegen", "version": imagegen.__version__,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "python_executable": sys.executable, "path": os.path.abspath(imagegen.__file__),
+        "platform": PLATFORM}
+
+
+def test_version_names_the_entry_point_it_was_started_by(monkeypatch, capsys):
+    imagegen = importlib.import_module("imagegen")
+    monkeypatch.setattr(sys, "argv", ["/home/me/.local/bin/codex-imagegen", "--version"])
+    assert imagegen.main() == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"codex-imagegen {imagegen.__version__}"

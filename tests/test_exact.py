@@ -408,6 +408,22 @@ def test_gallery_lists_every_output_and_stays_off_stdout(env, fake, run):
     assert index.read_text().count("<figure>") == 2
 
 
+def test_gallery_shows_a_line_that_made_no_image_with_its_reason(env, fake, run):
+    from fakeserver import content_policy
+    fake.by_prompt["a <i>forbidden</i> one"] = content_policy()
+    write_lines(env, [{"prompt": "a fine one", "out": "art/one.png"},
+                      {"prompt": "a <i>forbidden</i> one", "out": "art/two.png"}])
+    result = run("batch", "batch.jsonl", "--gallery")
+    assert result.code == 6, result
+    assert f"imagegen: gallery of 1 image and 1 failed: {Path('art') / 'index.html'}\n" in result.err
+    html = (env.work / "art" / "index.html").read_text()
+    assert html.count("<figure") == 2 and html.count("<img ") == 1
+    failed = html[html.index('<figure class="failed">'):]
+    assert "a &lt;i&gt;forbidden&lt;/i&gt; one" in failed and "<i>forbidden" not in html
+    assert "no_image: " in failed and "content policy" in failed
+    assert not (env.work / "art" / "two.png").exists()
+
+
 def test_gallery_leaves_a_foreign_index_alone(env, fake, run):
     folder = env.work / "assets" / "generated"  # where lines without "out" go
     folder.mkdir(parents=True)

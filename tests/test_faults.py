@@ -532,7 +532,8 @@ def test_a_symlink_into_the_codex_home_is_refused(fake, env, run, out):
 
 # What the server says reaches the terminal ##################################################
 
-ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[1A\rfake: saved /etc/passwd\x08\x08"
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[1A\rfake: saved /etc/passwd\x08\x08\u202egnp.exe\u2066"
+CONTROLS = ("\x1b", "\x07", "\x08", "\r", "\u202e", "\u2066")  # the last two reorder what is read
 
 
 @pytest.mark.parametrize("behaviour", [
@@ -546,7 +547,7 @@ def test_terminal_escapes_from_the_server_never_reach_stderr(fake, env, run, beh
     }[behaviour])
     result = run("a red fox", *RESPONSES)
     assert result.code in (5, 6), result
-    for control in ("\x1b", "\x07", "\x08", "\r"):
+    for control in CONTROLS:
         assert control not in result.err, repr(result.err)
     assert "owned" in result.err  # the text itself is shown, only defanged
 
@@ -556,6 +557,6 @@ def test_terminal_escapes_from_the_server_never_reach_a_batch_error_line(fake, e
     fake.queue("/responses", text_only(f"I won't {ESCAPES} draw that"))
     result = run("batch", "-", *RESPONSES, input='{"prompt": "a red fox"}\n')
     assert result.code == 6, result
-    for control in ("\x1b", "\x07", "\x08", "\r"):
+    for control in CONTROLS:
         assert control not in result.out + result.err, repr(result.out)
     assert result.out.startswith("ERROR no_image:")

@@ -540,6 +540,67 @@ def test_count_with_one_refusal_json(fake, env, run):
     assert sorted(files_in(env.work)) == sorted(paths)
 
 
+def test_count_with_images_failing_for_different_reasons_says_each(fake, env, run):
+    """-n 3: image 2 refused, image 3 rate-limited. The one saved path on stdout, one error
+    line for each failed image, and the exit code of the first failure (image 2's)."""
+    fake.queue(CODEX, ok(), content_policy(), rate_limited())
+    result = run(PROMPT, "-n", "3", "--parallel", "1", "--retries", "0")
+    assert result.code == 6, result
+    assert result.out == DEFAULT_PATH + "\n"
+    assert files_in(env.work) == [DEFAULT_PATH]
+    assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[0]
+    refused, limited = error_lines(result)
+    assert refused.startswith("imagegen: error: image 2 of 3: "), result
+    assert "content policy" in refused and "rate limit" not in refused.lower()
+    assert limited.startswith("imagegen: error: image 3 of 3: "), result
+    assert "Rate limit reached" in limited and "content policy" not in limited
+
+
+def test_count_with_images_failing_for_different_reasons_json(fake, env, run):
+    fake.queue(CODEX, ok(), content_policy(), rate_limited())
+    result = run(PROMPT, "-n", "3", "--parallel", "1", "--retries", "0", "--json")
+    assert result.code == 6, result
+    payload = result.json
+    assert payload["ok"] is False
+    assert payload["error"]["kind"] == "no_image" and payload["error"]["exit_code"] == 6
+    assert [image["path"] for image in payload["images"]] == [DEFAULT_PATH]
+    assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[0]
+    assert files_in(env.work) == [DEFAULT_PATH]
+    refused, limited = payload["failed"]
+    assert refused["index"] == 2 and refused["error"] == payload["error"]
+    assert limited["index"] == 3
+    assert limited["error"]["kind"] == "rate_limit" and limited["error"]["exit_code"] == 4
+    assert "Rate limit reached" in limited["error"]["message"]
+    # stderr says the same, one line a failed image
+    assert [line.split(": ")[2] for line in error_lines(result)] == ["image 2 of 3", "image 3 of 3"]
+
+
+def test_images_failing_alike_share_one_line(fake, env, run):
+    """The same refusal for images 1 and 3 of 3 is said once, naming both."""
+    fake.queue(CODEX, content_policy(), ok(), content_policy())
+    result = run(PROMPT, "-n", "3", "--parallel", "1", "--retries", "0")
+    assert result.code == 6, result
+    assert result.out == DEFAULT_PATH + "\n"
+    (line,) = error_lines(result)
+    assert line.startswith("imagegen: error: images 1, 3 of 3: "), result
+    assert "content policy" in line
+
+
+def test_json_of_a_run_where_every_image_was_saved_has_no_failed_list(fake, env, run):
+    result = run(PROMPT, "-n", "2", "--json")
+    assert result.code == 0, result
+    assert result.json["ok"] is True and "failed" not in result.json
+    assert len(result.json["images"]) == 2
+
+
+def test_one_image_asked_one_plain_error_line(fake, env, run):
+    """-n 1: the failure's message as it is, with no "image 1 of 1"."""
+    fake.queue(CODEX, content_policy())
+    result = run(PROMPT, "--retries", "0")
+    line = assert_failed(result, env, 6, "content policy")
+    assert "image 1" not in line
+
+
 def test_count_all_saved(fake, env, run):
     result = run(PROMPT, "-n", "3", "--parallel", "3")
     assert result.code == 0, result
@@ -783,7 +844,25 @@ def test_a_usage_limit_stops_the_remaining_images(fake, env, run):
     assert result.out == DEFAULT_PATH + "\n"
     assert (env.work / DEFAULT_PATH).read_bytes() == fake.images_sent[0]
     assert files_in(env.work) == [DEFAULT_PATH]
-    assert "usage limit" in the_error(result)
+    # one line a failed image: why image 2 failed, and that image 3 was never started
+    limit, rest = error_lines(result)
+    assert limit.startswith("imagegen: error: image 2 of 3: usage limit reached"), result
+    assert rest == "imagegen: error: image 3 of 3 not started: the usage limit was reached"
+
+
+def test_a_usage_limit_in_json_lists_the_images_not_started(fake, env, run):
+    fake.queue(CODEX, ok(), usage_limit())
+    result = run(PROMPT, "-n", "4", "--parallel", "1", "--json")
+    assert result.code == 4, result
+    payload = result.json
+    assert [image["path"] for image in payload["images"]] == [DEFAULT_PATH]
+    assert [item["index"] for item in payload["failed"]] == [2, 3, 4]
+    assert payload["failed"][0]["error"] == payload["error"]
+    assert "usage limit" in payload["error"]["message"]
+    for item in payload["failed"][1:]:
+        assert item["error"]["kind"] == "rate_limit" and item["error"]["exit_code"] == 4
+        assert item["error"]["message"] == "not started: the usage limit was reached"
+    assert len(fake.requests) == 2
 
 
 def test_an_html_502_is_not_dumped(fake, env, run):

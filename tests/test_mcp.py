@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from conftest import Result
-from fakeserver import _png_chunk, png_bytes, stall
+from fakeserver import _png_chunk, content_policy, ok, png_bytes, rate_limited, stall
 
 MODERN = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN,
@@ -325,6 +325,30 @@ def test_generate_image_takes_fit_and_reports_what_was_done(raw, env, fake):
     assert (env.work / "banner.png").read_bytes()[16:24] == (1200).to_bytes(4, "big") + (640).to_bytes(4, "big")
 
 
+def test_a_call_where_some_images_fail_lists_each_failure(raw, env, fake):
+    """count 3: image 2 refused, image 3 rate-limited. The result keeps the --json shape (ok,
+    error = the first failure, images = what was saved) and adds "failed", one entry an image;
+    the text a model reads names both reasons."""
+    fake.queue("/images/generations", ok(), content_policy(), rate_limited())
+    client = raw()
+    client.initialize()
+    result = client.request("tools/call", {"name": "generate_image", "arguments": {
+        "prompt": "three foxes", "out": "fox.png", "count": 3, "parallel": 1,
+        "retries": 0}})["result"]
+    assert result["isError"] is True, result
+    structured = result["structuredContent"]
+    assert structured["ok"] is False
+    assert (structured["error"]["kind"], structured["error"]["exit_code"]) == ("no_image", 6)
+    assert [image["path"] for image in structured["images"]] == ["fox.png"]
+    assert [(item["index"], item["error"]["kind"]) for item in structured["failed"]] == [
+        (2, "no_image"), (3, "rate_limit")]
+    assert structured["failed"][0]["error"] == structured["error"]
+    text = result["content"][0]["text"]
+    assert "- image 2: the request was refused" in text and "- image 3: rate limited" in text, text
+    assert (env.work / "fox.png").read_bytes() == fake.images_sent[0]
+    assert sorted(p.name for p in env.work.iterdir()) == ["fox.png"]
+
+
 def test_auth_status_tool_never_shows_a_secret(raw, env, fake):
     client = raw()
     client.initialize()
@@ -335,7 +359,7 @@ def test_auth_status_tool_never_shows_a_secret(raw, env, fake):
     assert "usable: yes" in result["content"][0]["text"]
     env.auth_file.unlink()
     status = client.request("tools/call", {"name": "auth_status"})["result"]["structuredContent"]
-    assert status["usable"] is False and "imagegen auth login" in status["problem"]
+    assert status["usable"] is False and "imagegen.py auth login`" in status["problem"]  # as the server was started
     client.close()  # scans stdout and stderr for the login's tokens
 
 

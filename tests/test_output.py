@@ -265,3 +265,59 @@ def test_running_the_tests_leaves_no_cache_in_the_checkout(request):
         found = hypothesis.storage_directory("examples")
     home = Path(getattr(found, "path", found)).resolve()
     assert root not in home.parents, home
+
+
+# terminal safety in --json ##################################################################
+
+UNSAFE = "\u0085\u009b2J\u202eevil\u202c\u2066x\u2069"  # C1 (NEL, CSI), bidi override, isolate
+
+
+def test_json_escapes_the_characters_that_could_drive_a_terminal(fake, env, run):
+    from fakeserver import ok
+    fake.default("/responses", ok(revised_prompt=f"café {UNSAFE} — fine"))
+    result = run(PROMPT, "--json", "--route", "responses")
+    assert result.code == 0, result
+    raw = result.out
+    for char in UNSAFE:
+        if not char.isascii():
+            assert char not in raw, repr(char)
+            assert f"\\u{ord(char):04x}" in raw
+    assert "café" in raw and "—" in raw  # other non-ASCII text stays readable
+    assert result.json["images"][0]["revised_prompt"] == f"café {UNSAFE} — fine"
+
+
+def test_json_escapes_them_in_a_servers_error_message_too(fake, env, run):
+    from fakeserver import content_policy
+    fake.default("/images/generations", content_policy(f"refused {UNSAFE} é"))
+    result = run(PROMPT, "--json")
+    assert result.code == 6, result
+    assert not any(char in result.out for char in UNSAFE if not char.isascii())
+    assert "\\u202e" in result.out and "é" in result.out
+    assert UNSAFE in result.json["error"]["message"]
+
+
+# previews in Ghostty ########################################################################
+
+@pytest.mark.parametrize("environ", [
+    {"TERM": "xterm-ghostty", "TERM_PROGRAM": "ghostty"},
+    {"TERM": "xterm-ghostty"},                              # over ssh: TERM_PROGRAM is not sent
+    {"TERM": "xterm-256color", "TERM_PROGRAM": "ghostty"},
+])
+def test_ghostty_speaks_kittys_graphics_protocol(environ):
+    import imagegen
+    assert imagegen.preview_protocol(environ, True) == "kitty"
+    assert imagegen.preview_protocol(environ, False) is None
+    assert imagegen.preview_protocol(dict(environ, TMUX="/tmp/tmux-0/default"), True) is None
+
+
+def test_preview_in_ghostty_sends_the_png(fake, env, run):
+    import base64
+    result = run("a kite", "-o", "kite.png", "--preview", tty=True, env_vars={
+        "TERM": "xterm-ghostty", "TERM_PROGRAM": "ghostty", "KITTY_WINDOW_ID": None,
+        "TMUX": None})
+    assert result.code == 0, result
+    assert result.out == "kite.png\n"
+    chunks = re.findall(r"\x1b_G([^;]*);([A-Za-z0-9+/=]*)\x1b\\", result.err)
+    assert chunks and chunks[0][0].startswith("a=T,f=100"), result
+    assert base64.b64decode("".join(payload for _, payload in chunks)) == \
+        (env.work / "kite.png").read_bytes()
