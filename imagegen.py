@@ -7051,13 +7051,14 @@ def _cmd_batch(source: str, defaults: dict, ctx: _Context, settings: dict) -> in
     if settings.get("dry_run"):
         return _batch_dry_run(ctx, lines)
     json_mode = bool(settings.get("json"))
-    invalid = [line for line in lines if line.job is None]
-    if invalid:
-        return _refuse_batch(ctx, invalid, json_mode)
     runnable = [line for line in lines if line.job is not None]
+    _warn_invalid(ctx.reporter, source, [line.number for line in lines if line.job is None])
     _warn_without_out(ctx.reporter, [line.number for line in runnable if not line.job.out])
     printer = _InOrder([line.number for line in lines],
                        lambda number, outcome: _report_line(ctx, number, outcome, json_mode))
+    for line in lines:  # an invalid line's ERROR, in its place: it is never sent
+        if line.job is None:
+            printer.done(line.number, _Outcome(None, not_run=line.error))
     stop = threading.Event()  # a usage limit was reached: no new line starts
     ctx.reporter.expect(sum(line.job.count for line in runnable), "saved")
     parallel = settings.get("parallel") or min(len(runnable), PARALLEL_DEFAULT_CAP) or 1
@@ -7101,10 +7102,10 @@ def _plan_lines(source: str, defaults: dict, ctx: _Context) -> list[_BatchLine]:
 
 
 def _check_lines(lines: list[_BatchLine], ctx: _Context) -> list[_BatchLine]:
-    """Every line checked as far as can be without sending anything, so a mistake on line
-    40 costs no quota for lines 1 to 39: its "out" (inside the Codex home, not writable, the
-    same as another line's) and its local reference images and mask. A line whose "out"
-    exists is not checked further: it is skipped."""
+    """Every line checked, before the first request, as far as can be without sending
+    anything: its "out" (inside the Codex home, not writable, the same as another line's) and
+    its local reference images and mask. A line that fails is never sent (its ERROR is
+    printed in its place). A line whose "out" exists is not checked further: it is skipped."""
     checked: list[_BatchLine] = []
     claimed: dict[str, int] = {}  # an explicit output path: the line that names it
     for line in lines:
@@ -7130,19 +7131,19 @@ def _check_lines(lines: list[_BatchLine], ctx: _Context) -> list[_BatchLine]:
     return checked
 
 
-def _refuse_batch(ctx: _Context, invalid: list[_BatchLine], json_mode: bool) -> int:
-    """A batch with invalid lines sends nothing: each one's ERROR, and the first's exit code."""
-    for line in invalid:
-        _report_line(ctx, line.number, _Outcome(None, not_run=line.error), json_mode)
-    numbers = [line.number for line in invalid]
+def _warn_invalid(reporter: _Reporter, source: str, numbers: list[int]) -> None:
+    """Before the first request: which lines will not be sent, and how to check a file
+    without sending anything (the valid lines still run, each line keeps its result line)."""
+    if not numbers:
+        return
+    import shlex
     many = len(numbers) > 1
     shown = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
-    ctx.reporter.error(f"nothing was sent: line{'s' if many else ''} {shown} "
-                       f"{'are' if many else 'is'} invalid; fix {'them' if many else 'it'} "
-                       f"and run the batch again")
-    first = invalid[0].error
-    assert first is not None
-    return first.exit_code
+    name = "FILE" if source == "-" else shlex.quote(source)
+    reporter.warn(f"line{'s' if many else ''} {shown} {'are' if many else 'is'} invalid and will "
+                  f"not be sent ({'their' if many else 'its'} ERROR line{'s' if many else ''} "
+                  f"say{'' if many else 's'} why); `imagegen batch {name} --dry-run` checks a "
+                  f"file without sending anything")
 
 
 def _batch_dry_run(ctx: _Context, lines: list[_BatchLine]) -> int:
@@ -8700,10 +8701,10 @@ def _dispatch(args: list[str], runtime: dict) -> int:
 
     if not args:
         raise UsageError(f"no prompt: {prog} \"a red fox\" (see {prog} --help)")
-    if args[0] == "help" and any(arg.startswith("-") for arg in args[1:]):
-        # `imagegen "help" -q`: an agent reading stdout for a path must not get the help
-        raise UsageError("help takes no options" + _prompt_hint("help", prog))
-    if args[0] in ("-h", "--help", "help"):
+    # `imagegen help` alone prints the help; "help" followed by options is a prompt like any
+    # other word that is not a command name (`imagegen "help" -q` makes an image of it): an
+    # agent reading stdout for a path must never get the help text with exit 0.
+    if args[0] in ("-h", "--help") or args == ["help"]:
         runtime["stdout"].write(HELP)
         return 0
     if args[0] in ("-V", "--version") or (

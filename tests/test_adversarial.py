@@ -525,11 +525,9 @@ def test_f4_a_deeply_nested_batch_line_fails_alone(env, fake, run):
 
     result = run("batch", "b.jsonl", "--no-progress")
 
-    # the file is checked before anything is sent: the nested line is named, nothing crashes
     assert result.code == 2, result
-    assert len(result.lines) == 1 and result.lines[0].startswith("ERROR usage: line 2"), result
-    assert "nested too deeply" in result.lines[0]
-    assert fake.requests == []
+    assert result.lines[0] == "one.png" and result.lines[2] == "three.png"
+    assert result.lines[1].startswith("ERROR usage: line 2")
 
 
 # F8: the SSE decoder holds an event in about its own size ######################################
@@ -629,11 +627,9 @@ def test_f31_a_batch_line_naming_a_device_fails_alone(env, fake, run_cli):
 
     result = run_cli.wait(proc, timeout=60)
 
-    # caught by the check of the whole file, before anything is sent
     assert result.code == 2, result
     assert result.lines[0].startswith("ERROR usage:") and "/dev/zero" in result.lines[0]
-    assert len(result.lines) == 1, result
-    assert fake.requests == []
+    assert result.lines[1] == "two.png"
 
 
 @pytest.mark.fault
@@ -707,13 +703,7 @@ def test_a_batch_line_never_sends_the_chatgpt_login_to_another_host(env, fake, r
 
         assert result.code == 2, result
         assert result.lines[0].startswith("ERROR usage:") and "base_url" in result.lines[0]
-        assert len(result.lines) == 1, result  # the file is refused before anything is sent
-        assert fake.requests == [] and other.requests == []
-
-        (env.work / "b.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines[1:]))
-        result = run("batch", "b.jsonl", "--no-progress")
-        assert result.code == 0, result
-        assert result.lines == ["b.png", "c.png"]
+        assert result.lines[1:] == ["b.png", "c.png"]
         assert not [r for r in other.requests if r.path.startswith("/backend-api/")]
     finally:
         other.stop()

@@ -103,62 +103,46 @@ def test_a_dozen_lines_one_result_a_prompt_in_input_order(fake, env, run):
     old = time.time() - 3600
     for name in done_before:
         os.utime(icons / f"{name}.png", (old, old))
-    bad = {4: '{"prompt": "icon four", "out": ',                                # bad JSON
-           5: {"prompt": "icon five", "out": "icons/five.png", "colour": "red"},    # unknown key
-           6: {"prompt": "icon six", "out": "icons/six.png", "size": "1000x8"},     # bad size
-           13: {"out": "icons/thirteen.png"}}                                       # no prompt
-    batch = [
+    write_batch(env, [
         {"prompt": "slow first icon", "out": "icons/one.png"},                   # 1
         {"prompt": "icon two REFUSE", "out": "icons/two.png"},                   # 2
         {"prompt": "icon three", "out": "icons/three.png"},                      # 3 done before
-        bad[4],                                                                  # 4
-        bad[5],                                                                  # 5
-        bad[6],                                                                  # 6
+        '{"prompt": "icon four", "out": ',                                       # 4 bad JSON
+        {"prompt": "icon five", "out": "icons/five.png", "colour": "red"},       # 5 unknown key
+        {"prompt": "icon six", "out": "icons/six.png", "size": "1000x8"},        # 6 bad size
         {"prompt": "icon seven", "out": "icons/seven.png"},                      # 7 done before
         {"prompt": "icon eight BROKEN", "out": "icons/eight.png", "retries": 0}, # 8 a 500
         {"prompt": "icon nine"},                                                 # 9 automatic name
         {"prompt": "icon ten", "out": "icons/ten.webp"},                         # 10
         "",                                                                      # 11 blank: no prompt
         {"prompt": "icon twelve", "out": "icons/twelve.png", "moderation": "auto"},  # 12
-        bad[13],                                                                 # 13
+        {"out": "icons/thirteen.png"},                                           # 13 no prompt
         {"prompt": "icon fourteen", "out": "icons/fourteen.png"},                # 14
-    ]
-    write_batch(env, batch)
+    ])
 
-    # the whole file is checked first: invalid lines mean nothing is sent at all
-    refused = run("batch", "batch.jsonl", "--parallel", "4", "--moderation", "low")
-    assert refused.code == 2, refused
-    errors = refused.out.splitlines()
-    assert len(errors) == 4, refused
-    assert errors[0].startswith("ERROR usage: line 4: ") and "JSON" in errors[0]
-    assert errors[1].startswith("ERROR usage: line 5: ") and "colour" in errors[1]
-    assert errors[2].startswith("ERROR usage: line 6: ") and "1000x8" in errors[2]
-    assert errors[3].startswith("ERROR usage: line 13: ") and "prompt" in errors[3]
-    assert "nothing was sent: lines 4, 5, 6, 13 are invalid" in refused.err
-    assert fake.requests == []
-    assert sorted(p.name for p in icons.iterdir()) == ["seven.png", "three.png"]
-
-    # the same file with the invalid lines blanked out (the numbers stay)
-    write_batch(env, ["" if number in bad else line for number, line in enumerate(batch, 1)])
     result = run("batch", "batch.jsonl", "--parallel", "4", "--moderation", "low")
 
     lines = result.out.splitlines()
-    assert len(lines) == 9, result  # one a prompt line; the blank lines are not prompts
+    assert len(lines) == 13, result  # one a prompt line; the blank line is not a prompt
     assert lines[0] == os.path.join("icons", "one.png")
     assert lines[1].startswith("ERROR no_image: line 2: ") and "content policy" in lines[1]
     assert lines[2] == os.path.join("icons", "three.png")
-    assert lines[3] == os.path.join("icons", "seven.png")
-    assert lines[4].startswith("ERROR backend: line 8: ") and "500" in lines[4]
-    assert lines[5] == os.path.join("assets", "generated", "icon-nine.png")
-    assert lines[6] == os.path.join("icons", "ten.webp")
-    assert lines[7] == os.path.join("icons", "twelve.png")
-    assert lines[8] == os.path.join("icons", "fourteen.png")
+    assert lines[3].startswith("ERROR usage: line 4: ") and "JSON" in lines[3]
+    assert lines[4].startswith("ERROR usage: line 5: ") and "colour" in lines[4]
+    assert lines[5].startswith("ERROR usage: line 6: ") and "1000x8" in lines[5]
+    assert lines[6] == os.path.join("icons", "seven.png")
+    assert lines[7].startswith("ERROR backend: line 8: ") and "500" in lines[7]
+    assert lines[8] == os.path.join("assets", "generated", "icon-nine.png")
+    assert lines[9] == os.path.join("icons", "ten.webp")
+    assert lines[10] == os.path.join("icons", "twelve.png")
+    assert lines[11].startswith("ERROR usage: line 13: ") and "prompt" in lines[11]
+    assert lines[12] == os.path.join("icons", "fourteen.png")
     assert all("\n" not in line and line.strip() == line for line in lines)
 
     # the first failure in input order decides the exit code (line 2: no_image), not the
-    # later 5xx
+    # usage errors that were known before any request, nor the later 5xx
     assert result.code == 6, result
-    assert summary(result) == (5, 2, 2)
+    assert summary(result) == (5, 2, 6)
 
     # what reached the server: one request per line that had to run, none for the others
     sent = by_prompt(fake)
@@ -188,15 +172,14 @@ def test_a_dozen_lines_one_result_a_prompt_in_input_order(fake, env, run):
 
 def test_exit_code_is_that_of_the_first_failing_line(fake, env, run):
     fake.by_prompt["REFUSE"] = content_policy()
-    fake.by_prompt["BROKEN"] = status(500)
     write_batch(env, [
         {"prompt": "fine", "out": "a.png"},
-        {"prompt": "fine BROKEN", "out": "b.png", "retries": 0},   # backend (5) first
+        {"prompt": "fine too", "out": "b.png", "colour": "blue"},   # usage (2) first
         {"prompt": "REFUSE this", "out": "c.png"},                  # then no_image (6)
     ])
-    result = run("batch", "batch.jsonl", "--parallel", "1")
-    assert result.code == 5, result
-    assert [line.split(":")[0] for line in result.lines] == ["a.png", "ERROR backend", "ERROR no_image"]
+    result = run("batch", "batch.jsonl")
+    assert result.code == 2, result
+    assert [line.split(":")[0] for line in result.lines] == ["a.png", "ERROR usage", "ERROR no_image"]
     assert summary(result) == (1, 0, 2)
 
 
@@ -370,13 +353,12 @@ def test_lines_in_flight_finish_after_a_usage_limit(fake, env, run):
 def test_json_gives_one_object_a_line_in_input_order(fake, env, run):
     fake.by_prompt["REFUSE"] = content_policy()
     fake.by_prompt["late"] = ok(delay=0.3)
-    fake.by_prompt["BROKEN"] = status(500)
     (env.work / "kept.png").write_bytes(png_bytes(4, 4))
     write_batch(env, [
         {"prompt": "late one", "out": "late.png"},
         {"prompt": "kept", "out": "kept.png"},
         {"prompt": "REFUSE me", "out": "no.png"},
-        {"prompt": "BROKEN", "out": "broken.png", "retries": 0},
+        "[1, 2]",
         {"prompt": "quick", "out": "quick.png"},
     ])
     result = run("batch", "batch.jsonl", "--json", "--parallel", "3")
@@ -392,7 +374,7 @@ def test_json_gives_one_object_a_line_in_input_order(fake, env, run):
     assert kept["images"][0]["path"] == "kept.png"
     assert kept.get("skipped") is True
     assert refused["error"]["kind"] == "no_image" and refused["error"]["exit_code"] == 6
-    assert broken["error"]["kind"] == "backend" and broken["error"]["exit_code"] == 5
+    assert broken["error"]["kind"] == "usage" and broken["error"]["exit_code"] == 2
     assert quick["images"][0]["path"] == "quick.png"
     # --json: no progress, no summary and no quota line on stderr; the quota is in the JSON
     assert quota_lines(result.err) == []
@@ -780,9 +762,10 @@ def test_paths_that_look_like_keys_are_printed_as_they_are(env, fake, run):
     assert "sk-8-skateboard" in as_json.lines[0]
 
 
-# the whole file is checked before the first request #########################################
+# every line is checked before the first request #############################################
 
-def test_a_mistake_anywhere_in_the_file_sends_nothing_and_names_every_bad_line(fake, env, run):
+def test_every_bad_line_is_named_before_anything_is_sent_and_the_good_ones_still_run(
+        fake, env, run):
     (env.work / "ref.png").write_bytes(png_bytes(8, 8))
     write_batch(env, [
         {"prompt": "one", "out": "one.png"},
@@ -793,30 +776,43 @@ def test_a_mistake_anywhere_in_the_file_sends_nothing_and_names_every_bad_line(f
         {"prompt": "six", "out": "one.png"},                                    # 6 line 1's out
         {"prompt": "seven", "out": "seven.png"},
     ])
-    result = run("batch", "batch.jsonl")
+    result = run("batch", "batch.jsonl", "--no-progress")
 
-    assert result.code == 2, result  # the first invalid line's (a usage error)
-    lines = result.out.splitlines()
-    assert [line.split(": ")[1] for line in lines] == ["line 2", "line 4", "line 5", "line 6"]
-    assert lines[0] == "ERROR usage: line 2: unknown key 'sise'; did you mean 'size'?"
-    assert lines[1].startswith("ERROR usage: line 4: ") and "missing.png" in lines[1]
-    assert lines[2].startswith("ERROR output: line 5: ") and "Codex home" in lines[2]
-    assert lines[3] == "ERROR usage: line 6: \"out\" one.png is also line 1's"
-    assert result.err.splitlines()[-1] == ("imagegen: error: nothing was sent: lines 2, 4, 5, 6 "
-                                           "are invalid; fix them and run the batch again")
+    assert result.code == 2, result  # the first failing line's, in input order (a usage error)
+    lines = result.out.splitlines()  # one a prompt, in input order
+    assert lines[0] == "one.png" and lines[2] == "three.png" and lines[6] == "seven.png"
+    assert lines[1] == "ERROR usage: line 2: unknown key 'sise'; did you mean 'size'?"
+    assert lines[3].startswith("ERROR usage: line 4: ") and "missing.png" in lines[3]
+    assert lines[4].startswith("ERROR output: line 5: ") and "Codex home" in lines[4]
+    assert lines[5] == "ERROR usage: line 6: \"out\" one.png is also line 1's"
+    # said on stderr before the first request, with the way to check a file without sending
+    first = result.err.splitlines()[0]
+    assert first == ("imagegen: warning: lines 2, 4, 5, 6 are invalid and will not be sent (their "
+                     "ERROR lines say why); `imagegen batch batch.jsonl --dry-run` checks a file "
+                     "without sending anything"), result.err
+    assert sorted(prompt_of(r) for r in image_requests(fake)) == ["one", "seven", "three"]
+    assert not (env.work / "two.png").exists() and not (env.work / "four.png").exists()
+    assert not (env.codex_home / "five.png").exists()
+
+
+def test_dry_run_names_every_bad_line_and_sends_nothing(fake, env, run):
+    write_batch(env, [{"prompt": "fine", "out": "a.png"}, {"prompt": "bad", "size": "9x9"},
+                      "not json"])
+    result = run("batch", "batch.jsonl", "--dry-run")
+    assert result.code == 2, result
+    assert "line 2: " in result.err and "line 3: " in result.err
     assert fake.requests == []
-    assert sorted(p.name for p in env.work.iterdir()) == ["batch.jsonl", "ref.png"]
 
 
-def test_a_refused_batch_in_json_gives_an_object_for_each_bad_line(fake, env, run):
+def test_json_gives_an_object_for_each_bad_line_in_its_place(fake, env, run):
     write_batch(env, [{"prompt": "fine", "out": "a.png"}, {"prompt": "bad", "size": "9x9"},
                       "not json"])
     result = run("batch", "batch.jsonl", "--json")
     assert result.code == 2, result
     objects = [json.loads(line) for line in result.out.splitlines()]
-    assert [(o["line"], o["ok"], o["error"]["kind"]) for o in objects] == \
-        [(2, False, "usage"), (3, False, "usage")]
-    assert fake.requests == []
+    assert [(o["line"], o["ok"]) for o in objects] == [(1, True), (2, False), (3, False)]
+    assert [o["error"]["kind"] for o in objects[1:]] == ["usage", "usage"]
+    assert [prompt_of(r) for r in image_requests(fake)] == ["fine"]
 
 
 @pytest.mark.parametrize("text", [

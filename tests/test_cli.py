@@ -528,9 +528,6 @@ def test_in_process_runs_keep_the_plain_name(fake, env, run):
 # a command name as a one-word prompt ########################################################
 
 @pytest.mark.parametrize("argv, word", [
-    (["help", "-q"], "help"),
-    (["help", "--json"], "help"),
-    (["help", "--size", "1024x1024"], "help"),
     (["batch", "-q"], "batch"),
     (["batch", "--json"], "batch"),
     (["auth", "-q"], "auth"),
@@ -550,6 +547,20 @@ def test_a_command_word_with_options_that_do_not_fit_it_is_a_usage_error(fake, e
     assert hint in result.err
     assert "usage:" not in result.out + result.err
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("options", [["-q"], ["--json"], ["--size", "1024x1024", "-q"]])
+def test_help_with_options_is_a_prompt_like_any_word_that_is_not_a_command(fake, env, run,
+                                                                          options):
+    # the contract: "when the first argument is not a command name or an option, it is the
+    # prompt"; `help` alone is the help, with options it is what to draw
+    result = run("help", *options)
+    assert result.code == 0, result
+    path = result.json["images"][0]["path"] if "--json" in options else result.out.strip()
+    assert path == os.path.join("assets", "generated", "help.png")
+    assert (env.work / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [r.json.get("prompt", "") for r in fake.requests_to("/images/generations")][0].startswith("help")
+    assert "usage:" not in result.out
 
 
 def test_help_and_batch_still_work_as_commands(fake, env, run):
