@@ -8804,16 +8804,14 @@ def _version_facts() -> dict:
 
 
 def _cmd_version(stdout: Any, json_mode: bool) -> int:
-    """`--version`: "imagegen 0.2.0" on the first line (scripts parse it), then the Python,
-    the file and the platform; --json: one object."""
+    """`--version`: the one line "imagegen 0.2.0" (the conventional form, which scripts
+    parse); with --json one object that adds the Python, the file and the platform, for a
+    bug report."""
     facts = _version_facts()
     if json_mode:
         stdout.write(json.dumps(facts, ensure_ascii=False) + "\n")
         return 0
-    stdout.write(f"{facts['program']} {facts['version']}\n"
-                 f"python: {facts['python']} ({facts['python_implementation']}"
-                 + (f", {facts['python_executable']}" if facts["python_executable"] else "")
-                 + f")\nfile: {facts['path']}\nplatform: {facts['platform']}\n")
+    stdout.write(f"{facts['program']} {facts['version']}\n")
     return 0
 
 
