@@ -8680,12 +8680,12 @@ def _read_prompt(options: dict, words: list[str], stdin: Any, cwd: str) -> str |
 
 
 COMMANDS = ("generate", "auth", "batch", "doctor")
+AUTH_COMMANDS = ("status", "login", "logout")
 
 
 def _prompt_hint(word: str, prog: str) -> str:
     """For a command name that may have been meant as a one-word prompt."""
     return f'; to make an image of the word "{word}": {prog} generate "{word}"'
-AUTH_COMMANDS = ("status", "login", "logout")
 
 
 def _dispatch(args: list[str], runtime: dict) -> int:
