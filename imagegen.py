@@ -2536,6 +2536,11 @@ def _try_again_seconds(message: str) -> float | None:
     return amount / 1000 if match.group(2).lower() == "ms" else amount
 
 
+#: A quota answer's message that only names the limit: "image limit reached", "limit reached".
+_LIMIT_REACHED = re.compile(
+    r"(?i)(?:(?:the|your|an?) )?(?:([a-z][a-z _-]{0,30}?) )?limit (?:has been |was )?reached\.?")
+
+
 def error_from_http(status: int, headers: Any, body: bytes, *, version_sent: str | None = None,
                     now: float | None = None) -> ImagegenError:
     """Map an HTTP error answer to the contract's kinds; never dumps an HTML page.
@@ -2583,9 +2588,15 @@ def _error_from_http(status: int, headers: Any, body: bytes, version_sent: str |
                 resets_at = now + error["resets_in_seconds"]
             plan = f" on the {error['plan_type']} plan" if error.get("plan_type") else ""
             reset = _describe_reset(resets_at, now) if isinstance(resets_at, (int, float)) else ""
-            err = RateLimitError(f"usage limit reached{plan}"
+            # The server's own words lead when they only say which limit ("image limit
+            # reached"), rather than trailing the same words in parentheses.
+            which = _LIMIT_REACHED.fullmatch(detail.strip())
+            head = "usage limit reached" if not which or not which.group(1) \
+                else f"{which.group(1).lower()} limit reached"
+            err = RateLimitError(f"{head}{plan}"
                                  + (f"; {reset}" if reset else "; the server did not say when it "
-                                    "resets") + f" ({detail[:MAX_ERROR_CHARS]}){suffix}")
+                                    "resets") + ("" if which else f" ({detail[:MAX_ERROR_CHARS]})")
+                                 + suffix)
             # `reset` is empty for inf, NaN or a year out of range: no retry_after_s then,
             # which --json could not carry as strict JSON.
             err.retry_after = max(0.0, resets_at - now) if reset else None

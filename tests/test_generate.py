@@ -316,6 +316,24 @@ def test_usage_limit_with_resets_in_seconds(fake, env, run):
     assert re.search(r"resets at \d\d:\d\d \(in 2m\)", line), line
 
 
+@pytest.mark.parametrize("message, head, tail", [
+    ("image limit reached", "imagegen: error: image limit reached on the plus plan; resets at ", None),
+    ("limit reached", "imagegen: error: usage limit reached on the plus plan; resets at ", None),
+    ("The usage limit has been reached.", "imagegen: error: usage limit reached on the plus plan; ", None),
+    ("You have used all your images for now", "imagegen: error: usage limit reached on the plus plan; ",
+     "(You have used all your images for now)"),
+], ids=["names-the-limit", "bare", "sentence", "other-words"])
+def test_a_usage_limit_says_which_limit_once(fake, env, run, message, head, tail):
+    fake.default("/images/generations", usage_limit(resets_in_seconds=600, message=message))
+    result = run(PROMPT, "--route", "images", "--quiet")
+    assert result.code == 4, result
+    line = result.err.strip()
+    assert line.startswith(head), line
+    assert line.lower().count("limit reached") <= 1, line  # not again in parentheses
+    if tail:
+        assert tail in line, line
+
+
 @pytest.mark.parametrize("seconds, span", [
     (86400 + 3600 + 30, "25h 0m"),
     (2 * 86400 - 30, "47h 59m"),      # under two days: still in hours
