@@ -2088,14 +2088,90 @@ def _serialize_sse(events: list, opts: dict) -> list[_Frame]:
 
 # Standalone ################################################################################
 
+# The behaviours a prompt word can trigger from the command line (--by-prompt WORD=NAME[:ARG]):
+# name -> (make(arg), type of ARG or None when it takes none, default ARG, what it does).
+STANDALONE_BEHAVIOURS: dict = {
+    "ok": (lambda _: ok(), None, None, "the happy answer"),
+    "usage_limit": (lambda _: usage_limit(), None, None, "429 usage_limit_reached, resets in an hour"),
+    "rate_limited": (rate_limited, float, 0.01, "failed rate_limit_exceeded, 'try again in {}s'"),
+    "insufficient_quota": (lambda _: insufficient_quota(), None, None, "failed insufficient_quota"),
+    "overloaded": (overloaded, int, 0, "503 server_is_overloaded, Retry-After: {}"),
+    "content_policy": (lambda _: content_policy(), None, None, "refused: failed image_content_policy_violation"),
+    "forbidden": (forbidden, str, "plan", "a JSON 403 of kind {} (" + ", ".join(FORBIDDEN_BODIES) + ")"),
+    "text_only": (lambda _: text_only(), None, None, "a text answer without an image"),
+    "status": (status, int, 500, "HTTP status {} with a JSON error body"),
+    "cloudflare": (cloudflare, int, 403, "HTTP {} with a Cloudflare HTML page"),
+    "too_old": (lambda _: too_old(), None, None, "400 'requires a newer version of Codex'"),
+    "failed": (failed, str, "server_error", "failed with code {}"),
+    "error_event": (error_event, str, "server_error", "an error event with code {} (JSON routes: 500)"),
+    "incomplete": (incomplete, str, "max_output_tokens", "response.incomplete, reason {}"),
+    "stall": (stall, float, 30.0, "{} s of silence, then the answer"),
+    "trickle": (trickle, float, 0.05, "the answer one byte every {} s"),
+    "truncated": (truncated, int, 3, "the answer cut off after {} events (JSON: half the body)"),
+    "disconnect": (lambda _: disconnect(), None, None, "the connection closed without an answer"),
+    "bad_base64": (lambda _: bad_base64(), None, None, "image data that is not valid base64"),
+    "not_an_image": (lambda _: not_an_image(), None, None, "base64 of bytes that are not an image"),
+    "other_format": (other_format, str, "jpeg", "a {} image whatever format was asked"),
+}
+
+# --errors: one word for each failure a newcomer most likely wants to see.
+DEFAULT_ERROR_WORDS = (("LIMIT", "usage_limit"), ("REFUSE", "content_policy"), ("TEXT", "text_only"),
+                       ("BROKEN", "status:500"), ("SLOW", "stall:30"))
+
+
+_ARG_KINDS = {int: "an integer", float: "a number", str: "a word"}
+
+
+class PromptRule:
+    """One --by-prompt WORD=NAME[:ARG]: the behaviour, and a line saying what it does."""
+
+    def __init__(self, word: str, name: str, behaviour: Behaviour, description: str):
+        self.word, self.name, self.behaviour, self.description = word, name, behaviour, description
+
+
+def prompt_rule(text: str) -> PromptRule:
+    """Parse WORD=NAME[:ARG] (an argparse type: a bad one is a one-line usage error)."""
+    word, equals, spec = text.partition("=")
+    if not equals or not word or not spec:
+        raise argparse.ArgumentTypeError(f"expected WORD=BEHAVIOUR, got {text!r}")
+    name, colon, raw_arg = spec.partition(":")
+    if name not in STANDALONE_BEHAVIOURS:
+        raise argparse.ArgumentTypeError(f"unknown behaviour {name!r}; valid: {', '.join(sorted(STANDALONE_BEHAVIOURS))}")
+    make, arg_type, arg, description = STANDALONE_BEHAVIOURS[name]
+    if colon:
+        try:
+            if arg_type is None:
+                raise ValueError
+            arg = arg_type(raw_arg)
+            if (name == "forbidden" and arg not in FORBIDDEN_BODIES) or (arg_type is int and not 100 <= arg <= 599
+                                                                        and name in ("status", "cloudflare")):
+                raise ValueError
+        except ValueError:
+            wanted = "takes no :ARG" if arg_type is None else f"takes {_ARG_KINDS[arg_type]} as :ARG"
+            raise argparse.ArgumentTypeError(f"{name} {wanted}, got {spec!r}") from None
+    shown_arg = f"{arg:g}" if isinstance(arg, float) else str(arg)
+    shown = name if arg_type is None else f"{name}:{shown_arg}"
+    return PromptRule(word, shown, make(arg), description.format(shown_arg))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the fake Codex/auth/gateway/Images API backends for imagegen.py.")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free one)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each happy answer")
+    parser.add_argument("--by-prompt", type=prompt_rule, action="append", default=[], metavar="WORD=BEHAVIOUR",
+                        help="an image request whose prompt contains WORD (case matters) gets BEHAVIOUR, written "
+                             "NAME or NAME:ARG; repeatable; names: " + ", ".join(sorted(STANDALONE_BEHAVIOURS)))
+    parser.add_argument("--errors", action="store_true",
+                        help="also script " + ", ".join(f"{w}={b}" for w, b in DEFAULT_ERROR_WORDS)
+                             + " (--by-prompt wins for the same word)")
     args = parser.parse_args(argv)
+    defaults = [prompt_rule(f"{word}={name}") for word, name in DEFAULT_ERROR_WORDS] if args.errors else []
+    rules = {rule.word: rule for rule in defaults + args.by_prompt}  # a later rule replaces an earlier one
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up on kill, too
-    server = FakeServer(args.host, args.port, args.delay).start()
+    server = FakeServer(args.host, args.port, args.delay)
+    server.by_prompt.update((word, rule.behaviour) for word, rule in rules.items())
+    server.start()
     codex_home = tempfile.mkdtemp(prefix="fake-codex-home-")
     try:
         os.chmod(codex_home, 0o700)
@@ -2109,6 +2185,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export IMAGEGEN_API_KEY={server.api_key}")
         print(f"# gateway token: {server.gateway_token}; responses provider: base_url {server.api_base_url}, "
               f"key {server.provider_key}")
+        if rules:
+            print("# an image request whose prompt contains one of these words (case matters) gets:")
+        width = max((len(word) for word in rules), default=0)
+        for word, rule in rules.items():
+            print(f"#   {word.ljust(width)}  {rule.name}: {rule.description}")
         print("# Ctrl-C stops the server.", flush=True)
         while True:
             time.sleep(3600)
