@@ -170,7 +170,9 @@ Everything the fake issues that is secret contains SECRET_MARKER ("SECRETx") and
 server.secrets, so a test can scan output for it (find_secrets()).
 
 Run standalone (``python3 tests/fakeserver.py --port 8765``) to try the CLI by hand: it
-prints the export lines to paste and serves until Ctrl-C.
+prints the export lines to paste and serves until Ctrl-C. ``--by-prompt WORD=NAME[:ARG]``
+(repeatable) sets server.by_prompt[WORD] from STANDALONE_BEHAVIOURS (ARG: the factory's first
+argument); ``--errors`` adds DEFAULT_ERROR_WORDS (LIMIT, REFUSE, TEXT, BROKEN, SLOW).
 
 Standard library only; Python 3.9 to 3.13.
 """

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
 import os
 import re
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -659,3 +661,62 @@ def test_run_cli_runs_a_script_in_the_work_dir_with_the_environment(run_cli, env
     run_cli.script = script
     result = run_cli("a", "b c", input="piped", env_vars={"EXTRA": "1"})
     assert result.code == 4 and result.out.split() == [str(env.work), str(env.codex_home), "piped", "a", "b", "c"]
+
+
+# the standalone server's prompt words (README "Try it without an account")
+
+
+@contextlib.contextmanager
+def standalone_server(env, *args):
+    """Run `python3 tests/fakeserver.py *args` until the block ends: (exports, comment lines)."""
+    script = os.path.join(os.path.dirname(fs.__file__), "fakeserver.py")
+    proc = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("# Ctrl-C"):
+            line = proc.stdout.readline()
+            assert line, f"the server ended before it was ready: {lines!r}"
+            lines.append(line)
+        exports = dict(re.findall(r"^export (\w+)=(.*)$", "".join(lines), re.M))
+        tokens = json.loads(open(os.path.join(exports["CODEX_HOME"], "auth.json"), encoding="utf-8").read())["tokens"]
+        env.secrets.update(value for name, value in tokens.items() if name != "account_id")
+        env.secrets.add(exports["IMAGEGEN_API_KEY"])
+        yield exports, [line.rstrip("\n") for line in lines if line.startswith("#")]
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        proc.stdout.close()
+
+
+def test_standalone_by_prompt_words_fail_the_way_the_cli_reports(run_cli, env):
+    with standalone_server(env, "--by-prompt", "LIMIT=usage_limit", "--by-prompt", "REFUSE=content_policy") as (exports, _):
+        limited = run_cli("a LIMIT cat", env_vars=exports)
+        refused = run_cli("REFUSE this", env_vars=exports)
+        plain = run_cli("a plain cat", "-o", "cat.png", env_vars=exports)
+    assert limited.code == 4 and "usage limit reached" in limited.err, limited
+    assert refused.code == 6 and "content policy" in refused.err, refused
+    assert plain.code == 0, plain
+    assert image_info((env.work / "cat.png").read_bytes())[0] == "png"
+
+
+def test_standalone_errors_lists_its_words_and_by_prompt_overrides_one(run_cli, env):
+    with standalone_server(env, "--errors", "--by-prompt", "TEXT=ok") as (exports, comments):
+        text = run_cli("a TEXT cat", "-o", "text.png", env_vars=exports)
+        broken = run_cli("BROKEN thing", "--retries", "0", env_vars=exports)
+    listed = {line.split()[1]: line.split()[2] for line in comments if re.match(r"^#   [A-Z]", line)}
+    assert listed == {"LIMIT": "usage_limit:", "REFUSE": "content_policy:", "TEXT": "ok:", "BROKEN": "status:500:",
+                      "SLOW": "stall:30:"}
+    assert text.code == 0 and (env.work / "text.png").exists(), text
+    assert broken.code == 5 and "HTTP 500" in broken.err, broken
+
+
+@pytest.mark.parametrize("rule, complaint", [
+    ("X=nonsense", "unknown behaviour 'nonsense'; valid: bad_base64, cloudflare, content_policy,"),
+    ("X=status:abc", "status takes an integer as :ARG"),
+    ("LIMIT", "expected WORD=BEHAVIOUR"),
+])
+def test_standalone_refuses_a_bad_by_prompt_naming_what_is_valid(rule, complaint):
+    script = os.path.join(os.path.dirname(fs.__file__), "fakeserver.py")
+    done = subprocess.run([sys.executable, script, "--by-prompt", rule], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines()[-1].startswith("fakeserver.py: error: argument --by-prompt: " + complaint)
