@@ -7142,6 +7142,12 @@ def _check_lines(lines: list[_BatchLine], ctx: _Context) -> list[_BatchLine]:
     return checked
 
 
+def _lines_named(numbers: list[int], most: int = 5) -> str:
+    """ "line 3", or "lines 2, 4, 7" (the first `most`, then "...")."""
+    shown = ", ".join(map(str, numbers[:most])) + (", ..." if len(numbers) > most else "")
+    return f"line{'s' if len(numbers) > 1 else ''} {shown}"
+
+
 def _warn_invalid(reporter: _Reporter, source: str, numbers: list[int]) -> None:
     """Before the first request: which lines will not be sent, and how to check a file
     without sending anything (the valid lines still run, each line keeps its result line)."""
@@ -7149,9 +7155,8 @@ def _warn_invalid(reporter: _Reporter, source: str, numbers: list[int]) -> None:
         return
     import shlex
     many = len(numbers) > 1
-    shown = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
     name = "FILE" if source == "-" else shlex.quote(source)
-    reporter.warn(f"line{'s' if many else ''} {shown} {'are' if many else 'is'} invalid and will "
+    reporter.warn(f"{_lines_named(numbers, 10)} {'are' if many else 'is'} invalid and will "
                   f"not be sent ({'their' if many else 'its'} ERROR line{'s' if many else ''} "
                   f"say{'' if many else 's'} why); `imagegen batch {name} --dry-run` checks a "
                   f"file without sending anything")
@@ -7185,8 +7190,7 @@ def _warn_without_out(reporter: _Reporter, numbers: list[int]) -> None:
     if not numbers:
         return
     many = len(numbers) > 1
-    shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
-    reporter.warn(f"line{'s' if many else ''} {shown} ha{'ve' if many else 's'} no \"out\": "
+    reporter.warn(f"{_lines_named(numbers)} ha{'ve' if many else 's'} no \"out\": "
                   f"running this batch again makes {'them' if many else 'it'} again (give each "
                   f"line an \"out\" and a re-run skips what is done)")
 
@@ -7243,9 +7247,7 @@ def _interrupted_summary(lines: list[_BatchLine], outcomes: dict[int, _Outcome],
                      and outcome.job is not None and not outcome.job.out)
     also = ""
     if numbers:
-        many = len(numbers) > 1
-        shown = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
-        also = (f"; line{'s' if many else ''} {shown} ha{'ve' if many else 's'} no \"out\" "
+        also = (f"; {_lines_named(numbers)} ha{'ve' if len(numbers) > 1 else 's'} no \"out\" "
                 f"and would be made again")
     return (f"batch interrupted: {', '.join(counts)}; no partial file was left; run the same "
             f"command again to resume (lines whose \"out\" file exists are skipped{also})")
